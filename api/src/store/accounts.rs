@@ -1,0 +1,108 @@
+//! Customers with their hashed API keys, and server-wide secrets such as the
+//! TCP 4011 control password.
+
+use super::{Result, Store, StoreError, insert_with, trusted};
+use crate::model::{Customer, Record};
+use crate::secret;
+
+const CONTROL_PASSWORD_KEY: &str = "control_password_hash";
+
+impl Store {
+    /// Stores a new customer and issues its API key, which is returned once and
+    /// kept only as a hash.
+    pub async fn create_customer(&self, customer: &Customer) -> Result<String> {
+        let key = secret::new_api_key();
+        let mut tx = self.pool.begin().await?;
+        insert_with(&mut *tx, customer).await?;
+        sqlx::query("UPDATE customers SET api_key_hash = ? WHERE uid = ?")
+            .bind(secret::hash_api_key(&key))
+            .bind(&customer.uid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    /// Replaces a customer's API key; the old key stops working at once.
+    pub async fn rotate_api_key(&self, customer_uid: &str) -> Result<String> {
+        let key = secret::new_api_key();
+        let done = sqlx::query("UPDATE customers SET api_key_hash = ? WHERE uid = ?")
+            .bind(secret::hash_api_key(&key))
+            .bind(customer_uid)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(Customer::TABLE));
+        }
+        Ok(key)
+    }
+
+    /// The customer, if `key` is its current API key. Unknown customers and wrong
+    /// keys look the same to the caller.
+    pub async fn authenticate_customer(&self, uid: &str, key: &str) -> Result<Option<Customer>> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT api_key_hash FROM customers WHERE uid = ?")
+                .bind(uid)
+                .fetch_optional(&self.pool)
+                .await?;
+        match stored {
+            Some(hash) if secret::verify_api_key(key, &hash) => self.find(uid).await,
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn list_customers(&self) -> Result<Vec<Customer>> {
+        let sql = format!(
+            "SELECT {} FROM customers ORDER BY created_at, uid",
+            Customer::COLUMNS.join(", ")
+        );
+        Ok(sqlx::query_as(trusted(sql)).fetch_all(&self.pool).await?)
+    }
+
+    /// The customer whose inbound number is `did`.
+    pub async fn customer_by_did(&self, did: &str) -> Result<Option<Customer>> {
+        self.find_where("did", did).await
+    }
+
+    /// Stores the hash of the TCP 4011 control password, replacing any other.
+    pub async fn set_control_password(&self, password: &str) -> Result<()> {
+        self.set_setting(CONTROL_PASSWORD_KEY, &secret::hash_password(password)).await
+    }
+
+    /// Whether a control password has been stored.
+    pub async fn has_control_password(&self) -> Result<bool> {
+        Ok(self.setting(CONTROL_PASSWORD_KEY).await?.is_some())
+    }
+
+    /// Whether `password` is the control password (false when none is set).
+    pub async fn verify_control_password(&self, password: &str) -> Result<bool> {
+        let stored = self.setting(CONTROL_PASSWORD_KEY).await?;
+        // Argon2 is deliberately slow: keep it off the async worker threads.
+        let password = password.to_owned();
+        let verified = tokio::task::spawn_blocking(move || {
+            stored.is_some_and(|hash| secret::verify_password(&password, &hash))
+        })
+        .await
+        .unwrap_or(false);
+        Ok(verified)
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT value FROM server_settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO server_settings (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

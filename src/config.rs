@@ -1,0 +1,415 @@
+//! The command line and the server's settings. Every option is a flag, an
+//! environment variable `TUTTI_<FLAG>` and a key of the optional TOML file given by
+//! `--config` (keys spelled like the flags, `sip-listen = "..."`). A flag wins over
+//! the environment, the environment over the file, the file over the default.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Deserializer};
+
+#[derive(Debug, Parser)]
+#[command(name = "tutti", version, about = "SIP/RTP audio conference server")]
+pub struct Cli {
+    #[command(flatten)]
+    pub options: Options,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default when no command is given).
+    Serve,
+    /// Manage customers (accounts that own conferences and hold API keys).
+    Customer {
+        #[command(subcommand)]
+        action: CustomerCommand,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the effective configuration, secrets hidden, and exit.
+    Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomerCommand {
+    /// Create a customer; prints its UID and API key as one JSON object.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List customers as a JSON array.
+    List,
+    /// Issue a new API key for a customer; the old key stops working.
+    RotateKey { uid: String },
+}
+
+/// Options as given, before defaults. The same struct is read from the command line
+/// and environment (clap) and from the TOML file (serde).
+#[derive(Debug, Default, Args, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Options {
+    /// TOML file with any of the options below (keys spelled as the flags).
+    #[arg(long, env = "TUTTI_CONFIG", global = true, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// SIP listen address, UDP and TCP [default: 0.0.0.0:5060]
+    #[arg(long, env = "TUTTI_SIP_LISTEN", global = true, value_name = "ADDR:PORT")]
+    pub sip_listen: Option<SocketAddr>,
+
+    /// Address written into SDP [default: the SIP listen address, or the primary
+    /// interface's address when that is 0.0.0.0]
+    #[arg(long, env = "TUTTI_MEDIA_ADDRESS", global = true, value_name = "IP")]
+    pub media_address: Option<IpAddr>,
+
+    /// RTP port range [default: 16384-32767]
+    #[arg(long, env = "TUTTI_RTP_PORTS", global = true, value_name = "LOW-HIGH")]
+    pub rtp_ports: Option<PortRange>,
+
+    /// TCP 4011 control protocol listen address [default: 0.0.0.0:4011]
+    #[arg(long, env = "TUTTI_CONTROL_LISTEN", global = true, value_name = "ADDR:PORT")]
+    pub control_listen: Option<SocketAddr>,
+
+    /// The TCP 4011 LOGIN password [default: generated on first start and printed once]
+    #[arg(
+        long,
+        env = "TUTTI_CONTROL_PASSWORD",
+        global = true,
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub control_password: Option<String>,
+
+    /// HTTP listen address [default: 0.0.0.0:8080]
+    #[arg(long, env = "TUTTI_HTTP_LISTEN", global = true, value_name = "ADDR:PORT")]
+    pub http_listen: Option<SocketAddr>,
+
+    /// Data directory: database, sounds/, recordings/, tts/ [default: ./data]
+    #[arg(long, env = "TUTTI_DATA_DIR", global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Database URL [default: sqlite://<data-dir>/tutti.db]
+    #[arg(long, env = "TUTTI_DATABASE", global = true, value_name = "URL")]
+    pub database: Option<String>,
+
+    /// Where outbound calls go (a SIP URI); without it, SIP URIs are dialled directly
+    #[arg(long, env = "TUTTI_OUTBOUND_PROXY", global = true, value_name = "SIP-URI")]
+    pub outbound_proxy: Option<String>,
+
+    /// Digest username for the outbound proxy
+    #[arg(long, env = "TUTTI_OUTBOUND_USERNAME", global = true, value_name = "NAME")]
+    pub outbound_username: Option<String>,
+
+    /// Digest password for the outbound proxy
+    #[arg(
+        long,
+        env = "TUTTI_OUTBOUND_PASSWORD",
+        global = true,
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub outbound_password: Option<String>,
+
+    /// IANA time zone of times a protocol gives without one [default: the system's]
+    #[arg(long, env = "TUTTI_TIMEZONE", global = true, value_name = "ZONE")]
+    pub timezone: Option<String>,
+
+    /// Log filter, tracing syntax (e.g. `info,tutti_sip=debug`) [default: info]
+    #[arg(long, env = "TUTTI_LOG", global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("unknown time zone {0:?} (use an IANA name such as Europe/London)")]
+    Timezone(String),
+    #[error("the system time zone cannot be determined: {0}")]
+    SystemTimezone(String),
+    #[error("invalid log filter {0:?}: {1}")]
+    Log(String, String),
+}
+
+impl Options {
+    /// Fills every option not given on the command line or in the environment
+    /// from the `--config` file, if there is one.
+    pub fn with_file(mut self) -> Result<Self, ConfigError> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let file: Options = toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path, source: Box::new(source) })?;
+        macro_rules! fill {
+            ($($field:ident),*) => { $( if self.$field.is_none() { self.$field = file.$field; } )* };
+        }
+        fill!(
+            sip_listen,
+            media_address,
+            rtp_ports,
+            control_listen,
+            control_password,
+            http_listen,
+            data_dir,
+            database,
+            outbound_proxy,
+            outbound_username,
+            outbound_password,
+            timezone,
+            log
+        );
+        Ok(self)
+    }
+
+    /// The settings the server runs with: given options over built-in defaults.
+    pub fn resolve(self) -> Result<Settings, ConfigError> {
+        let sip_listen = self.sip_listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 5060)));
+        let media_address = self.media_address.unwrap_or_else(|| default_media_address(sip_listen));
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+        let database = self.database.unwrap_or_else(|| default_database(&data_dir));
+        // Validated here so a typo stops the server at start, not at the first
+        // request that carries a local time.
+        let timezone = match self.timezone {
+            Some(name) => {
+                jiff::tz::TimeZone::get(&name).map_err(|_| ConfigError::Timezone(name.clone()))?;
+                Some(name)
+            }
+            None => jiff::tz::TimeZone::try_system()
+                .map_err(|e| ConfigError::SystemTimezone(e.to_string()))?
+                .iana_name()
+                .map(str::to_owned),
+        };
+        let log = self.log.unwrap_or_else(|| "info".to_owned());
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log) {
+            return Err(ConfigError::Log(log, e.to_string()));
+        }
+        Ok(Settings {
+            sip_listen,
+            media_address,
+            rtp_ports: self.rtp_ports.unwrap_or(PortRange { low: 16384, high: 32767 }),
+            control_listen: self.control_listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 4011))),
+            control_password: self.control_password,
+            http_listen: self.http_listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            data_dir,
+            database,
+            outbound_proxy: self.outbound_proxy,
+            outbound_username: self.outbound_username,
+            outbound_password: self.outbound_password,
+            timezone,
+            log,
+        })
+    }
+}
+
+fn default_database(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("tutti.db").display())
+}
+
+/// The SIP listen address when it is a real address; otherwise the address of the
+/// interface that carries the default route. A UDP "connect" only consults the
+/// routing table: no packet is sent. Loopback when there is no route at all.
+fn default_media_address(sip_listen: SocketAddr) -> IpAddr {
+    if !sip_listen.ip().is_unspecified() {
+        return sip_listen.ip();
+    }
+    // TEST-NET-2 (RFC 5737): any routable destination selects the default route.
+    let probe = SocketAddr::from(([198, 51, 100, 1], 9));
+    UdpSocket::bind(SocketAddr::from(([0, 0, 0, 0], 0)))
+        .and_then(|s| s.connect(probe).and_then(|()| s.local_addr()))
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// An inclusive range of UDP ports for RTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (low, high) = s.split_once('-').ok_or_else(|| format!("{s:?} is not LOW-HIGH"))?;
+        let parse =
+            |p: &str| p.trim().parse::<u16>().map_err(|_| format!("{p:?} is not a port number"));
+        let (low, high) = (parse(low)?, parse(high)?);
+        if low == 0 || low > high {
+            return Err(format!("{s:?}: need 1 <= LOW <= HIGH"));
+        }
+        // RTP wants an even port and RTCP the odd one above it.
+        if high - low < 1 {
+            return Err(format!("{s:?}: the range must hold at least one RTP/RTCP pair"));
+        }
+        Ok(Self { low, high })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.low, self.high)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The resolved settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub sip_listen: SocketAddr,
+    pub media_address: IpAddr,
+    pub rtp_ports: PortRange,
+    pub control_listen: SocketAddr,
+    pub control_password: Option<String>,
+    pub http_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: String,
+    pub outbound_proxy: Option<String>,
+    pub outbound_username: Option<String>,
+    pub outbound_password: Option<String>,
+    /// A valid IANA zone name; `None` when the system zone has no name (it is
+    /// then used as the system defines it).
+    pub timezone: Option<String>,
+    pub log: String,
+}
+
+impl Settings {
+    pub fn sounds_dir(&self) -> PathBuf {
+        self.data_dir.join("sounds")
+    }
+
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.data_dir.join("recordings")
+    }
+
+    pub fn tts_dir(&self) -> PathBuf {
+        self.data_dir.join("tts")
+    }
+
+    /// The settings as TOML that `--config` accepts, secrets replaced by `<set>`.
+    pub fn to_toml(&self) -> String {
+        let secret = |s: &Option<String>| s.as_ref().map(|_| "<set>".to_owned());
+        let mut out = String::new();
+        let mut line = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                out.push_str(&format!("{key} = {}\n", toml_string(&v)));
+            }
+        };
+        line("sip-listen", Some(self.sip_listen.to_string()));
+        line("media-address", Some(self.media_address.to_string()));
+        line("rtp-ports", Some(self.rtp_ports.to_string()));
+        line("control-listen", Some(self.control_listen.to_string()));
+        line("control-password", secret(&self.control_password));
+        line("http-listen", Some(self.http_listen.to_string()));
+        line("data-dir", Some(self.data_dir.display().to_string()));
+        line("database", Some(self.database.clone()));
+        line("outbound-proxy", self.outbound_proxy.clone());
+        line("outbound-username", self.outbound_username.clone());
+        line("outbound-password", secret(&self.outbound_password));
+        line("timezone", self.timezone.clone());
+        line("log", Some(self.log.clone()));
+        out
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!("16384-32767".parse(), Ok(PortRange { low: 16384, high: 32767 }));
+        assert_eq!(" 10000 - 10001 ".parse(), Ok(PortRange { low: 10000, high: 10001 }));
+        for bad in ["", "10000", "10001-10000", "0-10", "10-70000", "a-b", "10000-10000"] {
+            assert!(bad.parse::<PortRange>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Options { timezone: Some("UTC".into()), ..Options::default() }
+            .resolve()
+            .expect("resolves");
+        assert_eq!(s.sip_listen.to_string(), "0.0.0.0:5060");
+        assert_eq!(s.control_listen.to_string(), "0.0.0.0:4011");
+        assert_eq!(s.http_listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(s.rtp_ports.to_string(), "16384-32767");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.database, "sqlite://./data/tutti.db");
+        assert_eq!(s.log, "info");
+        assert!(!s.media_address.is_unspecified());
+    }
+
+    #[test]
+    fn media_address_follows_a_concrete_sip_address() {
+        let s = Options {
+            sip_listen: Some("127.0.0.7:5080".parse().expect("addr")),
+            timezone: Some("UTC".into()),
+            ..Options::default()
+        }
+        .resolve()
+        .expect("resolves");
+        assert_eq!(s.media_address.to_string(), "127.0.0.7");
+    }
+
+    #[test]
+    fn bad_timezone_and_log_filter_are_errors() {
+        let tz = Options { timezone: Some("Mars/Olympus".into()), ..Options::default() }.resolve();
+        assert!(matches!(tz, Err(ConfigError::Timezone(_))));
+        let log = Options {
+            timezone: Some("UTC".into()),
+            log: Some("info,[".into()),
+            ..Options::default()
+        }
+        .resolve();
+        assert!(matches!(log, Err(ConfigError::Log(..))));
+    }
+
+    #[test]
+    fn file_keys_are_the_flag_names_and_typos_are_refused() {
+        let ok: Options =
+            toml::from_str("sip-listen = \"127.0.0.1:5070\"\nrtp-ports = \"20000-20099\"")
+                .expect("parses");
+        assert_eq!(ok.sip_listen.map(|a| a.port()), Some(5070));
+        assert_eq!(ok.rtp_ports, Some(PortRange { low: 20000, high: 20099 }));
+        assert!(toml::from_str::<Options>("sip_listen = \"127.0.0.1:5070\"").is_err());
+        assert!(toml::from_str::<Options>("rtp-ports = \"5-1\"").is_err());
+    }
+
+    #[test]
+    fn printed_settings_parse_back_and_hide_secrets() {
+        let s = Options {
+            timezone: Some("Europe/London".into()),
+            control_password: Some("hunter2".into()),
+            ..Options::default()
+        }
+        .resolve()
+        .expect("resolves");
+        let text = s.to_toml();
+        assert!(!text.contains("hunter2"));
+        let back: Options = toml::from_str(&text).expect("round trip");
+        assert_eq!(back.timezone.as_deref(), Some("Europe/London"));
+        assert_eq!(back.control_password.as_deref(), Some("<set>"));
+    }
+}

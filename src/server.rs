@@ -1,0 +1,124 @@
+//! The server's life cycle: prepare the data directory and database, create the
+//! first customer and control password on an empty database, serve until SIGINT or
+//! SIGTERM, then stop taking work, finish what is in flight and close the database.
+
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tutti_api::http::{AppState, router};
+use tutti_api::model::Customer;
+use tutti_api::{Store, Time, secret};
+
+use crate::config::Settings;
+use crate::{BoxError, open_store};
+
+/// How long in-flight HTTP requests may take to finish after a stop signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn run(settings: Settings) -> Result<(), BoxError> {
+    let started = Instant::now();
+    // Installed before anything else, so a stop signal during start-up is seen
+    // rather than killing the process with the default action.
+    let stop = StopSignals::install()?;
+    for dir in [settings.sounds_dir(), settings.recordings_dir(), settings.tts_dir()] {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let store = open_store(&settings).await?;
+    let closed = store.close_stale_sessions(Time::now()).await?;
+    if closed > 0 {
+        tracing::warn!(callers = closed, "closed call sessions left open by an earlier run");
+    }
+    first_start(&store, &settings).await?;
+
+    let http = TcpListener::bind(settings.http_listen)
+        .await
+        .map_err(|e| format!("cannot listen for HTTP on {}: {e}", settings.http_listen))?;
+    let http_addr = http.local_addr()?;
+    tracing::info!(addr = %http_addr, "HTTP listening (/healthz, /metrics)");
+    tracing::info!(
+        data_dir = %settings.data_dir.display(),
+        database = %settings.database,
+        timezone = settings.timezone.as_deref().unwrap_or("system local"),
+        "tutti {} ready",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = AppState { store: store.clone(), started, version: env!("CARGO_PKG_VERSION") };
+    let mut http_rx = stop_rx.clone();
+    let http_task = tokio::spawn(
+        axum::serve(http, router(state))
+            .with_graceful_shutdown(async move {
+                let _ = http_rx.wait_for(|stop| *stop).await;
+            })
+            .into_future(),
+    );
+
+    let signal = stop.recv().await;
+    tracing::info!(signal, "stopping: no new work is accepted");
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(DRAIN_TIMEOUT, http_task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "HTTP task panicked"),
+        Err(_) => tracing::warn!("HTTP requests still running after {DRAIN_TIMEOUT:?}; closing"),
+    }
+    drop(stop_rx);
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// On an empty database, creates the default customer; without a stored control
+/// password and none configured, generates one. New secrets are printed once, on
+/// standard output, and are never logged.
+async fn first_start(store: &Store, settings: &Settings) -> Result<(), BoxError> {
+    if store.list_customers().await?.is_empty() {
+        let customer = Customer::new("default");
+        let key = store.create_customer(&customer).await?;
+        println!(
+            "tutti: created the default customer (shown once; `tutti customer rotate-key UID` issues a new key)"
+        );
+        println!("  customer UID: {}", customer.uid);
+        println!("  API key:      {key}");
+    }
+    match &settings.control_password {
+        Some(password) if !store.verify_control_password(password).await? => {
+            store.set_control_password(password).await?;
+            tracing::info!("control password set from configuration");
+        }
+        None if !store.has_control_password().await? => {
+            let password = secret::new_password();
+            store.set_control_password(&password).await?;
+            println!(
+                "tutti: generated the TCP 4011 control password (shown once; set --control-password to choose one)"
+            );
+            println!("  control password: {password}");
+        }
+        Some(_) | None => {}
+    }
+    Ok(())
+}
+
+/// SIGINT and SIGTERM, caught from the moment they are installed.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+
+    /// Waits for either signal and names it.
+    async fn recv(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Shared helpers for end-to-end tests: start the real `tutti` binary on
+//! ephemeral loopback ports with its own data directory, talk HTTP to it, and
+//! make sure it is gone when the test ends.
+
+#![allow(dead_code)] // Each test binary uses a different part of this module.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tutti");
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A `tutti` command with no TUTTI_* variables inherited from the caller's
+/// environment, so tests see only what they set.
+pub fn tutti() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("TUTTI_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Runs `tutti ARGS` to completion with a data directory.
+pub fn run(data_dir: &Path, args: &[&str]) -> Output {
+    tutti().arg("--data-dir").arg(data_dir).args(args).output().expect("run tutti")
+}
+
+/// A running server. Killed on drop if the test did not stop it.
+pub struct Server {
+    child: Child,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    pub stderr_seen: Vec<String>,
+}
+
+impl Server {
+    /// Starts the server on ephemeral loopback ports and waits until HTTP listens.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = tutti()
+            .args(["--data-dir"])
+            .arg(data_dir)
+            .args(["--http-listen", "127.0.0.1:0"])
+            .args(["--sip-listen", "127.0.0.1:0"])
+            .args(["--control-listen", "127.0.0.1:0"])
+            .args(["--rtp-ports", "40000-40999"])
+            .args(["--timezone", "UTC"])
+            .args(extra)
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tutti");
+        let stdout = lines_of(child.stdout.take().expect("piped stdout"));
+        let stderr = lines_of(child.stderr.take().expect("piped stderr"));
+        let mut server = Server {
+            child,
+            http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_owned(),
+            stdout,
+            stderr,
+            stderr_seen: Vec::new(),
+        };
+        let line = server.wait_for_log("HTTP listening", START_TIMEOUT);
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .unwrap_or_else(|| panic!("no addr= in {line:?}"));
+        server.http = addr.parse().expect("socket address");
+        server
+    }
+
+    /// Waits for a log line containing `needle` and returns it.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr_seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {needle:?} within {timeout:?}; saw:\n{}",
+                    self.stderr_seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Everything the server printed on standard output, read after it exited
+    /// (so nothing still in the pipe is missed).
+    pub fn stdout_after_exit(&mut self) -> String {
+        assert!(
+            matches!(self.child.try_wait(), Ok(Some(_))),
+            "stop the server before reading all its output"
+        );
+        let mut out = String::new();
+        while let Ok(line) = self.stdout.recv_timeout(STOP_TIMEOUT) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.http, path)
+    }
+
+    /// Sends `signal` (e.g. "TERM") and waits for the process to exit.
+    pub fn stop_with(&mut self, signal: &str) -> ExitStatus {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tutti did not exit within {STOP_TIMEOUT:?} of SIG{signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn lines_of(reader: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A minimal HTTP/1.1 GET; returns the status code and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("header end");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    (status, body.to_owned())
+}
