@@ -143,13 +143,15 @@ impl Options {
     /// Fills every option not given on the command line or in the environment
     /// from the `--config` file, if there is one.
     pub fn with_file(mut self) -> Result<Self, ConfigError> {
+        self.drop_empty_text();
         let Some(path) = self.config.clone() else {
             return Ok(self);
         };
         let text = std::fs::read_to_string(&path)
             .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-        let file: Options = toml::from_str(&text)
+        let mut file: Options = toml::from_str(&text)
             .map_err(|source| ConfigError::Parse { path, source: Box::new(source) })?;
+        file.drop_empty_text();
         macro_rules! fill {
             ($($field:ident),*) => { $( if self.$field.is_none() { self.$field = file.$field; } )* };
         }
@@ -169,6 +171,25 @@ impl Options {
             log
         );
         Ok(self)
+    }
+
+    /// An empty text value counts as not given: compose files and shells often
+    /// pass `TUTTI_CONTROL_PASSWORD=` for "unset", and an empty password must
+    /// never become the password.
+    fn drop_empty_text(&mut self) {
+        for text in [
+            &mut self.control_password,
+            &mut self.database,
+            &mut self.outbound_proxy,
+            &mut self.outbound_username,
+            &mut self.outbound_password,
+            &mut self.timezone,
+            &mut self.log,
+        ] {
+            if text.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                *text = None;
+            }
+        }
     }
 
     /// The settings the server runs with: given options over built-in defaults.

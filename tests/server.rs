@@ -162,6 +162,17 @@ timezone = "Europe/Berlin"
     assert_eq!(settings["media-address"].as_str(), Some("127.0.0.1"), "follows the SIP address");
     assert_eq!(settings["data-dir"].as_str(), Some("./data"), "default");
 
+    // Empty values mean "not given": the default applies, not an empty password.
+    let out = tutti()
+        .env("TUTTI_CONTROL_PASSWORD", "")
+        .env("TUTTI_LOG", " ")
+        .arg("config")
+        .output()
+        .expect("run");
+    let settings: toml::Table = String::from_utf8_lossy(&out.stdout).parse().expect("TOML");
+    assert!(settings.get("control-password").is_none(), "{settings}");
+    assert_eq!(settings["log"].as_str(), Some("info"));
+
     // The same file given by flag; a flag after the subcommand works too.
     let out = tutti()
         .args(["config", "--config"])
@@ -192,4 +203,41 @@ fn bad_configuration_is_refused_with_a_clear_message() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(message), "{args:?}: expected {message:?} in {stderr}");
     }
+}
+
+/// docker-compose.yml passes TUTTI_* variables through with `${VAR:-default}`.
+/// Unknown variables are silently ignored by the binary, so a misspelt one here
+/// would do nothing: every name must be one `tutti --help` documents, and the
+/// environment compose produces (defaults, empty secrets) must be accepted.
+#[test]
+fn docker_compose_environment_is_understood() {
+    let compose =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker-compose.yml"))
+            .expect("read docker-compose.yml");
+    let help = tutti().arg("--help").output().expect("run");
+    let help = String::from_utf8_lossy(&help.stdout);
+    let mut cmd = tutti();
+    let mut seen = 0;
+    for line in compose.lines().map(str::trim) {
+        let Some((name, value)) = line.split_once(':') else { continue };
+        if !name.starts_with("TUTTI_") {
+            continue;
+        }
+        assert!(help.contains(&format!("env: {name}")), "{name} is not a tutti option");
+        let value = value.trim();
+        // `${VAR:-default}` expands to the default when VAR is unset.
+        let value = match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+            Some(inner) => inner.split_once(":-").map_or("", |(_, default)| default),
+            None => value,
+        };
+        cmd.env(name, value);
+        seen += 1;
+    }
+    assert!(seen >= 10, "found only {seen} TUTTI_* variables");
+    let out = cmd.arg("config").output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let settings: toml::Table = String::from_utf8_lossy(&out.stdout).parse().expect("TOML");
+    assert_eq!(settings["data-dir"].as_str(), Some("/data"));
+    assert!(settings.get("control-password").is_none(), "empty means generated");
+    assert!(settings.get("outbound-proxy").is_none());
 }

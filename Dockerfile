@@ -1,0 +1,29 @@
+# syntax=docker/dockerfile:1
+# Build stage: the release binary. cmake is here for the `libopus` feature of the
+# media crate (the reference Opus codec), which the image will build once it exists.
+FROM rust:1.95-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin tutti
+
+# Runtime stage: the binary, espeak-ng for text-to-speech, tzdata for --timezone,
+# curl for the healthcheck. Runs as an unprivileged user; all state lives in /data.
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends espeak-ng tzdata curl ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --home-dir /data --shell /usr/sbin/nologin tutti \
+ && mkdir -p /data && chown tutti:tutti /data
+COPY --from=build /src/target/release/tutti /usr/local/bin/tutti
+ENV TUTTI_DATA_DIR=/data
+VOLUME ["/data"]
+USER tutti
+EXPOSE 5060/udp 5060/tcp 4011/tcp 8080/tcp
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["tutti"]
+CMD ["serve"]
