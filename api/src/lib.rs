@@ -3,6 +3,7 @@
 //! are built). It knows nothing of SIP or RTP.
 
 pub mod http;
+pub mod live;
 pub mod model;
 pub mod secret;
 pub mod store;

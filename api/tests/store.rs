@@ -345,9 +345,11 @@ async fn schema_rules_become_typed_errors() {
     let mut acme = Customer::new("Acme");
     acme.did = Some("5000".into());
     store.create_customer(&acme).await.expect("acme");
-    let globex = Customer::new("Globex");
+    let mut globex = Customer::new("Globex");
+    globex.created_at = acme.created_at.plus_minutes(1);
     store.create_customer(&globex).await.expect("globex");
 
+    assert_eq!(store.default_customer().await.expect("default").uid, acme.uid, "the oldest");
     let mut conf = Conference::new(&acme, "A");
     conf.dial_in_number = Some("5000".into());
     assert!(

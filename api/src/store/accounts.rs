@@ -59,6 +59,19 @@ impl Store {
         Ok(sqlx::query_as(trusted(sql)).fetch_all(&self.pool).await?)
     }
 
+    /// The oldest customer: the owner of conferences created through interfaces
+    /// that have no notion of customers (TCP 4011, the PBX resource).
+    pub async fn default_customer(&self) -> Result<Customer> {
+        let sql = format!(
+            "SELECT {} FROM customers ORDER BY created_at, uid LIMIT 1",
+            Customer::COLUMNS.join(", ")
+        );
+        sqlx::query_as(trusted(sql))
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound(Customer::TABLE))
+    }
+
     /// The customer whose inbound number is `did`.
     pub async fn customer_by_did(&self, did: &str) -> Result<Option<Customer>> {
         self.find_where("did", did).await
