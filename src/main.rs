@@ -1,16 +1,13 @@
 //! The `tutti` binary: parses the command line, then runs the server or one of the
 //! administrative commands.
 
-mod config;
-mod server;
-
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::config::{Cli, Command, CustomerCommand, Settings};
-use tutti_api::Store;
+use tutti::config::{Cli, Command, CustomerCommand, Settings};
+use tutti::{BoxError, open_store, server};
 use tutti_api::model::Customer;
 
 fn main() -> ExitCode {
@@ -59,18 +56,6 @@ fn init_logging(filter: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-}
-
-/// Errors that end a command, printed as one line.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-async fn open_store(settings: &Settings) -> Result<Store, BoxError> {
-    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-        format!("cannot create data directory {}: {e}", settings.data_dir.display())
-    })?;
-    Store::open(&settings.database)
-        .await
-        .map_err(|e| format!("cannot open database {}: {e}", settings.database).into())
 }
 
 async fn migrate(settings: &Settings) -> Result<(), BoxError> {

@@ -1,0 +1,8 @@
+//! The call engine: the only place that knows SIP calls, media legs and
+//! conferences at once. Its decision logic is sans-IO and lives in the
+//! submodules; the tokio tasks that drive it are thin shells around them.
+
+pub mod dialplan;
+pub mod ivr;
+pub mod keypad;
+pub mod schedule;
