@@ -11,3 +11,4 @@
 pub mod codec;
 pub mod dtmf;
 pub mod jitter;
+pub mod rtp;
