@@ -11,4 +11,5 @@
 pub mod codec;
 pub mod dtmf;
 pub mod jitter;
+pub mod leg;
 pub mod rtp;

@@ -12,7 +12,7 @@ mod srtp;
 
 pub use latch::Latch;
 pub use receive::{Arrival, ReceiveStats, SourceChange};
-pub use rtcp::{LegStats, RtcpSession, ntp_from_unix, ntp_middle};
+pub use rtcp::{CodecImpairment, LegStats, RtcpSession, estimate_mos, ntp_from_unix, ntp_middle};
 pub use send::RtpSender;
 pub use srtp::{SrtpError, SrtpSession, SrtpSuite};
 

@@ -1,0 +1,430 @@
+//! One call leg's media as a sans-IO state machine: datagrams and the time go in;
+//! decoded frames for the mixer, packets to send, digits and the next deadline come
+//! out. It composes the pieces of this crate: latching, SRTP, RFC 3550 statistics,
+//! RTCP, the jitter buffer, the codec and RFC 4733 in both directions.
+//!
+//! The real-time path allocates nothing after construction: [`Leg::pull_frame`]
+//! decodes into the caller's buffer and [`Leg::write_audio`] writes the packet into
+//! the caller's buffer (SRTP is the exception: rtc-srtp returns a new buffer).
+//! Infrequent outputs (RTCP reports, digits) queue up for [`Leg::poll_output`].
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::codec::{Codec, CodecError, CodecKind, FRAME_MS};
+use crate::dtmf::{Digit, DtmfEvent, DtmfPackets, DtmfReceiver, OutgoingEvent, SenderConfig};
+use crate::jitter::{IncomingPacket, JitterBuffer, JitterConfig, JitterError, Playout, Ssrc};
+use crate::rtp::{
+    CodecImpairment, Latch, LegStats, ReceiveStats, RtcpSession, RtpError, RtpSender, RtpView,
+    SrtpError, SrtpSession, SrtpSuite, is_rtcp, ntp_from_unix,
+};
+
+/// RFC 3550's recommended report interval for a two-party session.
+const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// SRTP keys for a leg: the suite, our key+salt and the peer's.
+#[derive(Clone)]
+pub struct SrtpKeys {
+    pub suite: SrtpSuite,
+    pub local: [u8; 30],
+    pub remote: [u8; 30],
+}
+
+impl std::fmt::Debug for SrtpKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SrtpKeys").field("suite", &self.suite).finish_non_exhaustive()
+    }
+}
+
+/// What signalling negotiated for the leg.
+#[derive(Debug, Clone)]
+pub struct LegConfig {
+    pub codec: CodecKind,
+    /// Payload type on what we send (the peer's number for the codec).
+    pub send_payload_type: u8,
+    /// Payload type on what we receive (our number for the codec).
+    pub recv_payload_type: u8,
+    pub send_telephone_event: Option<u8>,
+    pub recv_telephone_event: Option<u8>,
+    /// Where the SDP says to send RTP.
+    pub remote_rtp: SocketAddr,
+    /// Where to send RTCP; `None` with rtcp-mux (on the RTP address).
+    pub remote_rtcp: Option<SocketAddr>,
+    pub srtp: Option<SrtpKeys>,
+    /// RTCP CNAME.
+    pub cname: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LegError {
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Jitter(#[from] JitterError),
+    #[error(transparent)]
+    Rtp(#[from] RtpError),
+    #[error(transparent)]
+    Srtp(#[from] SrtpError),
+}
+
+/// Something the shell must do or know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send these bytes to `to` (from the RTCP socket when `rtcp` and not muxed).
+    Transmit { to: SocketAddr, data: Vec<u8>, rtcp: bool },
+    /// A key was pressed (reported once per press, at its start).
+    Digit(char),
+    /// The peer said goodbye in RTCP.
+    RemoteBye,
+}
+
+/// Datagrams the leg refused, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RejectCounts {
+    pub malformed: u64,
+    pub unknown_payload_type: u64,
+    pub wrong_source: u64,
+    pub srtp_rejected: u64,
+    pub oversized: u64,
+}
+
+pub struct Leg {
+    config: LegConfig,
+    codec: Box<dyn Codec>,
+    jitter: JitterBuffer,
+    dtmf_in: DtmfReceiver,
+    dtmf_out: Option<(DtmfPackets, u32, Option<OutgoingEvent>)>,
+    sender: RtpSender,
+    receive: ReceiveStats,
+    rtcp: RtcpSession,
+    latch: Latch,
+    srtp: Option<SrtpSession>,
+    epoch: Instant,
+    outputs: VecDeque<Output>,
+    rejects: RejectCounts,
+    /// Whether the last frame sent carried speech, for the talk-spurt marker.
+    sending_speech: bool,
+}
+
+impl std::fmt::Debug for Leg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leg").field("codec", &self.config.codec).finish_non_exhaustive()
+    }
+}
+
+impl Leg {
+    pub fn new(config: LegConfig, now: Instant) -> Result<Self, LegError> {
+        let codec = config.codec.new_codec();
+        let jitter = JitterBuffer::new(JitterConfig {
+            clock_rate: config.codec.clock_rate(),
+            frame_ms: FRAME_MS,
+            ..JitterConfig::default()
+        })?;
+        let srtp = match &config.srtp {
+            Some(keys) => Some(SrtpSession::new(keys.suite, &keys.local, &keys.remote)?),
+            None => None,
+        };
+        let frame_ticks = config.codec.clock_rate() * FRAME_MS / 1000;
+        Ok(Self {
+            codec,
+            jitter,
+            dtmf_in: DtmfReceiver::default(),
+            dtmf_out: None,
+            sender: RtpSender::random(config.send_payload_type, frame_ticks),
+            receive: ReceiveStats::new(config.codec.clock_rate(), now),
+            rtcp: RtcpSession::new(&config.cname, now, RTCP_INTERVAL),
+            latch: Latch::new(config.remote_rtp),
+            srtp,
+            epoch: now,
+            outputs: VecDeque::new(),
+            rejects: RejectCounts::default(),
+            sending_speech: false,
+            config,
+        })
+    }
+
+    pub fn codec(&self) -> CodecKind {
+        self.config.codec
+    }
+
+    fn ms_since_epoch(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// One datagram that arrived on the leg's RTP socket (RTP, or RTCP with
+    /// rtcp-mux) or, with `rtcp_socket`, on its RTCP socket.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &[u8],
+        rtcp_socket: bool,
+    ) {
+        if rtcp_socket || is_rtcp(data) {
+            self.handle_rtcp(now, data);
+        } else {
+            self.handle_rtp(now, from, data);
+        }
+    }
+
+    fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let unprotected;
+        let data = match &mut self.srtp {
+            Some(srtp) => match srtp.unprotect_rtp(data) {
+                Ok(plain) => {
+                    unprotected = plain;
+                    &unprotected[..]
+                }
+                Err(_) => {
+                    self.rejects.srtp_rejected += 1;
+                    return;
+                }
+            },
+            None => data,
+        };
+        let Ok(view) = RtpView::parse(data) else {
+            self.rejects.malformed += 1;
+            return;
+        };
+        let is_audio = view.payload_type == self.config.recv_payload_type;
+        let is_event = Some(view.payload_type) == self.config.recv_telephone_event;
+        if !is_audio && !is_event {
+            self.rejects.unknown_payload_type += 1;
+            return;
+        }
+        // Only a packet we understand may latch the leg to its source.
+        if !self.latch.accept(from) {
+            self.rejects.wrong_source += 1;
+            return;
+        }
+        let payload = view.payload(data);
+        let _ = self.receive.handle_packet(
+            now,
+            view.ssrc,
+            view.sequence,
+            view.timestamp,
+            payload.len(),
+        );
+        let now_ms = self.ms_since_epoch(now);
+        if is_event {
+            if self.dtmf_in.handle_packet(now_ms, view.timestamp, view.marker, payload).is_ok() {
+                self.drain_digits();
+            }
+            return;
+        }
+        let packet = IncomingPacket {
+            ssrc: Ssrc(view.ssrc),
+            seq: view.sequence,
+            timestamp: view.timestamp,
+            payload,
+        };
+        if self.jitter.push(packet, now_ms).is_err() {
+            self.rejects.oversized += 1;
+        }
+    }
+
+    fn drain_digits(&mut self) {
+        while let Some(event) = self.dtmf_in.poll_event() {
+            if let DtmfEvent::Started { digit, .. } = event {
+                self.outputs.push_back(Output::Digit(digit.as_char()));
+            }
+        }
+    }
+
+    fn handle_rtcp(&mut self, now: Instant, data: &[u8]) {
+        let unprotected;
+        let data = match &mut self.srtp {
+            Some(srtp) => match srtp.unprotect_rtcp(data) {
+                Ok(plain) => {
+                    unprotected = plain;
+                    &unprotected[..]
+                }
+                Err(_) => {
+                    self.rejects.srtp_rejected += 1;
+                    return;
+                }
+            },
+            None => data,
+        };
+        let ntp = ntp_now();
+        let was_bye = self.rtcp.remote_bye();
+        if self.rtcp.handle_rtcp(now, ntp, data, self.sender.ssrc(), &mut self.receive).is_err() {
+            self.rejects.malformed += 1;
+        } else if !was_bye && self.rtcp.remote_bye() {
+            self.outputs.push_back(Output::RemoteBye);
+        }
+    }
+
+    /// The leg's decoded audio for the tick at `now`, at the codec's sample rate,
+    /// into `out`: `Some(samples)`, or `None` when it contributes nothing (not
+    /// started, or silent beyond concealment).
+    pub fn pull_frame(&mut self, now: Instant, out: &mut [i16]) -> Result<Option<usize>, LegError> {
+        let now_ms = self.ms_since_epoch(now);
+        let n = match self.jitter.pop(now_ms) {
+            Playout::Frame(frame) => self.codec.decode(frame.payload, out)?,
+            Playout::Conceal(_) => self.codec.conceal(out)?,
+            Playout::Empty => return Ok(None),
+        };
+        Ok(Some(n))
+    }
+
+    /// Encodes one frame of PCM (at the codec's rate) and writes the packet into
+    /// `buf`. Returns the destination and length, or `None` when nothing is to be
+    /// sent (hold). `speech` says whether the frame carries speech (for the
+    /// talk-spurt marker).
+    pub fn encode_and_write(
+        &mut self,
+        pcm: &[i16],
+        speech: bool,
+        scratch: &mut [u8],
+        buf: &mut [u8],
+    ) -> Result<Option<(SocketAddr, usize)>, LegError> {
+        let n = self.codec.encode(pcm, scratch)?;
+        self.write_audio(&scratch[..n], speech, buf)
+    }
+
+    /// Writes one already encoded audio frame (a mix shared by many legs is
+    /// encoded once) into `buf`. While a digit is being sent, its RFC 4733
+    /// packets replace the audio: they are queued, in order, for
+    /// [`Leg::poll_output`], and nothing is written here.
+    pub fn write_audio(
+        &mut self,
+        payload: &[u8],
+        speech: bool,
+        buf: &mut [u8],
+    ) -> Result<Option<(SocketAddr, usize)>, LegError> {
+        let Some(to) = self.latch.destination() else {
+            self.sender.skip_frame();
+            return Ok(None);
+        };
+        if self.dtmf_out.is_some() {
+            self.queue_digit_packets(to, buf)?;
+            return Ok(None);
+        }
+        let marker = speech && !self.sending_speech;
+        self.sending_speech = speech;
+        let n = self.sender.write_frame(buf, payload, marker)?;
+        self.protect(buf, n).map(|n| Some((to, n)))
+    }
+
+    fn protect(&mut self, buf: &mut [u8], n: usize) -> Result<usize, LegError> {
+        let Some(srtp) = &mut self.srtp else {
+            return Ok(n);
+        };
+        let wire = srtp.protect_rtp(&buf[..n])?;
+        let out = buf
+            .get_mut(..wire.len())
+            .ok_or(RtpError::BufferTooSmall { need: wire.len(), have: n })?;
+        out.copy_from_slice(&wire);
+        Ok(wire.len())
+    }
+
+    /// Starts sending `digit` for `duration_ms` as RFC 4733 events; refused
+    /// (false) when the peer did not negotiate telephone-event.
+    pub fn send_digit(&mut self, digit: Digit, duration_ms: u32) -> bool {
+        let Some(_) = self.config.send_telephone_event else {
+            return false;
+        };
+        let config =
+            SenderConfig { clock_rate: self.config.codec.clock_rate(), ..SenderConfig::default() };
+        match DtmfPackets::new(digit, duration_ms, self.sender.next_timestamp(), config) {
+            Ok(mut packets) => {
+                let first = packets.next();
+                self.dtmf_out = Some((packets, 0, first));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Queues the event packets due in this frame interval (the end packets are
+    /// due together).
+    fn queue_digit_packets(&mut self, to: SocketAddr, buf: &mut [u8]) -> Result<(), LegError> {
+        let (Some((mut packets, tick, mut pending)), Some(pt)) =
+            (self.dtmf_out.take(), self.config.send_telephone_event)
+        else {
+            return Ok(());
+        };
+        let window_end = (tick + 1) * FRAME_MS;
+        while let Some(event) = pending.filter(|e| e.offset_ms < window_end) {
+            let n =
+                self.sender.write_packet(buf, pt, event.marker, event.timestamp, &event.payload)?;
+            let n = self.protect(buf, n)?;
+            self.outputs.push_back(Output::Transmit { to, data: buf[..n].to_vec(), rtcp: false });
+            pending = packets.next();
+        }
+        // The audio frame this interval replaces still takes its time.
+        self.sender.skip_frame();
+        if pending.is_some() {
+            self.dtmf_out = Some((packets, tick + 1, pending));
+        }
+        Ok(())
+    }
+
+    /// When [`Leg::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Instant {
+        let report = self.rtcp.poll_timeout();
+        match self.dtmf_in.poll_timeout() {
+            Some(ms) => report.min(self.epoch + Duration::from_millis(ms)),
+            None => report,
+        }
+    }
+
+    /// Runs what is due at `now`: an RTCP report, a digit whose end never came.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.dtmf_in.handle_timeout(self.ms_since_epoch(now));
+        self.drain_digits();
+        if now < self.rtcp.poll_timeout() {
+            return;
+        }
+        let Ok(report) = self.rtcp.build_report(now, ntp_now(), &self.sender, &mut self.receive)
+        else {
+            return;
+        };
+        let report = match &mut self.srtp {
+            Some(srtp) => match srtp.protect_rtcp(&report) {
+                Ok(wire) => wire,
+                Err(_) => return,
+            },
+            None => report,
+        };
+        let (to, rtcp) = match self.config.remote_rtcp {
+            Some(addr) => (Some(addr), true),
+            None => (self.latch.destination(), false),
+        };
+        if let Some(to) = to.filter(|a| !a.ip().is_unspecified()) {
+            self.outputs.push_back(Output::Transmit { to, data: report, rtcp });
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// A re-INVITE or UPDATE moved the peer: latch afresh.
+    pub fn update_remote(&mut self, remote_rtp: SocketAddr, remote_rtcp: Option<SocketAddr>) {
+        self.latch.reset(remote_rtp);
+        self.config.remote_rtp = remote_rtp;
+        self.config.remote_rtcp = remote_rtcp;
+    }
+
+    pub fn stats(&self) -> LegStats {
+        self.rtcp.stats(&self.sender, &self.receive, CodecImpairment::G711_PLC)
+    }
+
+    pub fn rejects(&self) -> RejectCounts {
+        self.rejects
+    }
+
+    pub fn jitter_stats(&self) -> crate::jitter::JitterStats {
+        self.jitter.stats()
+    }
+}
+
+/// Wall-clock NTP time for RTCP sender reports.
+fn ntp_now() -> u64 {
+    let since_unix =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    ntp_from_unix(since_unix)
+}

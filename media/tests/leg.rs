@@ -1,0 +1,186 @@
+//! Two legs talking to each other through memory instead of sockets: audio
+//! survives the trip (checked as audio), digits arrive once, SRTP legs interoperate,
+//! strangers and wrong payload types are refused, RTCP flows both ways.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tutti_media::codec::CodecKind;
+use tutti_media::dtmf::Digit;
+use tutti_media::leg::{Leg, LegConfig, Output, SrtpKeys};
+use tutti_media::rtp::SrtpSuite;
+
+const A: &str = "127.0.0.1:40000";
+const B: &str = "127.0.0.1:40002";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("address")
+}
+
+fn config(codec: CodecKind, remote: &str, srtp: Option<SrtpKeys>) -> LegConfig {
+    let pt = codec.payload_type();
+    LegConfig {
+        codec,
+        send_payload_type: pt,
+        recv_payload_type: pt,
+        send_telephone_event: Some(101),
+        recv_telephone_event: Some(101),
+        remote_rtp: addr(remote),
+        remote_rtcp: None,
+        srtp,
+        cname: "test@tutti".into(),
+    }
+}
+
+/// Relative power of `freq` in `samples` (Goertzel), normalised by length.
+fn goertzel(samples: &[i16], rate: u32, freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / f64::from(rate);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &x in samples {
+        let s0 = f64::from(x) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (samples.len() as f64).powi(2)
+}
+
+fn tone(rate: u32, freq: f64, frame: usize, index: usize) -> Vec<i16> {
+    (0..frame)
+        .map(|i| {
+            let t = (index * frame + i) as f64 / f64::from(rate);
+            (8000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16
+        })
+        .collect()
+}
+
+/// Sends `frames` tone frames from `tx` to `rx` one tick apart and returns what
+/// `rx` decoded.
+fn stream(tx: &mut Leg, rx: &mut Leg, t0: Instant, frames: usize, freq: f64) -> Vec<i16> {
+    let kind = tx.codec();
+    let (rate, frame) = (kind.sample_rate(), kind.samples_per_frame());
+    let mut heard = Vec::new();
+    let (mut scratch, mut buf, mut pcm) = ([0u8; 1500], [0u8; 1500], vec![0i16; 960]);
+    for i in 0..frames {
+        let now = t0 + Duration::from_millis(20 * i as u64);
+        if let Some((to, n)) = tx
+            .encode_and_write(&tone(rate, freq, frame, i), true, &mut scratch, &mut buf)
+            .expect("send")
+        {
+            assert_eq!(to, addr(B));
+            rx.handle_datagram(now, addr(A), &buf[..n], false);
+        }
+        while let Some(Output::Transmit { data, .. }) = tx.poll_output() {
+            rx.handle_datagram(now, addr(A), &data, false);
+        }
+        if let Some(n) = rx.pull_frame(now, &mut pcm).expect("pull") {
+            heard.extend_from_slice(&pcm[..n]);
+        }
+    }
+    heard
+}
+
+#[test]
+fn a_tone_crosses_plain_and_srtp_legs_for_every_codec() {
+    for codec in [CodecKind::Pcmu, CodecKind::Pcma, CodecKind::G722] {
+        for secure in [false, true] {
+            let keys = |local: u8, remote: u8| SrtpKeys {
+                suite: SrtpSuite::AesCm128HmacSha1_80,
+                local: [local; 30],
+                remote: [remote; 30],
+            };
+            let t0 = Instant::now();
+            let mut a = Leg::new(config(codec, B, secure.then(|| keys(1, 2))), t0).expect("leg a");
+            let mut b = Leg::new(config(codec, A, secure.then(|| keys(2, 1))), t0).expect("leg b");
+            let heard = stream(&mut a, &mut b, t0, 50, 1000.0);
+            let rate = codec.sample_rate();
+            let tail = &heard[heard.len() / 2..];
+            let on = goertzel(tail, rate, 1000.0);
+            let off = goertzel(tail, rate, 1700.0);
+            assert!(
+                heard.len() >= 40 * codec.samples_per_frame(),
+                "{codec:?} srtp={secure}: heard {} samples",
+                heard.len()
+            );
+            assert!(
+                on > 1000.0 * off,
+                "{codec:?} srtp={secure}: 1000 Hz {on:.0} vs 1700 Hz {off:.0}"
+            );
+            assert_eq!(b.rejects().srtp_rejected, 0);
+            assert_eq!(b.stats().packets_received, 49, "first packet is on probation");
+        }
+    }
+}
+
+#[test]
+fn wrong_srtp_keys_are_rejected_not_decoded() {
+    let t0 = Instant::now();
+    let keys = |local: u8, remote: u8| {
+        Some(SrtpKeys {
+            suite: SrtpSuite::AesCm128HmacSha1_32,
+            local: [local; 30],
+            remote: [remote; 30],
+        })
+    };
+    let mut a = Leg::new(config(CodecKind::Pcmu, B, keys(1, 2)), t0).expect("leg a");
+    let mut b = Leg::new(config(CodecKind::Pcmu, A, keys(2, 9)), t0).expect("leg b");
+    let heard = stream(&mut a, &mut b, t0, 10, 1000.0);
+    assert!(heard.is_empty());
+    assert_eq!(b.rejects().srtp_rejected, 10);
+}
+
+#[test]
+fn a_digit_sent_by_one_leg_is_reported_once_by_the_other() {
+    let t0 = Instant::now();
+    let mut a = Leg::new(config(CodecKind::Pcmu, B, None), t0).expect("leg a");
+    let mut b = Leg::new(config(CodecKind::Pcmu, A, None), t0).expect("leg b");
+    let _ = stream(&mut a, &mut b, t0, 5, 440.0);
+    assert!(a.send_digit(Digit::from_char('7').expect("digit"), 100));
+    let later = t0 + Duration::from_millis(100);
+    let _ = stream(&mut a, &mut b, later, 12, 440.0);
+    let digits: Vec<Output> =
+        std::iter::from_fn(|| b.poll_output()).filter(|o| matches!(o, Output::Digit(_))).collect();
+    assert_eq!(digits, [Output::Digit('7')]);
+}
+
+#[test]
+fn strangers_and_unknown_payload_types_are_refused() {
+    let t0 = Instant::now();
+    let mut a = Leg::new(config(CodecKind::Pcmu, B, None), t0).expect("leg a");
+    let mut b = Leg::new(config(CodecKind::Pcmu, A, None), t0).expect("leg b");
+    let _ = stream(&mut a, &mut b, t0, 3, 440.0);
+    let mut buf = [0u8; 200];
+    let (mut scratch, pcm) = ([0u8; 200], vec![0i16; 160]);
+    let (_, n) =
+        a.encode_and_write(&pcm, false, &mut scratch, &mut buf).expect("send").expect("dest");
+    b.handle_datagram(t0, addr("127.0.0.9:5000"), &buf[..n], false);
+    assert_eq!(b.rejects().wrong_source, 1, "latched to the first source");
+    let mut pcma = Leg::new(config(CodecKind::Pcma, B, None), t0).expect("pcma leg");
+    let (_, n) =
+        pcma.encode_and_write(&pcm, false, &mut scratch, &mut buf).expect("send").expect("dest");
+    b.handle_datagram(t0, addr(A), &buf[..n], false);
+    assert_eq!(b.rejects().unknown_payload_type, 1);
+    b.handle_datagram(t0, addr(A), &[0x80, 0, 1], false);
+    b.handle_datagram(t0, addr(A), &[0xFF; 3], false);
+    assert_eq!(b.rejects().malformed, 2);
+}
+
+#[test]
+fn rtcp_reports_flow_and_are_read_back() {
+    let t0 = Instant::now();
+    let mut a = Leg::new(config(CodecKind::Pcmu, B, None), t0).expect("leg a");
+    let mut b = Leg::new(config(CodecKind::Pcmu, A, None), t0).expect("leg b");
+    let _ = stream(&mut a, &mut b, t0, 150, 440.0);
+    let due = a.poll_timeout();
+    assert!(due <= t0 + Duration::from_millis(2500), "first report after half an interval");
+    a.handle_timeout(due);
+    let Some(Output::Transmit { to, data, rtcp }) = a.poll_output() else { panic!("a report") };
+    assert_eq!((to, rtcp), (addr(B), false), "rtcp-mux: to the RTP address");
+    assert_eq!(data[1], 200, "a sender report, since A sends");
+    b.handle_datagram(due, addr(A), &data, false);
+    assert_eq!(b.rejects().malformed, 0);
+    b.handle_timeout(b.poll_timeout());
+    let Some(Output::Transmit { data, .. }) = b.poll_output() else { panic!("b report") };
+    a.handle_datagram(due, addr(B), &data, false);
+    assert!(a.stats().remote.is_some(), "A learns how B hears it");
+}
