@@ -10,6 +10,8 @@
 
 pub mod codec;
 pub mod dtmf;
+pub mod io;
 pub mod jitter;
 pub mod leg;
+pub mod ports;
 pub mod rtp;

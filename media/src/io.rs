@@ -1,0 +1,193 @@
+//! The tokio shell around a [`Leg`]: one task per leg receives its datagrams,
+//! stamps their arrival, runs RTCP timers and forwards digits; the room's tick
+//! pulls decoded frames and sends audio through the same leg. The leg sits behind
+//! a mutex held only for synchronous steps, never across an await, so the two
+//! sides never wait on each other for long.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::dtmf::Digit;
+use crate::jitter::JitterStats;
+use crate::leg::{Leg, LegError, Output, RejectCounts};
+use crate::ports::RtpSockets;
+use crate::rtp::LegStats;
+
+/// Largest datagram read; RTP audio is far smaller, anything larger is not ours.
+const MAX_DATAGRAM: usize = 2048;
+
+/// The engine's name for a leg, carried in notices.
+pub type LegKey = u64;
+
+/// What a leg's task tells the engine. Sent without waiting: when the engine
+/// falls behind by [`NOTICE_BACKLOG`] notices, the newest are dropped and logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegNotice {
+    Digit {
+        leg: LegKey,
+        digit: char,
+    },
+    /// The peer sent RTCP BYE.
+    RemoteBye {
+        leg: LegKey,
+    },
+}
+
+/// How many notices may wait for the engine.
+pub const NOTICE_BACKLOG: usize = 1024;
+
+/// A running leg: its state machine, its sockets and its receive task. Dropping
+/// it stops the task and releases the ports.
+#[derive(Debug)]
+pub struct LegIo {
+    key: LegKey,
+    leg: Arc<Mutex<Leg>>,
+    rtp: Arc<UdpSocket>,
+    rtcp: Option<Arc<UdpSocket>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for LegIo {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock(leg: &Mutex<Leg>) -> MutexGuard<'_, Leg> {
+    // A poisoned lock means a panic mid-step, which is a bug; the leg's state is
+    // still memory-safe to use, and a call should not die with it.
+    leg.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl LegIo {
+    /// Starts the receive task for `leg` on `sockets`.
+    pub fn spawn(
+        key: LegKey,
+        leg: Leg,
+        sockets: RtpSockets,
+        notices: mpsc::Sender<LegNotice>,
+    ) -> Self {
+        let leg = Arc::new(Mutex::new(leg));
+        let rtp = Arc::new(sockets.rtp);
+        let rtcp = sockets.rtcp.map(Arc::new);
+        let task = tokio::spawn(receive_loop(key, leg.clone(), rtp.clone(), rtcp.clone(), notices));
+        Self { key, leg, rtp, rtcp, task }
+    }
+
+    pub fn key(&self) -> LegKey {
+        self.key
+    }
+
+    /// The local RTP address (for the SDP).
+    pub fn local_rtp(&self) -> Option<SocketAddr> {
+        self.rtp.local_addr().ok()
+    }
+
+    /// This tick's decoded audio at the codec's rate, or `None` when the leg
+    /// contributes nothing.
+    pub fn pull_frame(&self, now: Instant, out: &mut [i16]) -> Result<Option<usize>, LegError> {
+        lock(&self.leg).pull_frame(now, out)
+    }
+
+    /// Sends one encoded audio frame (or, while a digit is going out, its
+    /// events), without waiting: a full socket buffer drops the packet, as the
+    /// network would.
+    pub fn send_audio(&self, payload: &[u8], speech: bool, buf: &mut [u8]) -> Result<(), LegError> {
+        let mut leg = lock(&self.leg);
+        if let Some((to, n)) = leg.write_audio(payload, speech, buf)? {
+            let _ = self.rtp.try_send_to(&buf[..n], to);
+        }
+        flush(&mut leg, &self.rtp, self.rtcp.as_deref());
+        Ok(())
+    }
+
+    /// Sends a key press as RFC 4733 events; false when the peer cannot take them.
+    pub fn send_digit(&self, digit: Digit, duration_ms: u32) -> bool {
+        lock(&self.leg).send_digit(digit, duration_ms)
+    }
+
+    pub fn update_remote(&self, remote_rtp: SocketAddr, remote_rtcp: Option<SocketAddr>) {
+        lock(&self.leg).update_remote(remote_rtp, remote_rtcp);
+    }
+
+    pub fn stats(&self) -> (LegStats, JitterStats, RejectCounts) {
+        let leg = lock(&self.leg);
+        (leg.stats(), leg.jitter_stats(), leg.rejects())
+    }
+}
+
+/// Sends what the leg queued (RTCP, DTMF packets); returns the digits and
+/// notices to pass on.
+fn flush(leg: &mut Leg, rtp: &UdpSocket, rtcp: Option<&UdpSocket>) -> Vec<Output> {
+    let mut pass_on = Vec::new();
+    while let Some(output) = leg.poll_output() {
+        match output {
+            Output::Transmit { to, data, rtcp: true } => {
+                let _ = rtcp.unwrap_or(rtp).try_send_to(&data, to);
+            }
+            Output::Transmit { to, data, rtcp: false } => {
+                let _ = rtp.try_send_to(&data, to);
+            }
+            other => pass_on.push(other),
+        }
+    }
+    pass_on
+}
+
+async fn recv_optional(
+    socket: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn receive_loop(
+    key: LegKey,
+    leg: Arc<Mutex<Leg>>,
+    rtp: Arc<UdpSocket>,
+    rtcp: Option<Arc<UdpSocket>>,
+    notices: mpsc::Sender<LegNotice>,
+) {
+    let mut rtp_buf = vec![0u8; MAX_DATAGRAM];
+    let mut rtcp_buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let deadline = lock(&leg).poll_timeout();
+        let pass_on = tokio::select! {
+            received = rtp.recv_from(&mut rtp_buf) => {
+                let Ok((n, from)) = received else { continue };
+                let mut leg = lock(&leg);
+                leg.handle_datagram(Instant::now(), from, &rtp_buf[..n], false);
+                flush(&mut leg, &rtp, rtcp.as_deref())
+            }
+            received = recv_optional(rtcp.as_deref(), &mut rtcp_buf) => {
+                let Ok((n, from)) = received else { continue };
+                let mut leg = lock(&leg);
+                leg.handle_datagram(Instant::now(), from, &rtcp_buf[..n], true);
+                flush(&mut leg, &rtp, rtcp.as_deref())
+            }
+            () = tokio::time::sleep_until(deadline.into()) => {
+                let mut leg = lock(&leg);
+                leg.handle_timeout(Instant::now());
+                flush(&mut leg, &rtp, rtcp.as_deref())
+            }
+        };
+        for output in pass_on {
+            let notice = match output {
+                Output::Digit(digit) => LegNotice::Digit { leg: key, digit },
+                Output::RemoteBye => LegNotice::RemoteBye { leg: key },
+                Output::Transmit { .. } => continue,
+            };
+            if notices.try_send(notice).is_err() {
+                tracing::warn!(leg = key, ?notice, "engine behind: leg notice dropped");
+            }
+        }
+    }
+}
