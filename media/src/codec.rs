@@ -1,6 +1,7 @@
 //! Audio codecs behind one small trait, so the mixer can decode, encode and conceal
 //! every leg the same way: PCMU and PCMA (G.711, written here and checked against
-//! CPython's `audioop` on every input) and G.722 (through the `audio-codec` crate).
+//! CPython's `audioop` on every input), G.722 (through the `audio-codec` crate) and
+//! Opus (in [`crate::opus`], with its own concealment and in-band FEC).
 //!
 //! Every method works on caller-owned buffers and allocates nothing, so a codec can sit
 //! on the real-time path. Frames are 20 ms ([`FRAME_MS`]).
@@ -24,8 +25,8 @@ pub const FRAME_MS: u32 = 20;
 /// How long a run of concealed frames takes to fade from the last good frame to silence.
 pub const CONCEAL_FADE_MS: u32 = 60;
 
-/// The largest frame any codec here produces: 20 ms at 16 kHz.
-pub const MAX_FRAME_SAMPLES: usize = 320;
+/// The largest 20 ms frame any codec here produces: Opus at 48 kHz.
+pub const MAX_FRAME_SAMPLES: usize = 960;
 
 /// The codecs this crate can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,6 +37,8 @@ pub enum CodecKind {
     Pcma,
     /// G.722 at 64 kbit/s, static payload type 9.
     G722,
+    /// Opus (RFC 7587), mono at 48 kHz; a dynamic payload type.
+    Opus,
 }
 
 impl CodecKind {
@@ -46,6 +49,9 @@ impl CodecKind {
             Self::Pcmu => 0,
             Self::Pcma => 8,
             Self::G722 => 9,
+            // Dynamic: this is only the number offered by default; the SDP answer may
+            // bind Opus to another.
+            Self::Opus => crate::opus::DEFAULT_PAYLOAD_TYPE,
         }
     }
 
@@ -55,6 +61,7 @@ impl CodecKind {
     pub const fn clock_rate(self) -> u32 {
         match self {
             Self::Pcmu | Self::Pcma | Self::G722 => 8000,
+            Self::Opus => crate::opus::SAMPLE_RATE,
         }
     }
 
@@ -64,6 +71,7 @@ impl CodecKind {
         match self {
             Self::Pcmu | Self::Pcma => 8000,
             Self::G722 => 16000,
+            Self::Opus => crate::opus::SAMPLE_RATE,
         }
     }
 
@@ -73,7 +81,9 @@ impl CodecKind {
         (self.sample_rate() * FRAME_MS / 1000) as usize
     }
 
-    /// Payload bytes of one encoded 20 ms frame (all three codecs are constant-rate).
+    /// Payload bytes of one encoded 20 ms frame (G.711 and G.722 are constant-rate); for
+    /// the variable-rate Opus, the largest payload one frame can take, so an encode
+    /// buffer of this size always suffices.
     #[must_use]
     pub const fn bytes_per_frame(self) -> usize {
         match self {
@@ -81,6 +91,7 @@ impl CodecKind {
             Self::Pcmu | Self::Pcma => self.samples_per_frame(),
             // 64 kbit/s: one byte per pair of 16 kHz samples.
             Self::G722 => self.samples_per_frame() / 2,
+            Self::Opus => crate::opus::MAX_PAYLOAD_BYTES,
         }
     }
 
@@ -91,6 +102,7 @@ impl CodecKind {
             Self::Pcmu => Box::new(Pcmu::new()),
             Self::Pcma => Box::new(Pcma::new()),
             Self::G722 => Box::new(G722::new()),
+            Self::Opus => Box::new(crate::opus::Opus::new()),
         }
     }
 }
@@ -118,6 +130,9 @@ pub enum CodecError {
     /// The G.722 implementation refused the input.
     #[error("G.722: {0}")]
     G722(audio_codec::CodecError),
+    /// The Opus packet or backend refused.
+    #[error("Opus: {0}")]
+    Opus(crate::opus::OpusError),
 }
 
 /// One direction-independent codec instance (encoder state, decoder state and the
@@ -151,6 +166,14 @@ pub trait Codec: Send {
     /// Writes one 20 ms frame standing in for a lost packet (see the module docs),
     /// returning the number of samples written.
     fn conceal(&mut self, out: &mut [i16]) -> Result<usize, CodecError>;
+
+    /// Like [`Codec::conceal`], for a lost packet when the packet after it, `next`, has
+    /// already arrived: a codec with in-band FEC (Opus) rebuilds the lost frame from
+    /// it. `next` is not consumed; decode it in its own turn. The others conceal.
+    fn conceal_from_next(&mut self, next: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
+        let _ = next;
+        self.conceal(out)
+    }
 }
 
 fn check_output(needed: usize, capacity: usize) -> Result<(), CodecError> {

@@ -64,7 +64,44 @@ fn lock(leg: &Mutex<Leg>) -> MutexGuard<'_, Leg> {
     leg.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A handle on a running leg for whoever does not own it (the engine, while the
+/// room owns the [`LegIo`]): re-INVITE changes and outgoing digits.
+#[derive(Debug, Clone)]
+pub struct LegHandle {
+    leg: Arc<Mutex<Leg>>,
+}
+
+impl LegHandle {
+    /// A re-INVITE or UPDATE: the peer's new address and whether we may send
+    /// (not while the peer holds the call with sendonly or inactive).
+    pub fn update_remote(
+        &self,
+        remote_rtp: SocketAddr,
+        remote_rtcp: Option<SocketAddr>,
+        sending: bool,
+    ) {
+        let mut leg = lock(&self.leg);
+        leg.update_remote(remote_rtp, remote_rtcp);
+        leg.set_sending(sending);
+    }
+
+    /// Sends a key press as RFC 4733 events; false when the peer cannot take them.
+    pub fn send_digit(&self, digit: Digit, duration_ms: u32) -> bool {
+        lock(&self.leg).send_digit(digit, duration_ms)
+    }
+
+    pub fn stats(&self) -> (LegStats, JitterStats, RejectCounts) {
+        let leg = lock(&self.leg);
+        (leg.stats(), leg.jitter_stats(), leg.rejects())
+    }
+}
+
 impl LegIo {
+    /// A handle that stays usable while the room owns this leg.
+    pub fn handle(&self) -> LegHandle {
+        LegHandle { leg: self.leg.clone() }
+    }
+
     /// Starts the receive task for `leg` on `sockets`.
     pub fn spawn(
         key: LegKey,
@@ -81,6 +118,10 @@ impl LegIo {
 
     pub fn key(&self) -> LegKey {
         self.key
+    }
+
+    pub fn codec(&self) -> crate::codec::CodecKind {
+        lock(&self.leg).codec()
     }
 
     /// The local RTP address (for the SDP).

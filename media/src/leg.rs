@@ -105,6 +105,8 @@ pub struct Leg {
     rejects: RejectCounts,
     /// Whether the last frame sent carried speech, for the talk-spurt marker.
     sending_speech: bool,
+    /// False while the peer holds the call (it sent sendonly or inactive).
+    sending: bool,
 }
 
 impl std::fmt::Debug for Leg {
@@ -140,6 +142,7 @@ impl Leg {
             outputs: VecDeque::new(),
             rejects: RejectCounts::default(),
             sending_speech: false,
+            sending: true,
             config,
         })
     }
@@ -294,7 +297,7 @@ impl Leg {
         speech: bool,
         buf: &mut [u8],
     ) -> Result<Option<(SocketAddr, usize)>, LegError> {
-        let Some(to) = self.latch.destination() else {
+        let Some(to) = self.latch.destination().filter(|_| self.sending) else {
             self.sender.skip_frame();
             return Ok(None);
         };
@@ -400,6 +403,12 @@ impl Leg {
 
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
+    }
+
+    /// Whether to send at all: not while the peer holds the call. The clock runs
+    /// on, so sending resumes without a timestamp jump.
+    pub fn set_sending(&mut self, sending: bool) {
+        self.sending = sending;
     }
 
     /// A re-INVITE or UPDATE moved the peer: latch afresh.

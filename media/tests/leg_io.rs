@@ -10,6 +10,7 @@ use tutti_media::dtmf::Digit;
 use tutti_media::io::{LegIo, LegNotice};
 use tutti_media::leg::{Leg, LegConfig};
 use tutti_media::ports::{PortPool, RtpSockets};
+use tutti_media::tone::goertzel_amplitude;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -39,17 +40,6 @@ fn config(remote: SocketAddr) -> LegConfig {
         srtp: None,
         cname: "io-test@tutti".into(),
     }
-}
-
-fn goertzel(samples: &[i16], rate: f64, freq: f64) -> f64 {
-    let coeff = 2.0 * (2.0 * std::f64::consts::PI * freq / rate).cos();
-    let (mut s1, mut s2) = (0.0, 0.0);
-    for &x in samples {
-        let s0 = f64::from(x) + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (samples.len() as f64).powi(2)
 }
 
 async fn pair() -> (LegIo, LegIo, mpsc::Receiver<LegNotice>, mpsc::Receiver<LegNotice>, SocketAddr)
@@ -90,9 +80,9 @@ async fn a_tone_and_a_digit_cross_real_sockets() {
         }
     }
     assert!(heard.len() >= 20 * 160, "heard {} samples", heard.len());
-    let on = goertzel(&heard[heard.len() / 2..], 8000.0, 1000.0);
-    let off = goertzel(&heard[heard.len() / 2..], 8000.0, 1700.0);
-    assert!(on > 1000.0 * off, "1000 Hz {on:.0} vs 1700 Hz {off:.0}");
+    let on = goertzel_amplitude(&heard[heard.len() / 2..], 8000, 1000.0);
+    let off = goertzel_amplitude(&heard[heard.len() / 2..], 8000, 1700.0);
+    assert!(on > 30.0 * off, "1000 Hz {on:.0} vs 1700 Hz {off:.0}");
 
     assert!(a.send_digit(Digit::from_char('#').expect("digit"), 80));
     for _ in 0..10 {
@@ -134,5 +124,38 @@ async fn a_strangers_packets_are_dropped() {
             b.stats()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Key sequences over real sockets, a key every 200 ms while audio flows:
+/// every key arrives, promptly, in order.
+#[tokio::test]
+async fn digit_sequences_arrive_promptly() {
+    let (a, _b, _a_rx, mut b_rx, _) = pair().await;
+    let (payload, mut buf) = ([0xFFu8; 160], [0u8; 1500]);
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    for _ in 0..5 {
+        ticks.tick().await;
+        a.send_audio(&payload, false, &mut buf).expect("send");
+    }
+    for round in 0..4 {
+        for key in ['*', '9', '0'] {
+            let sent = Instant::now();
+            assert!(a.send_digit(Digit::from_char(key).expect("digit"), 100));
+            let mut got = None;
+            for _ in 0..10 {
+                ticks.tick().await;
+                a.send_audio(&payload, false, &mut buf).expect("send");
+                if got.is_none()
+                    && let Ok(notice) = b_rx.try_recv()
+                {
+                    got = Some((notice, sent.elapsed()));
+                }
+            }
+            let (notice, delay) =
+                got.unwrap_or_else(|| panic!("round {round}: {key} not reported within 200 ms"));
+            assert_eq!(notice, LegNotice::Digit { leg: 2, digit: key }, "round {round}");
+            assert!(delay < Duration::from_millis(150), "round {round}: {key} took {delay:?}");
+        }
     }
 }

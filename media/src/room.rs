@@ -1,0 +1,457 @@
+//! A conference room's media task: the tokio shell around one [`Mixer`]. Every
+//! 20 ms on a drift-free clock it pulls each member's frame from its leg, adds
+//! what is playing, runs the mixer, sends each distinct mix once per member
+//! that shares it, writes the recording and reports talking and finished
+//! playbacks. The call engine steers it with [`RoomCommand`]s; a room without
+//! members and without anything playing sleeps and costs nothing.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec::MAX_FRAME_SAMPLES;
+use crate::io::{LegIo, LegKey};
+use crate::mixer::{
+    BreakoutId, Delivery, InjectTarget, MAX_ROOM_FRAME, MemberId, Mixer, MixerConfig, MixerError,
+    MixerEvent, TickClock, VolumeStep,
+};
+use crate::record::{RecordError, Recorder, Recording};
+use crate::resample::FrameResampler;
+use crate::source::{FrameSource, SourceState};
+
+/// How many commands may wait for a busy room.
+const COMMAND_BACKLOG: usize = 256;
+/// Largest RTP packet a room writes (SRTP tag included).
+const PACKET_BUFFER: usize = 1500;
+
+/// The engine's name for one playback, echoed in [`RoomEvent::PlaybackDone`].
+pub type PlaybackId = u64;
+
+/// Who hears a playback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PlayTarget {
+    Room,
+    Member(LegKey),
+}
+
+/// A change to one member's mixing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    Mute(bool),
+    Deaf(bool),
+    Mike(bool),
+    ListenOnly(bool),
+    VolumeIn(VolumeStep),
+    VolumeOut(VolumeStep),
+    Breakout(Option<BreakoutId>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoomError {
+    #[error("no member {0} in this room")]
+    UnknownMember(LegKey),
+    #[error("member {0} is already in this room")]
+    AlreadyMember(LegKey),
+    #[error(transparent)]
+    Mixer(#[from] MixerError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("no recording is running")]
+    NotRecording,
+    #[error("the room task has ended")]
+    Gone,
+}
+
+pub enum RoomCommand {
+    /// Adds a leg; its audio is mixed from the next tick on.
+    Join {
+        leg: LegIo,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
+    /// Removes a leg and hands it back (to hang up, or to move it to another room).
+    Leave {
+        key: LegKey,
+        reply: oneshot::Sender<Option<LegIo>>,
+    },
+    Change {
+        key: LegKey,
+        change: MemberChange,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
+    BreakoutPrivate {
+        breakout: BreakoutId,
+        private: bool,
+    },
+    /// Plays a source (prompt, tone, speech) to the room or one member.
+    Play {
+        id: PlaybackId,
+        target: PlayTarget,
+        source: Box<dyn FrameSource>,
+    },
+    /// Stops what plays to a target; each stopped playback reports done.
+    Stop {
+        target: PlayTarget,
+    },
+    /// Starts recording the room mix to `<dir>/<name>.wav`.
+    Record {
+        dir: PathBuf,
+        name: String,
+        reply: oneshot::Sender<Result<PathBuf, RoomError>>,
+    },
+    StopRecording {
+        reply: oneshot::Sender<Result<Recording, RoomError>>,
+    },
+}
+
+/// What the room tells the engine. Sent without waiting; when the engine falls
+/// behind, events are dropped and logged rather than stalling the mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomEvent {
+    Talking { key: LegKey, talking: bool },
+    PlaybackDone { id: PlaybackId, target: PlayTarget },
+}
+
+/// The engine's end of a room task. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RoomHandle {
+    commands: mpsc::Sender<RoomCommand>,
+}
+
+impl RoomHandle {
+    /// Starts a room task.
+    pub fn spawn(config: MixerConfig, events: mpsc::Sender<RoomEvent>) -> Result<Self, RoomError> {
+        let mixer = Mixer::new(config)?;
+        let (commands, rx) = mpsc::channel(COMMAND_BACKLOG);
+        tokio::spawn(Room::new(mixer, events).run(rx));
+        Ok(Self { commands })
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> RoomCommand,
+    ) -> Result<T, RoomError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| RoomError::Gone)?;
+        rx.await.map_err(|_| RoomError::Gone)
+    }
+
+    pub async fn join(&self, leg: LegIo) -> Result<(), RoomError> {
+        self.ask(|reply| RoomCommand::Join { leg, reply }).await?
+    }
+
+    pub async fn leave(&self, key: LegKey) -> Result<Option<LegIo>, RoomError> {
+        self.ask(|reply| RoomCommand::Leave { key, reply }).await
+    }
+
+    pub async fn change(&self, key: LegKey, change: MemberChange) -> Result<(), RoomError> {
+        self.ask(|reply| RoomCommand::Change { key, change, reply }).await?
+    }
+
+    pub async fn breakout_private(
+        &self,
+        breakout: BreakoutId,
+        private: bool,
+    ) -> Result<(), RoomError> {
+        self.send(RoomCommand::BreakoutPrivate { breakout, private }).await
+    }
+
+    pub async fn play(
+        &self,
+        id: PlaybackId,
+        target: PlayTarget,
+        source: Box<dyn FrameSource>,
+    ) -> Result<(), RoomError> {
+        self.send(RoomCommand::Play { id, target, source }).await
+    }
+
+    pub async fn stop(&self, target: PlayTarget) -> Result<(), RoomError> {
+        self.send(RoomCommand::Stop { target }).await
+    }
+
+    pub async fn record(&self, dir: PathBuf, name: String) -> Result<PathBuf, RoomError> {
+        self.ask(|reply| RoomCommand::Record { dir, name, reply }).await?
+    }
+
+    pub async fn stop_recording(&self) -> Result<Recording, RoomError> {
+        self.ask(|reply| RoomCommand::StopRecording { reply }).await?
+    }
+
+    async fn send(&self, command: RoomCommand) -> Result<(), RoomError> {
+        self.commands.send(command).await.map_err(|_| RoomError::Gone)
+    }
+}
+
+struct Member {
+    id: MemberId,
+    leg: LegIo,
+}
+
+struct Playback {
+    id: PlaybackId,
+    target: PlayTarget,
+    source: Box<dyn FrameSource>,
+    /// Converts the source's rate to the room's, when they differ.
+    resampler: Option<FrameResampler>,
+}
+
+struct Room {
+    mixer: Mixer,
+    members: HashMap<LegKey, Member>,
+    keys: HashMap<MemberId, LegKey>,
+    playbacks: Vec<Playback>,
+    recorder: Option<Recorder>,
+    events: mpsc::Sender<RoomEvent>,
+    clock: TickClock,
+    epoch: Instant,
+    pcm: Vec<i16>,
+    source_pcm: Vec<i16>,
+    room_pcm: Vec<i16>,
+    packet: Vec<u8>,
+}
+
+impl Room {
+    fn new(mixer: Mixer, events: mpsc::Sender<RoomEvent>) -> Self {
+        let now = Instant::now();
+        Self {
+            mixer,
+            members: HashMap::new(),
+            keys: HashMap::new(),
+            playbacks: Vec::new(),
+            recorder: None,
+            events,
+            clock: TickClock::new(now),
+            epoch: now,
+            pcm: vec![0; MAX_FRAME_SAMPLES],
+            source_pcm: vec![0; MAX_ROOM_FRAME * 4],
+            room_pcm: vec![0; MAX_ROOM_FRAME],
+            packet: vec![0; PACKET_BUFFER],
+        }
+    }
+
+    /// Something to do every tick: members to mix, or a playback (a room-wide
+    /// announcement may run before anyone can hear it, and must still end).
+    fn active(&self) -> bool {
+        !self.mixer.is_idle() || !self.playbacks.is_empty()
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<RoomCommand>) {
+        loop {
+            let active = self.active();
+            let deadline = self.clock.next_deadline();
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => {
+                        let was_active = self.active();
+                        self.handle(command);
+                        if !was_active && self.active() {
+                            // Waking from idle: start the clock now, not in the past.
+                            self.clock = TickClock::new(Instant::now());
+                        }
+                    }
+                    None => break,
+                },
+                () = tokio::time::sleep_until(deadline.into()), if active => {
+                    let now = Instant::now();
+                    for _ in 0..self.clock.due(now) {
+                        self.tick(now);
+                    }
+                }
+            }
+        }
+        if let Some(recorder) = self.recorder.take()
+            && let Err(e) = recorder.stop()
+        {
+            tracing::error!(error = %e, "room ended: recording not finalised");
+        }
+    }
+
+    fn handle(&mut self, command: RoomCommand) {
+        match command {
+            RoomCommand::Join { leg, reply } => {
+                let _ = reply.send(self.join(leg));
+            }
+            RoomCommand::Leave { key, reply } => {
+                let _ = reply.send(self.leave(key));
+            }
+            RoomCommand::Change { key, change, reply } => {
+                let _ = reply.send(self.change(key, change));
+            }
+            RoomCommand::BreakoutPrivate { breakout, private } => {
+                self.mixer.set_breakout_private(breakout, private);
+            }
+            RoomCommand::Play { id, target, source } => {
+                let resampler = match FrameResampler::new(
+                    source.sample_rate(),
+                    self.mixer.room_rate(),
+                ) {
+                    Ok(r) if !r.is_passthrough() => Some(r),
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, id, "playback at an unusable rate: reported done");
+                        self.emit(RoomEvent::PlaybackDone { id, target });
+                        return;
+                    }
+                };
+                self.playbacks.push(Playback { id, target, source, resampler });
+            }
+            RoomCommand::Stop { target } => {
+                for playback in self.playbacks.iter_mut().filter(|p| p.target == target) {
+                    playback.source.stop();
+                }
+            }
+            RoomCommand::Record { dir, name, reply } => {
+                let result = Recorder::start(&dir, &name, self.mixer.room_rate())
+                    .map(|recorder| {
+                        let path = recorder.path().to_owned();
+                        self.recorder = Some(recorder);
+                        path
+                    })
+                    .map_err(RoomError::from);
+                let _ = reply.send(result);
+            }
+            RoomCommand::StopRecording { reply } => {
+                let result = match self.recorder.take() {
+                    Some(recorder) => recorder.stop().map_err(RoomError::from),
+                    None => Err(RoomError::NotRecording),
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn join(&mut self, leg: LegIo) -> Result<(), RoomError> {
+        let key = leg.key();
+        if self.members.contains_key(&key) {
+            return Err(RoomError::AlreadyMember(key));
+        }
+        let id = self.mixer.add_member(leg.codec())?;
+        self.keys.insert(id, key);
+        self.members.insert(key, Member { id, leg });
+        Ok(())
+    }
+
+    fn leave(&mut self, key: LegKey) -> Option<LegIo> {
+        let member = self.members.remove(&key)?;
+        self.keys.remove(&member.id);
+        // The id was valid a moment ago; removal cannot fail for a present member.
+        let _ = self.mixer.remove_member(member.id);
+        for playback in self.playbacks.iter_mut().filter(|p| p.target == PlayTarget::Member(key)) {
+            playback.source.stop();
+        }
+        Some(member.leg)
+    }
+
+    fn change(&mut self, key: LegKey, change: MemberChange) -> Result<(), RoomError> {
+        let id = self.members.get(&key).ok_or(RoomError::UnknownMember(key))?.id;
+        match change {
+            MemberChange::Mute(on) => self.mixer.set_muted(id, on),
+            MemberChange::Deaf(on) => self.mixer.set_deaf(id, on),
+            MemberChange::Mike(on) => self.mixer.set_mike(id, on),
+            MemberChange::ListenOnly(on) => self.mixer.set_listen_only(id, on),
+            MemberChange::VolumeIn(step) => self.mixer.set_volume_in(id, step),
+            MemberChange::VolumeOut(step) => self.mixer.set_volume_out(id, step),
+            MemberChange::Breakout(group) => self.mixer.set_breakout(id, group),
+        }?;
+        Ok(())
+    }
+
+    fn emit(&self, event: RoomEvent) {
+        if self.events.try_send(event).is_err() {
+            tracing::warn!(?event, "engine behind: room event dropped");
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        for member in self.members.values() {
+            match member.leg.pull_frame(now, &mut self.pcm) {
+                Ok(Some(n)) => {
+                    if let Err(e) = self.mixer.push_frame(member.id, &self.pcm[..n]) {
+                        tracing::debug!(leg = member.leg.key(), error = %e, "frame not mixed");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(leg = member.leg.key(), error = %e, "undecodable frame"),
+            }
+        }
+        self.play_sources();
+        let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        self.mixer.tick(now_ms);
+        self.send_deliveries();
+        if let Some(recorder) = &mut self.recorder
+            && let Err(e) = recorder.write_frame(self.mixer.room_mix())
+        {
+            tracing::error!(error = %e, "recording failed; stopped");
+            self.recorder = None;
+        }
+        while let Some(event) = self.mixer.poll_event() {
+            let (member, talking) = match event {
+                MixerEvent::TalkingStarted { member, .. } => (member, true),
+                MixerEvent::TalkingStopped { member, .. } => (member, false),
+            };
+            if let Some(&key) = self.keys.get(&member) {
+                self.emit(RoomEvent::Talking { key, talking });
+            }
+        }
+    }
+
+    fn play_sources(&mut self) {
+        let room_len = self.mixer.room_frame_len();
+        let mut finished = Vec::new();
+        for (index, playback) in self.playbacks.iter_mut().enumerate() {
+            let state = match playback.source.next_frame(&mut self.source_pcm) {
+                Ok(state) => state,
+                Err(_) => SourceState::Done,
+            };
+            let frame = match &mut playback.resampler {
+                Some(resampler) => {
+                    let input = playback.source.samples_per_frame().min(self.source_pcm.len());
+                    match resampler.process(&self.source_pcm[..input], &mut self.room_pcm) {
+                        Ok(n) => &self.room_pcm[..n],
+                        Err(_) => &self.room_pcm[..0],
+                    }
+                }
+                None => &self.source_pcm[..room_len.min(self.source_pcm.len())],
+            };
+            let target = match playback.target {
+                PlayTarget::Room => Some(InjectTarget::Room),
+                PlayTarget::Member(key) => {
+                    self.members.get(&key).map(|m| InjectTarget::Member(m.id))
+                }
+            };
+            if state == SourceState::Playing
+                && let Some(target) = target
+                && frame.len() == room_len
+            {
+                let _ = self.mixer.inject(target, frame);
+            }
+            if state == SourceState::Done {
+                finished.push(index);
+            }
+        }
+        for index in finished.into_iter().rev() {
+            let playback = self.playbacks.swap_remove(index);
+            self.emit(RoomEvent::PlaybackDone { id: playback.id, target: playback.target });
+        }
+    }
+
+    fn send_deliveries(&mut self) {
+        for delivery in self.mixer.deliveries() {
+            let (members, payload, speech): (&[MemberId], &[u8], bool) = match &delivery {
+                Delivery::Shared { members, frame, .. } => (members, frame.payload, false),
+                Delivery::Personal { member, frame } => {
+                    (std::slice::from_ref(member), frame.payload, true)
+                }
+            };
+            for id in members {
+                let Some(member) = self.keys.get(id).and_then(|key| self.members.get(key)) else {
+                    continue;
+                };
+                if let Err(e) = member.leg.send_audio(payload, speech, &mut self.packet) {
+                    tracing::debug!(leg = member.leg.key(), error = %e, "frame not sent");
+                }
+            }
+        }
+    }
+}

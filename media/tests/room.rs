@@ -1,0 +1,180 @@
+//! A room over real loopback sockets: three phones, each sending its own tone
+//! through its own leg into a room task, each checking with a Goertzel filter
+//! what it hears. Everyone hears the others and never themselves; a muted member
+//! is heard by nobody; a prompt to one member reaches only that member; the
+//! recording holds the room mix; a finished prompt is reported.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tutti_media::codec::{Codec, CodecKind};
+use tutti_media::io::LegIo;
+use tutti_media::leg::{Leg, LegConfig};
+use tutti_media::mixer::MixerConfig;
+use tutti_media::ports::PortPool;
+use tutti_media::room::{MemberChange, PlayTarget, RoomEvent, RoomHandle};
+use tutti_media::tone::goertzel_amplitude;
+use tutti_media::wav::{Player, Prompt};
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const TONES: [f64; 3] = [440.0, 1000.0, 1700.0];
+const PROMPT_TONE: f64 = 2300.0;
+
+fn pool() -> PortPool {
+    use rand::RngExt;
+    for _ in 0..100 {
+        let base = rand::rng().random_range(10_000u16..30_000) & !1;
+        if (base..base + 16).all(|p| std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).is_ok()) {
+            return PortPool::new(base, base + 15).expect("pool");
+        }
+    }
+    panic!("no free ports");
+}
+
+fn config(remote: SocketAddr) -> LegConfig {
+    LegConfig {
+        codec: CodecKind::Pcmu,
+        send_payload_type: 0,
+        recv_payload_type: 0,
+        send_telephone_event: Some(101),
+        recv_telephone_event: Some(101),
+        remote_rtp: remote,
+        remote_rtcp: None,
+        srtp: None,
+        cname: "room-test@tutti".into(),
+    }
+}
+
+fn sine(freq: f64, amplitude: f64, rate: u32, start: usize, len: usize) -> Vec<i16> {
+    (start..start + len)
+        .map(|n| {
+            (amplitude * (2.0 * std::f64::consts::PI * freq * n as f64 / f64::from(rate)).sin())
+                as i16
+        })
+        .collect()
+}
+
+/// A phone: its own leg, talking to a server-side leg that joins the room.
+struct Phone {
+    leg: LegIo,
+    codec: Box<dyn Codec>,
+    tone: f64,
+    heard: Vec<i16>,
+}
+
+/// Runs all phones for `frames` ticks; each sends its tone (silence when
+/// `silent`) and records what it hears.
+async fn talk(phones: &mut [Phone], frames: usize, silent: &[bool]) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    let (mut payload, mut packet, mut pcm) = ([0u8; 160], [0u8; 1500], [0i16; 960]);
+    for phone in phones.iter_mut() {
+        phone.heard.clear();
+    }
+    for i in 0..frames {
+        ticks.tick().await;
+        for (p, phone) in phones.iter_mut().enumerate() {
+            let amplitude = if silent[p] { 0.0 } else { 6000.0 };
+            let frame = sine(phone.tone, amplitude, 8000, i * 160, 160);
+            let n = phone.codec.encode(&frame, &mut payload).expect("encode");
+            phone.leg.send_audio(&payload[..n], !silent[p], &mut packet).expect("send");
+            if let Some(n) = phone.leg.pull_frame(Instant::now(), &mut pcm).expect("pull") {
+                phone.heard.extend_from_slice(&pcm[..n]);
+            }
+        }
+    }
+}
+
+/// The level of `freq` in the second half of what a phone heard (the first
+/// half covers jitter buffers filling and talking detection starting).
+fn level(phone: &Phone, freq: f64) -> f64 {
+    let tail = &phone.heard[phone.heard.len() / 2..];
+    goertzel_amplitude(tail, 8000, freq)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyone_hears_the_others_mute_silences_prompts_and_recordings_work() {
+    let pool = pool();
+    let (events_tx, mut events) = mpsc::channel(64);
+    let room = RoomHandle::spawn(MixerConfig::default(), events_tx).expect("room");
+    let (notices, _notices_rx) = mpsc::channel(64);
+    let mut phones = Vec::new();
+    for (i, tone) in TONES.iter().enumerate() {
+        let phone_sockets = pool.bind(LOOPBACK, true).await.expect("phone ports");
+        let server_sockets = pool.bind(LOOPBACK, true).await.expect("server ports");
+        let phone_addr = SocketAddr::new(LOOPBACK, phone_sockets.rtp_port());
+        let server_addr = SocketAddr::new(LOOPBACK, server_sockets.rtp_port());
+        let now = Instant::now();
+        let server = Leg::new(config(phone_addr), now).expect("server leg");
+        let key = i as u64 + 1;
+        room.join(LegIo::spawn(key, server, server_sockets, notices.clone())).await.expect("join");
+        let phone_leg = Leg::new(config(server_addr), now).expect("phone leg");
+        phones.push(Phone {
+            leg: LegIo::spawn(100 + key, phone_leg, phone_sockets, notices.clone()),
+            codec: CodecKind::Pcmu.new_codec(),
+            tone: *tone,
+            heard: Vec::new(),
+        });
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let recording = room.record(dir.path().to_owned(), "room".into()).await.expect("record");
+
+    // 1. Everyone talks: each hears the other two tones and not its own.
+    talk(&mut phones, 75, &[false, false, false]).await;
+    for (p, phone) in phones.iter().enumerate() {
+        for (t, tone) in TONES.iter().enumerate() {
+            let heard = level(phone, *tone);
+            if t == p {
+                assert!(heard < 60.0, "phone {p} hears itself ({tone} Hz at {heard:.0})");
+            } else {
+                assert!(heard > 600.0, "phone {p} does not hear {tone} Hz ({heard:.0})");
+            }
+        }
+    }
+    let talking: Vec<RoomEvent> = std::iter::from_fn(|| events.try_recv().ok()).collect();
+    for key in 1..=3 {
+        assert!(talking.contains(&RoomEvent::Talking { key, talking: true }), "{talking:?}");
+    }
+
+    // 2. Phone 0 is muted: nobody hears 440 Hz any more.
+    room.change(1, MemberChange::Mute(true)).await.expect("mute");
+    talk(&mut phones, 50, &[false, false, false]).await;
+    for (p, phone) in phones.iter().enumerate().skip(1) {
+        assert!(level(phone, TONES[0]) < 60.0, "phone {p} still hears the muted member");
+        assert!(level(phone, TONES[3 - p]) > 600.0, "phone {p} lost the other speaker");
+    }
+
+    // 3. A prompt to phone 2 only, while nobody talks.
+    let prompt =
+        Prompt::from_samples(sine(PROMPT_TONE, 6000.0, 8000, 0, 8000 * 2), 8000).expect("prompt");
+    room.play(7, PlayTarget::Member(3), Box::new(Player::new(prompt, false))).await.expect("play");
+    talk(&mut phones, 50, &[true, true, true]).await;
+    assert!(level(&phones[2], PROMPT_TONE) > 600.0, "the target hears its prompt");
+    assert!(level(&phones[0], PROMPT_TONE) < 60.0, "others do not");
+    assert!(level(&phones[1], PROMPT_TONE) < 60.0, "others do not");
+    room.stop(PlayTarget::Member(3)).await.expect("stop");
+    let done = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let Some(RoomEvent::PlaybackDone { id, target }) = events.recv().await {
+                return (id, target);
+            }
+        }
+    })
+    .await
+    .expect("done reported");
+    assert_eq!(done, (7, PlayTarget::Member(3)));
+
+    // 4. The recording holds the room: all three tones from part 1.
+    let recorded = room.stop_recording().await.expect("stop recording");
+    assert_eq!(recorded.path, recording);
+    assert!(recorded.duration_ms >= 3000, "{recorded:?}");
+    let audio = tutti_media::wav::read(&recording).expect("read recording");
+    let part1 = &audio.samples[audio.samples.len() / 8..audio.samples.len() * 3 / 8];
+    for tone in TONES {
+        let heard = goertzel_amplitude(part1, audio.sample_rate, tone);
+        assert!(heard > 600.0, "recording lacks {tone} Hz ({heard:.0})");
+    }
+    let gone = room.leave(2).await.expect("leave");
+    assert_eq!(gone.map(|leg| leg.key()), Some(2));
+    assert!(room.leave(2).await.expect("leave").is_none());
+}
