@@ -17,3 +17,4 @@
 pub mod digest;
 pub mod sdp;
 pub mod session_timer;
+pub mod ua;

@@ -1,0 +1,490 @@
+//! The SIP user agent: rsipstack's transports, transactions and dialogs behind a small
+//! engine-facing API. [`SipUa::start`] binds UDP and TCP and returns a stream of
+//! [`UaEvent`]s; the engine answers calls, places calls and hangs up through it.
+//!
+//! Shape: one task routes new server transactions (out-of-dialog requests are answered
+//! here; a new INVITE becomes a call; in-dialog requests go to their dialog), and one
+//! task per call owns its dialog, its media state and its session timer. The engine
+//! talks to a call task over a command channel, never to rsipstack.
+
+mod call;
+pub mod dtmf_info;
+pub mod events;
+mod fixes;
+mod headers;
+mod inbound;
+mod outbound;
+pub mod screen;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rsipstack::EndpointBuilder;
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::platform::CancellationToken;
+use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, Method, StatusCode};
+use rsipstack::transaction::TransactionReceiver;
+use rsipstack::transaction::endpoint::EndpointOption;
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::TransportLayer;
+use rsipstack::transport::tcp_listener::TcpListenerConnection;
+use rsipstack::transport::udp::UdpConnection;
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, warn};
+
+pub use events::{CallControl, CallId, CallProgress, HangupReason, IncomingCall, UaEvent};
+pub use outbound::PlaceCall;
+
+use crate::sdp::{MediaPolicy, SdpError};
+use crate::session_timer::TimerConfig;
+use events::CallCommand;
+use fixes::{ByCallId, Fixups};
+
+/// Methods we implement, for Allow.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+/// Bodies we understand, for Accept.
+pub const ACCEPT: &str = "application/sdp, application/dtmf-relay, application/dtmf";
+/// Extensions we support, for Supported (and against Require).
+pub const SUPPORTED: &str = "timer";
+
+/// rsipstack's UDP receive buffer; larger datagrams arrive truncated.
+const UDP_BUFFER: usize = 8192;
+/// Capacity of the event channel to the engine; call tasks wait when it is full.
+const EVENT_QUEUE: usize = 1024;
+/// Capacity of each call's command channel.
+const COMMAND_QUEUE: usize = 16;
+/// How long shutdown waits for BYE transactions to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Attempts at finding a port free for both UDP and TCP when binding port 0.
+const BIND_ATTEMPTS: usize = 20;
+
+/// Errors of the user agent API.
+#[derive(Debug, thiserror::Error)]
+pub enum UaError {
+    /// A socket could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// rsipstack refused something (an internal error, not the peer's).
+    #[error("SIP stack: {0}")]
+    Stack(String),
+    /// The call has ended (or never existed).
+    #[error("{0} has ended")]
+    CallGone(CallId),
+    /// A call target that is neither a SIP URI nor a dialable number.
+    #[error("invalid call target {0:?}")]
+    InvalidTarget(String),
+    /// A number was dialled but no outbound proxy is configured.
+    #[error("dialling a number needs an outbound proxy")]
+    NoOutboundProxy,
+    /// The SDP offer could not be answered (the call was rejected with
+    /// [`SdpError::sip_status`]).
+    #[error("offer/answer failed: {0}")]
+    Sdp(#[from] SdpError),
+    /// The command does not fit the call's state (answering an answered call, ...).
+    #[error("{0} cannot do that in its current state")]
+    WrongState(CallId),
+    /// The UA is at `max_calls`.
+    #[error("too many calls")]
+    TooManyCalls,
+}
+
+impl From<rsipstack::Error> for UaError {
+    fn from(e: rsipstack::Error) -> Self {
+        UaError::Stack(e.to_string())
+    }
+}
+
+/// Settings of the user agent.
+#[derive(Debug, Clone)]
+pub struct SipConfig {
+    /// Where to listen, for UDP and TCP on the same port. Port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// The address media is received on, for the engine's [`crate::sdp::LocalMedia`].
+    pub media_address: IpAddr,
+    /// Where numbers are dialled: a SIP URI or `host:port`
+    /// (`sip:pbx.example.com:5060;transport=tcp`).
+    pub outbound_proxy: Option<String>,
+    /// Digest user name for outbound calls.
+    pub outbound_username: Option<String>,
+    /// Digest password for outbound calls.
+    pub outbound_password: Option<String>,
+    /// Concurrent calls (both directions) beyond which INVITEs get 503.
+    pub max_calls: usize,
+    /// How long an outbound call may ring before we CANCEL it.
+    pub ring_timeout: Duration,
+    /// How long an incoming call may wait for the engine's answer before it gets 480
+    /// (so a call the engine forgets cannot hold a slot for ever).
+    pub answer_timeout: Duration,
+    /// The User-Agent (and Server) header.
+    pub user_agent: String,
+    /// Codec and SRTP policy for offer/answer.
+    pub media_policy: MediaPolicy,
+    /// Session timers (RFC 4028).
+    pub session_timer: TimerConfig,
+    /// Largest UDP message accepted; larger requests get 513 (at most 8191).
+    pub max_message_size: usize,
+    /// RFC 3261 T1 (500 ms); 64*T1 bounds transactions and the wait for an ACK.
+    pub t1: Duration,
+    /// Retry-After (seconds) in the 503 sent when over `max_calls`.
+    pub retry_after_secs: u32,
+}
+
+impl SipConfig {
+    /// Defaults for a server listening on `listen` with media on `media_address`.
+    pub fn new(listen: SocketAddr, media_address: IpAddr) -> Self {
+        SipConfig {
+            listen,
+            media_address,
+            outbound_proxy: None,
+            outbound_username: None,
+            outbound_password: None,
+            max_calls: 500,
+            ring_timeout: Duration::from_secs(60),
+            answer_timeout: Duration::from_secs(120),
+            user_agent: format!("tutti/{}", env!("CARGO_PKG_VERSION")),
+            media_policy: MediaPolicy::default(),
+            session_timer: TimerConfig::default(),
+            max_message_size: UDP_BUFFER - 1,
+            t1: Duration::from_millis(500),
+            retry_after_secs: 30,
+        }
+    }
+}
+
+/// State shared by the router and the call tasks.
+pub(crate) struct Shared {
+    pub(crate) config: SipConfig,
+    pub(crate) dialogs: Arc<DialogLayer>,
+    pub(crate) events: mpsc::Sender<UaEvent>,
+    calls: Mutex<HashMap<CallId, CallControl>>,
+    next_call: AtomicU64,
+    pub(crate) tags: ByCallId,
+    pub(crate) redirects: ByCallId,
+    pub(crate) udp_addr: SocketAddr,
+    pub(crate) tcp_addr: SocketAddr,
+    /// The address written into Contact and From: the listen address, or when that is
+    /// a wildcard, the media address (or rsipstack's pick of an interface).
+    advertised: IpAddr,
+    cancel: CancellationToken,
+}
+
+impl Shared {
+    /// Registers a new call unless at `max_calls`; returns its control handle and
+    /// the command receiver for its task.
+    pub(crate) fn new_call(&self) -> Option<(CallControl, mpsc::Receiver<CallCommand>)> {
+        let mut calls = self.calls.lock().ok()?;
+        if calls.len() >= self.config.max_calls {
+            return None;
+        }
+        let id = CallId(self.next_call.fetch_add(1, Ordering::Relaxed) + 1);
+        let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
+        let control = CallControl { id, commands };
+        calls.insert(id, control.clone());
+        Some((control, rx))
+    }
+
+    /// Forgets a call whose task has ended.
+    pub(crate) fn end_call(&self, id: CallId) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.remove(&id);
+        }
+    }
+
+    fn control(&self, id: CallId) -> Option<CallControl> {
+        self.calls.lock().ok()?.get(&id).cloned()
+    }
+
+    /// Sends an event to the engine; a gone engine is not the call's problem.
+    pub(crate) async fn emit(&self, event: UaEvent) {
+        if self.events.send(event).await.is_err() {
+            debug!("engine event receiver dropped");
+        }
+    }
+
+    /// Our own address on `tcp` or UDP, as peers should reach it.
+    pub(crate) fn advertised_addr(&self, tcp: bool) -> SocketAddr {
+        let port = if tcp { self.tcp_addr.port() } else { self.udp_addr.port() };
+        SocketAddr::new(self.advertised, port)
+    }
+
+    /// Our Contact for a dialog on `transport`.
+    pub(crate) fn contact(&self, user: Option<&str>, tcp: bool) -> rsipstack::sip::Uri {
+        let addr = self.advertised_addr(tcp);
+        let user = user.filter(|u| !u.is_empty()).map(|u| format!("{u}@")).unwrap_or_default();
+        let transport = if tcp { ";transport=tcp" } else { "" };
+        let text = format!("sip:{user}{}{transport}", host_port(addr));
+        rsipstack::sip::Uri::try_from(text.as_str()).unwrap_or_default()
+    }
+}
+
+/// `ip:port`, with brackets for IPv6.
+pub(crate) fn host_port(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => a.to_string(),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    }
+}
+
+/// The running user agent. Cheap to clone; every clone drives the same UA.
+#[derive(Clone)]
+pub struct SipUa {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SipUa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipUa")
+            .field("udp", &self.shared.udp_addr)
+            .field("tcp", &self.shared.tcp_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SipUa {
+    /// Binds UDP and TCP on `config.listen`, starts the stack, and returns the UA and
+    /// the engine's event stream.
+    pub async fn start(config: SipConfig) -> Result<(SipUa, mpsc::Receiver<UaEvent>), UaError> {
+        let (udp_socket, port) = bind_udp_and_tcp_port(config.listen)?;
+        let udp_addr = udp_socket
+            .local_addr()
+            .map_err(|source| UaError::Bind { addr: config.listen, source })?;
+        let tcp_addr = SocketAddr::new(config.listen.ip(), port);
+
+        let cancel = CancellationToken::new();
+        let screened = screen::ScreenedSocket {
+            socket: udp_socket,
+            max_size: config.max_message_size.min(UDP_BUFFER - 1),
+        };
+        let udp = UdpConnection::from_socket(Arc::new(screened), None, Some(cancel.child_token()))
+            .await?;
+        let tcp = TcpListenerConnection::new(tcp_addr, None).await?;
+        let transport = TransportLayer::new(cancel.clone());
+        transport.add_transport(udp.into());
+        transport.add_transport(tcp.into());
+
+        let tags = ByCallId::default();
+        let redirects = ByCallId::default();
+        let option = EndpointOption {
+            t1: config.t1,
+            t1x64: config.t1 * 64,
+            callid_suffix: Some("tutti".into()),
+            ..Default::default()
+        };
+        let endpoint = EndpointBuilder::new()
+            .with_cancel_token(cancel.clone())
+            .with_transport_layer(transport)
+            .with_user_agent(&config.user_agent)
+            .with_option(option)
+            .with_inspector(Box::new(Fixups { tags: tags.clone(), redirects: redirects.clone() }))
+            .build();
+        let incoming = endpoint.incoming_transactions()?;
+        let inner = endpoint.inner.clone();
+        let dialogs = Arc::new(DialogLayer::new(inner.clone()));
+        let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
+
+        let advertised = if !config.listen.ip().is_unspecified() {
+            config.listen.ip()
+        } else if !config.media_address.is_unspecified() {
+            config.media_address
+        } else {
+            rsipstack::transport::SipConnection::resolve_bind_address(udp_addr).ip()
+        };
+        let shared = Arc::new(Shared {
+            config,
+            dialogs,
+            events,
+            calls: Mutex::new(HashMap::new()),
+            next_call: AtomicU64::new(0),
+            tags,
+            redirects,
+            udp_addr,
+            tcp_addr,
+            advertised,
+            cancel: cancel.clone(),
+        });
+
+        tokio::spawn(async move {
+            if let Err(e) = inner.serve().await {
+                warn!(error = %e, "SIP endpoint stopped");
+            }
+        });
+        tokio::spawn(route_incoming(shared.clone(), incoming));
+        wait_for_tcp(tcp_addr).await;
+        info!(%udp_addr, %tcp_addr, "SIP user agent listening");
+        Ok((SipUa { shared }, events_rx))
+    }
+
+    /// The bound UDP address.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.shared.udp_addr
+    }
+
+    /// The bound TCP address.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.shared.tcp_addr
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SipConfig {
+        &self.shared.config
+    }
+
+    /// Calls in progress (both directions).
+    pub fn active_calls(&self) -> usize {
+        self.shared.calls.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Dialogs rsipstack still holds: 0 when idle (for metrics and leak tests).
+    pub fn dialogs(&self) -> usize {
+        self.shared.dialogs.len()
+    }
+
+    /// Places a call. Progress arrives as [`UaEvent::Progress`], the negotiated
+    /// media as [`UaEvent::MediaChanged`], the end as [`UaEvent::Hangup`].
+    pub async fn place_call(&self, call: PlaceCall) -> Result<CallId, UaError> {
+        outbound::place(self.shared.clone(), call).await
+    }
+
+    /// The control handle of a call in progress.
+    pub fn call(&self, id: CallId) -> Option<CallControl> {
+        self.shared.control(id)
+    }
+
+    /// Hangs up a call: BYE when confirmed, CANCEL while ringing out, 480 before we
+    /// answered.
+    pub async fn hangup(&self, id: CallId) -> Result<(), UaError> {
+        self.shared.control(id).ok_or(UaError::CallGone(id))?.hangup().await
+    }
+
+    /// Hangs up every call (BYE to each confirmed dialog), waits briefly for them to
+    /// end, then stops the stack.
+    pub async fn shutdown(&self) {
+        let controls: Vec<CallControl> =
+            self.shared.calls.lock().map(|c| c.values().cloned().collect()).unwrap_or_default();
+        for control in &controls {
+            control.hangup().await.ok();
+        }
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while self.active_calls() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.shared.cancel.cancel();
+    }
+}
+
+/// Binds the UDP socket and makes sure TCP can bind the same port. With port 0 the
+/// kernel picks the UDP port, which may be taken for TCP: then try another.
+fn bind_udp_and_tcp_port(listen: SocketAddr) -> Result<(tokio::net::UdpSocket, u16), UaError> {
+    let mut last_error = None;
+    for _ in 0..BIND_ATTEMPTS {
+        let udp = std::net::UdpSocket::bind(listen)
+            .map_err(|source| UaError::Bind { addr: listen, source })?;
+        let port =
+            udp.local_addr().map_err(|source| UaError::Bind { addr: listen, source })?.port();
+        // Probe only: rsipstack binds the listener itself when the endpoint starts.
+        match std::net::TcpListener::bind(SocketAddr::new(listen.ip(), port)) {
+            Ok(probe) => {
+                drop(probe);
+                udp.set_nonblocking(true)
+                    .map_err(|source| UaError::Bind { addr: listen, source })?;
+                let udp = tokio::net::UdpSocket::from_std(udp)
+                    .map_err(|source| UaError::Bind { addr: listen, source })?;
+                return Ok((udp, port));
+            }
+            Err(e) if listen.port() == 0 => last_error = Some(e),
+            Err(source) => {
+                return Err(UaError::Bind { addr: SocketAddr::new(listen.ip(), port), source });
+            }
+        }
+    }
+    Err(UaError::Bind {
+        addr: listen,
+        source: last_error.unwrap_or_else(|| std::io::Error::other("no free port")),
+    })
+}
+
+/// rsipstack binds the TCP listener in the endpoint task; wait until it accepts so
+/// `start` returns a UA that is reachable on both transports.
+async fn wait_for_tcp(addr: SocketAddr) {
+    let target = if addr.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::from([127, 0, 0, 1]), addr.port())
+    } else {
+        addr
+    };
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(target).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    warn!(%addr, "TCP listener did not come up");
+}
+
+/// Routes each new server transaction to its handler, each in its own task so one
+/// slow dialog cannot hold up the others.
+async fn route_incoming(shared: Arc<Shared>, mut incoming: TransactionReceiver) {
+    while let Some(tx) = incoming.recv().await {
+        let span = tracing::info_span!(
+            "sip",
+            call_id = %tx.original.call_id_header().map(|c| c.value().to_owned()).unwrap_or_default(),
+            method = %tx.original.method,
+        );
+        tokio::spawn(handle_transaction(shared.clone(), tx).instrument(span));
+    }
+}
+
+async fn handle_transaction(shared: Arc<Shared>, mut tx: Transaction) {
+    let method = tx.original.method;
+    if method == Method::Ack {
+        return;
+    }
+    if method != Method::Cancel {
+        let unsupported = headers::unsupported_requires(&tx.original);
+        if !unsupported.is_empty() {
+            let header = Header::Unsupported(unsupported.join(", ").into());
+            reply(&mut tx, StatusCode::BadExtension, vec![header]).await;
+            return;
+        }
+    }
+    let to_tag = tx.original.to_header().ok().and_then(|t| t.tag().ok().flatten());
+    if to_tag.is_some() {
+        match shared.dialogs.match_dialog(&tx) {
+            Some(mut dialog) => {
+                if let Err(e) = dialog.handle(&mut tx).await {
+                    debug!(error = %e, "in-dialog request failed");
+                }
+            }
+            None => reply(&mut tx, StatusCode::CallTransactionDoesNotExist, vec![]).await,
+        }
+        return;
+    }
+    match method {
+        Method::Invite => inbound::start(shared, tx).await,
+        Method::Options => reply(&mut tx, StatusCode::OK, headers::capabilities()).await,
+        Method::Register
+        | Method::Subscribe
+        | Method::Publish
+        | Method::Message
+        | Method::Refer
+        | Method::Notify => {
+            reply(&mut tx, StatusCode::MethodNotAllowed, vec![Header::Allow(ALLOW.into())]).await
+        }
+        _ => reply(&mut tx, StatusCode::CallTransactionDoesNotExist, vec![]).await,
+    }
+}
+
+/// Answers a transaction outside any dialog; a failure only means the peer is gone.
+pub(crate) async fn reply(tx: &mut Transaction, status: StatusCode, headers: Vec<Header>) {
+    if let Err(e) = tx.reply_with(status, headers, None).await {
+        debug!(error = %e, "reply failed");
+    }
+}
