@@ -2,6 +2,7 @@
 //! (HTTP today; TCP 4011, /_access, /_conference, /conference_* and /api/v1 as they
 //! are built). It knows nothing of SIP or RTP.
 
+pub mod control;
 pub mod http;
 pub mod live;
 pub mod model;

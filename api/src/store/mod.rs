@@ -8,6 +8,7 @@
 mod accounts;
 mod calls;
 mod conferences;
+mod control_queries;
 mod misc;
 
 use std::str::FromStr;
