@@ -4,13 +4,19 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tutti_api::control::{self, ControlContext};
 use tutti_api::http::{AppState, router};
+use tutti_api::live::EventBus;
 use tutti_api::model::Customer;
 use tutti_api::{Store, Time, secret};
+use tutti_sip::ua::{SipConfig, SipUa};
 
 use crate::config::Settings;
+use crate::engine::core::{Engine, EngineConfig};
 use crate::{BoxError, open_store};
 
 /// How long in-flight HTTP requests may take to finish after a stop signal.
@@ -32,6 +38,53 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     }
     first_start(&store, &settings).await?;
 
+    let events = EventBus::new();
+
+    // SIP and the call engine.
+    let mut sip = SipConfig::new(settings.sip_listen, settings.media_address);
+    sip.outbound_proxy = settings.outbound_proxy.clone();
+    sip.outbound_username = settings.outbound_username.clone();
+    sip.outbound_password = settings.outbound_password.clone();
+    let (ua, ua_events) = SipUa::start(sip)
+        .await
+        .map_err(|e| format!("cannot start SIP on {}: {e}", settings.sip_listen))?;
+    tracing::info!(udp = %ua.udp_addr(), tcp = %ua.tcp_addr(), media = %settings.media_address, "SIP listening");
+    let engine = Engine::start(
+        EngineConfig {
+            media_address: settings.media_address,
+            rtp_ports: (settings.rtp_ports.low, settings.rtp_ports.high),
+            sounds_dir: settings.sounds_dir(),
+            recordings_dir: settings.recordings_dir(),
+            tts_dir: settings.tts_dir(),
+        },
+        store.clone(),
+        events.clone(),
+        ua,
+        ua_events,
+    )?;
+
+    // TCP 4011.
+    let control_listener = TcpListener::bind(settings.control_listen)
+        .await
+        .map_err(|e| format!("cannot listen for TCP 4011 on {}: {e}", settings.control_listen))?;
+    tracing::info!(addr = %control_listener.local_addr()?, "control protocol listening");
+    let timezone = match &settings.timezone {
+        Some(name) => jiff::tz::TimeZone::get(name)?,
+        None => jiff::tz::TimeZone::system(),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let control_task = tokio::spawn(control::serve(
+        control_listener,
+        ControlContext {
+            store: store.clone(),
+            live: Arc::new(engine.clone()),
+            events: events.clone(),
+            sounds_dir: settings.sounds_dir(),
+            timezone,
+        },
+        stop_rx.clone(),
+    ));
+
     let http = TcpListener::bind(settings.http_listen)
         .await
         .map_err(|e| format!("cannot listen for HTTP on {}: {e}", settings.http_listen))?;
@@ -45,7 +98,6 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         env!("CARGO_PKG_VERSION")
     );
 
-    let (stop_tx, stop_rx) = watch::channel(false);
     let state = AppState { store: store.clone(), started, version: env!("CARGO_PKG_VERSION") };
     let mut http_rx = stop_rx.clone();
     let http_task = tokio::spawn(
@@ -59,6 +111,11 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     let signal = stop.recv().await;
     tracing::info!(signal, "stopping: no new work is accepted");
     let _ = stop_tx.send(true);
+    // Live calls get a BYE; their tasks record the callers' end in the store.
+    engine.shutdown().await;
+    if tokio::time::timeout(DRAIN_TIMEOUT, control_task).await.is_err() {
+        tracing::warn!("control connections still open after {DRAIN_TIMEOUT:?}; closing");
+    }
     match tokio::time::timeout(DRAIN_TIMEOUT, http_task).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),

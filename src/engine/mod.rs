@@ -2,7 +2,10 @@
 //! conferences at once. Its decision logic is sans-IO and lives in the
 //! submodules; the tokio tasks that drive it are thin shells around them.
 
+pub mod core;
 pub mod dialplan;
 pub mod ivr;
 pub mod keypad;
+pub mod live;
+pub mod media;
 pub mod schedule;

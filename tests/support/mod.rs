@@ -14,6 +14,23 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_tutti");
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// RTP ports a test server gets: 32 calls' worth.
+const RTP_RANGE_LEN: u16 = 64;
+
+/// The start of a range of `len` UDP ports free on loopback now, picked at
+/// random below the kernel's ephemeral range so parallel tests rarely meet.
+pub fn free_udp_range(len: u16) -> u16 {
+    use rand::RngExt;
+    for _ in 0..100 {
+        let base = rand::rng().random_range(10_000u16..30_000) & !1;
+        let free = (base..base + len)
+            .all(|p| std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, p)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free UDP port range on loopback");
+}
 
 /// A `tutti` command with no TUTTI_* variables inherited from the caller's
 /// environment, so tests see only what they set.
@@ -45,13 +62,15 @@ pub struct Server {
 impl Server {
     /// Starts the server on ephemeral loopback ports and waits until HTTP listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let rtp = free_udp_range(RTP_RANGE_LEN);
+        let rtp_ports = format!("{}-{}", rtp, rtp + RTP_RANGE_LEN - 1);
         let mut child = tutti()
             .args(["--data-dir"])
             .arg(data_dir)
             .args(["--http-listen", "127.0.0.1:0"])
             .args(["--sip-listen", "127.0.0.1:0"])
             .args(["--control-listen", "127.0.0.1:0"])
-            .args(["--rtp-ports", "40000-40999"])
+            .args(["--rtp-ports", &rtp_ports])
             .args(["--timezone", "UTC"])
             .args(extra)
             .arg("serve")
@@ -76,6 +95,28 @@ impl Server {
             .unwrap_or_else(|| panic!("no addr= in {line:?}"));
         server.http = addr.parse().expect("socket address");
         server
+    }
+
+    /// The `key=ADDR` address logged on a line containing `needle` (seen before
+    /// the server was ready).
+    pub fn logged_addr(&self, needle: &str, key: &str) -> SocketAddr {
+        let prefix = format!("{key}=");
+        self.stderr_seen
+            .iter()
+            .filter(|l| l.contains(needle))
+            .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix(&prefix)))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                panic!("no {key}= on a {needle:?} line in:\n{}", self.stderr_seen.join("\n"))
+            })
+    }
+
+    /// Everything the server logged so far, for failure messages.
+    pub fn logs(&mut self) -> String {
+        while let Ok(line) = self.stderr.try_recv() {
+            self.stderr_seen.push(line);
+        }
+        self.stderr_seen.join("\n")
     }
 
     /// Waits for a log line containing `needle` and returns it.

@@ -1,0 +1,973 @@
+//! The running call engine: it takes calls from the SIP user agent, decides by
+//! the dial plan, answers with a media leg, joins the leg to its conference's
+//! room, keeps the store's call sessions and callers true, and publishes every
+//! change on the event bus. Live state lives in one table behind a mutex that is
+//! only held for synchronous steps, never across an await.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tutti_api::live::{CallerField, Event, EventBus, PlaybackMedia, PlaybackState, Target};
+use tutti_api::model::{
+    Call, CallStatus, Caller, Conference, ConferenceStatus, Direction, Role, RoleFlags,
+};
+use tutti_api::{Store, Time};
+use tutti_media::io::{LegHandle, LegIo, LegKey, LegNotice, NOTICE_BACKLOG};
+use tutti_media::leg::Leg;
+use tutti_media::mixer::MixerConfig;
+use tutti_media::ports::PortPool;
+use tutti_media::room::{MemberChange, PlayTarget, PlaybackId, RoomEvent, RoomHandle};
+use tutti_media::tone::Tone;
+use tutti_sip::sdp::{LocalMedia, MediaDirection, Negotiated};
+use tutti_sip::ua::{
+    CallControl, CallId, CallProgress, HangupReason, IncomingCall, PlaceCall, SipUa, UaEvent,
+};
+
+use super::dialplan::{self, Admission};
+use super::keypad::{KeyAction, Keypad, KeypadConfig, Standing};
+use super::media::leg_config;
+
+/// How long a late-offer call may take to send its answer in the ACK.
+const LATE_ANSWER_TIMEOUT: Duration = Duration::from_secs(32);
+/// Room events waiting for the engine.
+const ROOM_EVENT_BACKLOG: usize = 4096;
+/// How long a stopping server waits for calls to record their end.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+/// Inputs waiting for one call's task.
+const CALL_INPUT_BACKLOG: usize = 64;
+
+/// What the engine needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub media_address: IpAddr,
+    pub rtp_ports: (u16, u16),
+    pub sounds_dir: PathBuf,
+    pub recordings_dir: PathBuf,
+    pub tts_dir: PathBuf,
+}
+
+/// Something that happened to a call, for its task.
+#[derive(Debug)]
+pub(super) enum CallInput {
+    Digit(char),
+    MediaChanged(Negotiated),
+    Progress(CallProgress),
+    Hangup(HangupReason),
+}
+
+/// A caller in a conference.
+pub(super) struct LiveCaller {
+    pub caller: Caller,
+    pub conference_uid: String,
+    pub leg: LegKey,
+    /// Steers the leg while the room owns it (re-INVITE, outgoing digits).
+    pub leg_handle: LegHandle,
+    pub control: CallControl,
+}
+
+/// A conference with people in it.
+pub(super) struct LiveConference {
+    pub room: RoomHandle,
+    pub call_uid: String,
+    pub members: usize,
+}
+
+/// What a playback is about, to report it when it ends.
+pub struct LivePlayback {
+    pub target: Target,
+    pub media: PlaybackMedia,
+    /// Reported to clients (prompts of the engine's own are not).
+    pub reported: bool,
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    pub conferences: HashMap<String, LiveConference>,
+    /// Callers in conferences, by caller UID.
+    pub callers: HashMap<String, LiveCaller>,
+    /// Every call's task, by SIP call.
+    pub calls: HashMap<CallId, mpsc::Sender<CallInput>>,
+    /// Which call a leg belongs to, and its caller once joined.
+    pub legs: HashMap<LegKey, (CallId, Option<String>)>,
+    pub playbacks: HashMap<PlaybackId, LivePlayback>,
+}
+
+pub struct Inner {
+    pub(super) store: Store,
+    pub(super) events: EventBus,
+    pub(super) ua: SipUa,
+    pub(super) ports: PortPool,
+    pub(super) config: EngineConfig,
+    state: Mutex<State>,
+    next_id: AtomicU64,
+    notices: mpsc::Sender<LegNotice>,
+    room_events: mpsc::Sender<RoomEvent>,
+}
+
+/// The call engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub(super) inner: Arc<Inner>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("RTP ports: {0}")]
+    Ports(#[from] tutti_media::ports::PortError),
+}
+
+impl Engine {
+    /// Starts the engine's tasks around a running user agent and its events.
+    pub fn start(
+        config: EngineConfig,
+        store: Store,
+        events: EventBus,
+        ua: SipUa,
+        ua_events: mpsc::Receiver<UaEvent>,
+    ) -> Result<Self, EngineError> {
+        let ports = PortPool::new(config.rtp_ports.0, config.rtp_ports.1)?;
+        let (notices, notices_rx) = mpsc::channel(NOTICE_BACKLOG);
+        let (room_events, room_events_rx) = mpsc::channel(ROOM_EVENT_BACKLOG);
+        let engine = Self {
+            inner: Arc::new(Inner {
+                store,
+                events,
+                ua,
+                ports,
+                config,
+                state: Mutex::new(State::default()),
+                next_id: AtomicU64::new(1),
+                notices,
+                room_events,
+            }),
+        };
+        tokio::spawn(engine.clone().ua_loop(ua_events));
+        tokio::spawn(engine.clone().notice_loop(notices_rx));
+        tokio::spawn(engine.clone().room_event_loop(room_events_rx));
+        Ok(engine)
+    }
+
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while the lock was held is a bug; the table is still usable and
+        // calls in progress should not die with it.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn next_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Callers connected now.
+    pub fn live_callers(&self) -> usize {
+        self.state().callers.len()
+    }
+
+    /// Hangs up every call (BYE to confirmed dialogs) and waits until each
+    /// call's task has recorded its end in the store, for at most
+    /// [`SHUTDOWN_WAIT`].
+    pub async fn shutdown(&self) {
+        self.inner.ua.shutdown().await;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+        while !self.state().calls.is_empty() {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    calls = self.state().calls.len(),
+                    "calls still ending after {SHUTDOWN_WAIT:?}"
+                );
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn ua_loop(self, mut ua_events: mpsc::Receiver<UaEvent>) {
+        while let Some(event) = ua_events.recv().await {
+            match event {
+                UaEvent::IncomingCall(incoming) => {
+                    let (tx, rx) = mpsc::channel(CALL_INPUT_BACKLOG);
+                    self.state().calls.insert(incoming.call, tx);
+                    tokio::spawn(self.clone().inbound(*incoming, rx));
+                }
+                UaEvent::Dtmf { call, digit } => self.to_call(call, CallInput::Digit(digit)),
+                UaEvent::MediaChanged { call, negotiated } => {
+                    self.to_call(call, CallInput::MediaChanged(negotiated));
+                }
+                UaEvent::Hangup { call, reason } => self.to_call(call, CallInput::Hangup(reason)),
+                UaEvent::Progress { call, state } => self.to_call(call, CallInput::Progress(state)),
+                UaEvent::Answered { .. } => {}
+            }
+        }
+    }
+
+    fn to_call(&self, call: CallId, input: CallInput) {
+        let tx = self.state().calls.get(&call).cloned();
+        if let Some(tx) = tx
+            && tx.try_send(input).is_err()
+        {
+            tracing::warn!(%call, "call task behind or gone: input dropped");
+        }
+    }
+
+    async fn notice_loop(self, mut notices: mpsc::Receiver<LegNotice>) {
+        while let Some(notice) = notices.recv().await {
+            let (leg, input) = match notice {
+                LegNotice::Digit { leg, digit } => (leg, CallInput::Digit(digit)),
+                LegNotice::RemoteBye { leg } => (leg, CallInput::Hangup(HangupReason::RemoteBye)),
+            };
+            let call = self.state().legs.get(&leg).map(|(call, _)| *call);
+            if let Some(call) = call {
+                self.to_call(call, input);
+            }
+        }
+    }
+
+    async fn room_event_loop(self, mut room_events: mpsc::Receiver<RoomEvent>) {
+        while let Some(event) = room_events.recv().await {
+            match event {
+                RoomEvent::Talking { key, talking } => {
+                    let who = {
+                        let state = self.state();
+                        state.legs.get(&key).and_then(|(_, caller)| caller.clone()).and_then(
+                            |uid| state.callers.get(&uid).map(|c| (uid, c.conference_uid.clone())),
+                        )
+                    };
+                    if let Some((caller_uid, conference_uid)) = who {
+                        self.inner.events.publish(Event::Talking {
+                            conference_uid,
+                            caller_uid,
+                            talking,
+                        });
+                    }
+                }
+                RoomEvent::PlaybackDone { id, .. } => {
+                    let playback = self.state().playbacks.remove(&id);
+                    if let Some(p) = playback.filter(|p| p.reported) {
+                        self.inner.events.publish(Event::Playback {
+                            target: p.target,
+                            media: p.media,
+                            state: PlaybackState::Done,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// One incoming call, from INVITE to hang-up.
+    async fn inbound(self, incoming: IncomingCall, mut inputs: mpsc::Receiver<CallInput>) {
+        let call = incoming.call;
+        let outcome = self.admit_and_join(&incoming, &mut inputs).await;
+        let joined = match outcome {
+            Ok(joined) => Some(joined),
+            Err(Refusal::Status(status)) => {
+                tracing::info!(%call, user = %incoming.request_user, from = %incoming.from_uri, status, "call refused");
+                let _ = incoming.reject(status).await;
+                None
+            }
+            Err(Refusal::Redirect(target)) => {
+                tracing::info!(%call, user = %incoming.request_user, %target, "call diverted");
+                let _ = incoming.redirect(target).await;
+                None
+            }
+            Err(Refusal::Gone) => None,
+        };
+        if let Some(caller_uid) = joined {
+            self.in_conference(&caller_uid, &mut inputs).await;
+            self.leave(&caller_uid).await;
+            let _ = incoming.control.hangup().await;
+        }
+        self.state().calls.remove(&call);
+    }
+
+    /// A joined caller's life: digits through the keypad map, media changes,
+    /// until hang-up.
+    async fn in_conference(&self, caller_uid: &str, inputs: &mut mpsc::Receiver<CallInput>) {
+        let mut keypad = Keypad::new(KeypadConfig::default());
+        loop {
+            let deadline = keypad.poll_timeout();
+            let input = tokio::select! {
+                input = inputs.recv() => input,
+                () = sleep_until_option(deadline) => {
+                    if let Some(action) = keypad.handle_timeout(std::time::Instant::now()) {
+                        self.key_action(caller_uid, action).await;
+                    }
+                    continue;
+                }
+            };
+            match input {
+                None => break,
+                Some(CallInput::Hangup(reason)) => {
+                    tracing::info!(caller = %caller_uid, ?reason, "hang-up");
+                    break;
+                }
+                Some(CallInput::Digit(digit)) => {
+                    let Some(standing) = self.digit(caller_uid, digit).await else { continue };
+                    if let Some(action) =
+                        keypad.handle_digit(std::time::Instant::now(), digit, standing)
+                    {
+                        self.key_action(caller_uid, action).await;
+                    }
+                }
+                Some(CallInput::MediaChanged(negotiated)) => {
+                    self.media_changed(caller_uid, &negotiated)
+                }
+                Some(CallInput::Progress(_)) => {}
+            }
+        }
+    }
+
+    /// Places an outbound call that joins `conference` as `caller` once answered;
+    /// returns at once with the caller's UID (progress follows as events).
+    /// Boxed with an explicit `Send`: a dialled call runs the keypad, whose
+    /// `*8` dials again, and the compiler cannot see through that cycle.
+    pub(super) fn dial(
+        &self,
+        conference: Conference,
+        caller: Caller,
+        target: String,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<String, tutti_api::live::LiveError>>
+                + Send
+                + '_,
+        >,
+    > {
+        Box::pin(self.dial_inner(conference, caller, target))
+    }
+
+    async fn dial_inner(
+        &self,
+        conference: Conference,
+        mut caller: Caller,
+        target: String,
+    ) -> Result<String, tutti_api::live::LiveError> {
+        use tutti_api::live::LiveError;
+        let sockets = self
+            .inner
+            .ports
+            .bind(self.inner.config.media_address, false)
+            .await
+            .map_err(|e| LiveError::Unavailable(e.to_string()))?;
+        let local = LocalMedia {
+            address: self.inner.config.media_address,
+            rtp_port: sockets.rtp_port(),
+            session_id: rand::random::<u32>().into(),
+            session_version: 1,
+            direction: MediaDirection::SendRecv,
+        };
+        let place = PlaceCall {
+            target: target.clone(),
+            from_user: conference.dial_in_number.clone(),
+            from_display_name: Some(conference.name.clone()).filter(|n| !n.is_empty()),
+            local,
+            headers: Vec::new(),
+        };
+        let (tx, rx) = mpsc::channel(CALL_INPUT_BACKLOG);
+        let call =
+            self.inner.ua.place_call(place).await.map_err(|e| LiveError::Invalid(e.to_string()))?;
+        self.state().calls.insert(call, tx);
+        caller.ani = target;
+        let caller_uid = caller.uid.clone();
+        // The INVITE is on its way. The UA's own Presenting may beat the inbox
+        // registration above, so it is reported from here; later progress needs a
+        // network round trip.
+        self.inner.events.publish(Event::Outbound {
+            conference_uid: conference.uid.clone(),
+            caller_uid: caller_uid.clone(),
+            progress: tutti_api::live::OutboundProgress::Presenting,
+        });
+        tokio::spawn(self.clone().outbound(call, conference, caller, sockets, rx));
+        Ok(caller_uid)
+    }
+
+    /// One outbound call: progress events until answered, then a member.
+    async fn outbound(
+        self,
+        call: CallId,
+        conference: Conference,
+        caller: Caller,
+        mut sockets: tutti_media::ports::RtpSockets,
+        mut inputs: mpsc::Receiver<CallInput>,
+    ) {
+        use tutti_api::live::OutboundProgress;
+        let caller_uid = caller.uid.clone();
+        let report = |progress| {
+            self.inner.events.publish(Event::Outbound {
+                conference_uid: conference.uid.clone(),
+                caller_uid: caller_uid.clone(),
+                progress,
+            });
+        };
+        let (mut connected, mut negotiated) = (false, None);
+        while !(connected && negotiated.is_some()) {
+            match inputs.recv().await {
+                Some(CallInput::Progress(progress)) => match progress {
+                    CallProgress::Presenting => {}
+                    CallProgress::Ringing => report(OutboundProgress::Ringing),
+                    CallProgress::Connected => {
+                        report(OutboundProgress::Connected);
+                        connected = true;
+                    }
+                    CallProgress::Busy => {
+                        report(OutboundProgress::Busy);
+                        break;
+                    }
+                    CallProgress::Failed(reason) => {
+                        tracing::info!(%call, %reason, "outbound call failed");
+                        report(OutboundProgress::Failed);
+                        break;
+                    }
+                },
+                Some(CallInput::MediaChanged(n)) => negotiated = Some(n),
+                Some(CallInput::Hangup(_)) | None => {
+                    if !connected {
+                        report(OutboundProgress::Failed);
+                    }
+                    break;
+                }
+                Some(CallInput::Digit(_)) => {}
+            }
+        }
+        let joined = match (connected, negotiated) {
+            (true, Some(negotiated)) => {
+                if negotiated.rtcp_mux {
+                    sockets.rtcp = None;
+                }
+                let key = self.next_id();
+                match Leg::new(
+                    leg_config(&negotiated, format!("leg{key}@tutti")),
+                    std::time::Instant::now(),
+                ) {
+                    Ok(leg) => {
+                        let leg = LegIo::spawn(key, leg, sockets, self.inner.notices.clone());
+                        self.state().legs.insert(key, (call, None));
+                        let control = self.inner.ua.call(call);
+                        match control {
+                            Some(control) => {
+                                self.join(&conference, caller, leg, control).await.ok()
+                            }
+                            None => None,
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "leg setup failed");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        match joined {
+            Some(uid) => {
+                self.in_conference(&uid, &mut inputs).await;
+                self.leave(&uid).await;
+            }
+            None => {
+                let _ = self.inner.ua.hangup(call).await;
+            }
+        }
+        self.state().calls.remove(&call);
+    }
+
+    /// Decides whether the call may enter, answers it and joins it to its
+    /// conference; returns the new caller's UID.
+    async fn admit_and_join(
+        &self,
+        incoming: &IncomingCall,
+        inputs: &mut mpsc::Receiver<CallInput>,
+    ) -> Result<String, Refusal> {
+        let store = &self.inner.store;
+        let dialled =
+            dialplan::parse_user_part(&incoming.request_user).ok_or(Refusal::Status(404))?;
+        let (conference, role, person_uid) = match store.conference_by_number(&dialled.number).await
+        {
+            Ok(Some(conference)) => {
+                let role = if dialplan::needs_pin(&conference) {
+                    // PIN entry by keypad comes with the prompts; a PIN in the URI
+                    // works now.
+                    let pin = dialled.pin.as_deref().ok_or(Refusal::Status(403))?;
+                    dialplan::role_for_pin(&conference, pin).ok_or(Refusal::Status(403))?
+                } else {
+                    Role::Participant
+                };
+                (conference, role, None)
+            }
+            Ok(None) => {
+                let customer = store
+                    .customer_by_did(&dialled.number)
+                    .await
+                    .map_err(|_| Refusal::Status(500))?
+                    .ok_or(Refusal::Status(404))?;
+                let pin = dialled.pin.as_deref().ok_or(Refusal::Status(403))?;
+                let person = store
+                    .person_by_pin(&customer.uid, pin)
+                    .await
+                    .map_err(|_| Refusal::Status(500))?
+                    .ok_or(Refusal::Status(403))?;
+                let conference: Conference =
+                    store.get(&person.conference_uid).await.map_err(|_| Refusal::Status(404))?;
+                (conference, person.role, Some(person.uid))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "dial plan lookup failed");
+                return Err(Refusal::Status(500));
+            }
+        };
+        let reservations =
+            store.reservations_of(&conference.uid).await.map_err(|_| Refusal::Status(500))?;
+        let members = self.state().conferences.get(&conference.uid).map_or(0, |c| c.members);
+        match dialplan::admit(&conference, &reservations, Time::now(), members) {
+            Admission::Admit => {}
+            Admission::Divert(target) => return Err(Refusal::Redirect(target)),
+            refused => return Err(Refusal::Status(refused.sip_status().unwrap_or(480))),
+        }
+
+        // Answer with a media leg.
+        let sockets =
+            self.inner.ports.bind(self.inner.config.media_address, false).await.map_err(|e| {
+                tracing::error!(error = %e, "no RTP port");
+                Refusal::Status(503)
+            })?;
+        let local = LocalMedia {
+            address: self.inner.config.media_address,
+            rtp_port: sockets.rtp_port(),
+            session_id: rand::random::<u32>().into(),
+            session_version: 1,
+            direction: MediaDirection::SendRecv,
+        };
+        let negotiated = match incoming.answer(local).await {
+            Ok(Some(negotiated)) => negotiated,
+            Ok(None) => wait_for_late_answer(inputs).await.ok_or(Refusal::Gone)?,
+            Err(e) => {
+                tracing::info!(error = %e, "answer failed");
+                return Err(Refusal::Gone);
+            }
+        };
+        let mut sockets = sockets;
+        if negotiated.rtcp_mux {
+            sockets.rtcp = None;
+        }
+        let key = self.next_id();
+        let leg =
+            Leg::new(leg_config(&negotiated, format!("leg{key}@tutti")), std::time::Instant::now())
+                .map_err(|e| {
+                    tracing::error!(error = %e, "leg setup failed");
+                    Refusal::Gone
+                })?;
+        let leg = LegIo::spawn(key, leg, sockets, self.inner.notices.clone());
+        self.state().legs.insert(key, (incoming.call, None));
+
+        let caller = Caller {
+            person_uid,
+            name: incoming.from_display_name.clone().unwrap_or_default(),
+            ani: incoming.from_user.clone().unwrap_or_default(),
+            did: dialled.number.clone(),
+            pin: dialled.pin.clone().unwrap_or_default(),
+            ..Caller::new("", Direction::Inbound, role, Time::now())
+        };
+        match self.join(&conference, caller, leg, incoming.control.clone()).await {
+            Ok(uid) => Ok(uid),
+            Err(e) => {
+                tracing::error!(error = %e, "joining the conference failed");
+                self.state().legs.remove(&key);
+                Err(Refusal::Gone)
+            }
+        }
+    }
+
+    /// Joins a connected leg to a conference as `caller` (whose call_uid is set
+    /// here): starts the conference's room and call session if it had none,
+    /// applies the role's entry settings, stores the caller and announces it.
+    pub(super) async fn join(
+        &self,
+        conference: &Conference,
+        mut caller: Caller,
+        leg: LegIo,
+        control: CallControl,
+    ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+        let store = &self.inner.store;
+        let (room, call_uid) = self.open_conference(conference).await?;
+        caller.call_uid = call_uid.clone();
+        let flags = store
+            .call_role_settings(&call_uid)
+            .await?
+            .into_iter()
+            .find(|f| f.role == caller.role)
+            .unwrap_or(RoleFlags::default_for(caller.role));
+        caller.mike = flags.mike;
+        caller.deaf = flags.deaf;
+        caller.mute =
+            flags.mute || (conference.mute_non_moderator && caller.role != Role::Moderator);
+        store.insert(&caller).await?;
+        let key = leg.key();
+        let leg_handle = leg.handle();
+        room.join(leg).await?;
+        for change in [
+            MemberChange::Mute(caller.mute),
+            MemberChange::Deaf(caller.deaf),
+            MemberChange::Mike(caller.mike),
+        ] {
+            room.change(key, change).await?;
+        }
+        let caller_uid = caller.uid.clone();
+        {
+            let mut state = self.state();
+            if let Some(live) = state.conferences.get_mut(&conference.uid) {
+                live.members += 1;
+            }
+            if let Some(entry) = state.legs.get_mut(&key) {
+                entry.1 = Some(caller_uid.clone());
+            }
+            state.callers.insert(
+                caller_uid.clone(),
+                LiveCaller {
+                    caller: caller.clone(),
+                    conference_uid: conference.uid.clone(),
+                    leg: key,
+                    leg_handle,
+                    control,
+                },
+            );
+        }
+        if conference.beep_on_entry && conference.entry_notifications {
+            self.play_internal(&room, PlayTarget::Room, entry_beep()).await;
+        }
+        tracing::info!(conference = %conference.uid, caller = %caller_uid, role = %caller.role, "caller joined");
+        self.inner
+            .events
+            .publish(Event::CallerJoined { conference_uid: conference.uid.clone(), caller });
+        Ok(caller_uid)
+    }
+
+    /// The conference's room and call session, started if it has none.
+    async fn open_conference(
+        &self,
+        conference: &Conference,
+    ) -> Result<(RoomHandle, String), Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(live) = self.state().conferences.get(&conference.uid) {
+            return Ok((live.room.clone(), live.call_uid.clone()));
+        }
+        let store = &self.inner.store;
+        let call = Call::new(conference, Time::now());
+        store.start_call(&call).await?;
+        let room = RoomHandle::spawn(MixerConfig::default(), self.inner.room_events.clone())?;
+        let mut conference_now: Conference = store.get(&conference.uid).await?;
+        conference_now.status = ConferenceStatus::Active;
+        conference_now.updated_at = Time::now();
+        store.update(&conference_now).await?;
+        // Two callers may arrive at once: the first one to get here wins.
+        let (room, call_uid, won) = {
+            let mut state = self.state();
+            match state.conferences.get(&conference.uid) {
+                Some(live) => (live.room.clone(), live.call_uid.clone(), false),
+                None => {
+                    state.conferences.insert(
+                        conference.uid.clone(),
+                        LiveConference {
+                            room: room.clone(),
+                            call_uid: call.uid.clone(),
+                            members: 0,
+                        },
+                    );
+                    (room, call.uid.clone(), true)
+                }
+            }
+        };
+        if won {
+            self.inner.events.publish(Event::CallStarted {
+                conference_uid: conference.uid.clone(),
+                call_uid: call.uid.clone(),
+            });
+        } else {
+            let _ = store.delete::<Call>(&call.uid).await;
+        }
+        Ok((room, call_uid))
+    }
+
+    /// A caller leaves: out of the room, stored as ended, announced; the last one
+    /// out closes the call session.
+    pub(super) async fn leave(&self, caller_uid: &str) {
+        let (live, room, last) = {
+            let mut state = self.state();
+            let Some(live) = state.callers.remove(caller_uid) else { return };
+            state.legs.remove(&live.leg);
+            let (room, last) = match state.conferences.get_mut(&live.conference_uid) {
+                Some(conf) => {
+                    conf.members = conf.members.saturating_sub(1);
+                    (Some(conf.room.clone()), conf.members == 0)
+                }
+                None => (None, false),
+            };
+            (live, room, last)
+        };
+        if let Some(room) = &room {
+            let _ = room.leave(live.leg).await;
+        }
+        let mut caller = live.caller;
+        caller.active = false;
+        caller.end_time = Some(Time::now());
+        if let Err(e) = self.inner.store.update(&caller).await {
+            tracing::error!(error = %e, caller = %caller_uid, "could not store the caller's end");
+        }
+        tracing::info!(conference = %live.conference_uid, caller = %caller_uid, "caller left");
+        self.inner
+            .events
+            .publish(Event::CallerLeft { conference_uid: live.conference_uid.clone(), caller });
+        if last {
+            self.close_session(&live.conference_uid).await;
+        }
+    }
+
+    /// Ends a conference's live call session once nobody is left.
+    async fn close_session(&self, conference_uid: &str) {
+        let live = {
+            let mut state = self.state();
+            match state.conferences.get(conference_uid) {
+                Some(conf) if conf.members == 0 => state.conferences.remove(conference_uid),
+                _ => None,
+            }
+        };
+        let Some(live) = live else { return };
+        let store = &self.inner.store;
+        let now = Time::now();
+        if let Ok(mut call) = store.get::<Call>(&live.call_uid).await {
+            call.status = CallStatus::Closed;
+            call.actual_end = Some(now);
+            let _ = store.update(&call).await;
+        }
+        if let Ok(mut conference) = store.get::<Conference>(conference_uid).await
+            && conference.status == ConferenceStatus::Active
+        {
+            conference.status = ConferenceStatus::Idle;
+            conference.updated_at = now;
+            let _ = store.update(&conference).await;
+        }
+        self.inner.events.publish(Event::CallEnded {
+            conference_uid: conference_uid.to_owned(),
+            call_uid: live.call_uid,
+        });
+    }
+
+    /// Reports a digit to the facades and says what the keypad needs to know
+    /// about the caller; `None` when the caller is gone.
+    async fn digit(&self, caller_uid: &str, digit: char) -> Option<Standing> {
+        let (conference_uid, caller) = {
+            let state = self.state();
+            let live = state.callers.get(caller_uid)?;
+            (live.conference_uid.clone(), live.caller.clone())
+        };
+        tracing::debug!(caller = %caller_uid, %digit, "digit");
+        self.inner.events.publish(Event::Digit {
+            conference_uid: conference_uid.clone(),
+            caller_uid: caller_uid.to_owned(),
+            digit,
+        });
+        let mute_non_moderator = self
+            .inner
+            .store
+            .get::<Conference>(&conference_uid)
+            .await
+            .map(|c| c.mute_non_moderator)
+            .unwrap_or(false);
+        Some(Standing {
+            moderator: is_moderator(caller.role),
+            dtmf_allowed: caller.dtmf_allowed,
+            mute_non_moderator,
+        })
+    }
+
+    async fn key_action(&self, caller_uid: &str, action: KeyAction) {
+        let Some(conference_uid) =
+            self.state().callers.get(caller_uid).map(|c| c.conference_uid.clone())
+        else {
+            return;
+        };
+        tracing::info!(caller = %caller_uid, ?action, "keypad");
+        match action {
+            KeyAction::MuteSelf => self.mute(caller_uid, Some(true)).await,
+            KeyAction::UnmuteSelf => self.mute(caller_uid, Some(false)).await,
+            KeyAction::ToggleMic => self.mute(caller_uid, None).await,
+            KeyAction::ToggleHand => {
+                let _ = self
+                    .set_caller(caller_uid, CallerField::Attention, |c| {
+                        c.attention = if c.attention > 0 { 0 } else { 1 };
+                        c.attention_time = (c.attention > 0).then(Time::now);
+                    })
+                    .await;
+            }
+            KeyAction::MuteAll | KeyAction::UnmuteAll => {
+                let mute = action == KeyAction::MuteAll;
+                let others: Vec<String> = self
+                    .state()
+                    .callers
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.conference_uid == conference_uid && !is_moderator(c.caller.role)
+                    })
+                    .map(|(uid, _)| uid.clone())
+                    .collect();
+                for uid in others {
+                    self.mute(&uid, Some(mute)).await;
+                }
+            }
+            KeyAction::Lock
+            | KeyAction::Unlock
+            | KeyAction::NotificationsOff
+            | KeyAction::NotificationsOn => {
+                self.modify_conference(&conference_uid, |c| match action {
+                    KeyAction::Lock => c.locked = true,
+                    KeyAction::Unlock => c.locked = false,
+                    KeyAction::NotificationsOff => c.entry_notifications = false,
+                    _ => c.entry_notifications = true,
+                })
+                .await;
+            }
+            KeyAction::Invite(number) => {
+                let Ok(conference) = self.inner.store.get::<Conference>(&conference_uid).await
+                else {
+                    return;
+                };
+                let callee = Caller::new("", Direction::Outbound, Role::Participant, Time::now());
+                if let Err(e) = self.dial(conference, callee, number).await {
+                    tracing::info!(error = %e, "*8 invitation failed");
+                }
+            }
+            KeyAction::InvitePrompt | KeyAction::InviteCancelled | KeyAction::Denied(_) => {}
+        }
+    }
+
+    /// Mutes (`Some(true)`), unmutes or toggles (`None`) a caller.
+    async fn mute(&self, caller_uid: &str, mute: Option<bool>) {
+        let _ = self
+            .set_caller(caller_uid, CallerField::Mute, |c| c.mute = mute.unwrap_or(!c.mute))
+            .await;
+    }
+
+    /// Changes a stored conference setting and announces it.
+    async fn modify_conference(&self, conference_uid: &str, change: impl FnOnce(&mut Conference)) {
+        let store = &self.inner.store;
+        let Ok(mut conference) = store.get::<Conference>(conference_uid).await else { return };
+        change(&mut conference);
+        conference.updated_at = Time::now();
+        match store.update(&conference).await {
+            Ok(()) => self.inner.events.publish(Event::ConferenceModified { conference }),
+            Err(e) => tracing::error!(error = %e, "conference change not stored"),
+        }
+    }
+
+    fn media_changed(&self, caller_uid: &str, negotiated: &Negotiated) {
+        let handle = self.state().callers.get(caller_uid).map(|c| c.leg_handle.clone());
+        let Some(handle) = handle else { return };
+        let sending =
+            matches!(negotiated.direction, MediaDirection::SendRecv | MediaDirection::SendOnly);
+        let rtcp = (!negotiated.rtcp_mux).then_some(negotiated.remote_rtcp);
+        handle.update_remote(negotiated.remote_rtp, rtcp, sending);
+        tracing::info!(caller = %caller_uid, remote = %negotiated.remote_rtp, sending, "media changed");
+    }
+
+    /// Changes a live caller: the room applies what affects audio, the store keeps
+    /// it, the bus announces it.
+    pub(super) async fn set_caller(
+        &self,
+        caller_uid: &str,
+        field: CallerField,
+        change: impl FnOnce(&mut Caller),
+    ) -> Option<Caller> {
+        let (caller, conference_uid, leg, room) = {
+            let mut state = self.state();
+            let live = state.callers.get_mut(caller_uid)?;
+            change(&mut live.caller);
+            let snapshot = (live.caller.clone(), live.conference_uid.clone(), live.leg);
+            let room = state.conferences.get(&snapshot.1).map(|c| c.room.clone());
+            (snapshot.0, snapshot.1, snapshot.2, room)
+        };
+        if let Some(room) = room {
+            let change = match field {
+                CallerField::Mute => Some(MemberChange::Mute(caller.mute)),
+                CallerField::Deaf => Some(MemberChange::Deaf(caller.deaf)),
+                CallerField::Mike => Some(MemberChange::Mike(caller.mike)),
+                CallerField::ListenOnly => Some(MemberChange::ListenOnly(caller.listen_only)),
+                _ => None,
+            };
+            if let Some(change) = change
+                && let Err(e) = room.change(leg, change).await
+            {
+                tracing::warn!(error = %e, caller = %caller_uid, "room change failed");
+            }
+        }
+        if let Err(e) = self.inner.store.update(&caller).await {
+            tracing::error!(error = %e, caller = %caller_uid, "could not store the caller change");
+        }
+        self.inner.events.publish(Event::CallerUpdated {
+            conference_uid,
+            caller: caller.clone(),
+            field,
+        });
+        Some(caller)
+    }
+
+    /// Plays one of the engine's own sounds (beeps, prompts): not reported.
+    pub(super) async fn play_internal(
+        &self,
+        room: &RoomHandle,
+        target: PlayTarget,
+        source: Option<Box<dyn tutti_media::source::FrameSource>>,
+    ) {
+        let Some(source) = source else { return };
+        let id = self.next_id();
+        self.state().playbacks.insert(
+            id,
+            LivePlayback {
+                target: Target::Conference(String::new()),
+                media: PlaybackMedia::Tts,
+                reported: false,
+            },
+        );
+        let _ = room.play(id, target, source).await;
+    }
+}
+
+/// Who may use the moderator keys: the PBX moderator and MaestroConference
+/// operators.
+fn is_moderator(role: Role) -> bool {
+    matches!(role, Role::Moderator | Role::Operator)
+}
+
+async fn sleep_until_option(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn entry_beep() -> Option<Box<dyn tutti_media::source::FrameSource>> {
+    // The room converts the tone's rate to its own.
+    Tone::entry_beep(8000).ok().map(|t| Box::new(t) as Box<dyn tutti_media::source::FrameSource>)
+}
+
+/// Why a call was not joined.
+enum Refusal {
+    Status(u16),
+    Redirect(String),
+    /// The call ended or failed on the way; nothing more to send.
+    Gone,
+}
+
+async fn wait_for_late_answer(inputs: &mut mpsc::Receiver<CallInput>) -> Option<Negotiated> {
+    let wait = async {
+        while let Some(input) = inputs.recv().await {
+            match input {
+                CallInput::MediaChanged(negotiated) => return Some(negotiated),
+                CallInput::Hangup(_) => return None,
+                CallInput::Digit(_) | CallInput::Progress(_) => {}
+            }
+        }
+        None
+    };
+    tokio::time::timeout(LATE_ANSWER_TIMEOUT, wait).await.ok().flatten()
+}

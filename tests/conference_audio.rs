@@ -1,0 +1,428 @@
+//! The whole chain, as a user sees it: a conference created over TCP 4011, three
+//! phones dialling the real `tutti` binary over SIP on loopback, each sending its
+//! own tone over RTP. Each phone decodes what it receives and a Goertzel filter
+//! says who it hears: everyone hears the others and never themselves; after
+//! MUTEUSER nobody hears the muted phone. The 4011 client sees NEWUSER for each
+//! phone and DELUSER as they hang up; the store keeps the session and callers.
+//!
+//! The phones are built from tutti's own SIP user agent and media legs, so the
+//! test drives real SIP (INVITE, 200, ACK, BYE) and real RTP end to end.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use support::Server;
+use tokio::sync::mpsc;
+use tutti_media::codec::Codec;
+use tutti_media::io::{LegIo, LegNotice};
+use tutti_media::leg::Leg;
+use tutti_media::ports::PortPool;
+use tutti_media::tone::goertzel_amplitude;
+use tutti_sip::sdp::{LocalMedia, MediaDirection};
+use tutti_sip::ua::{CallProgress, PlaceCall, SipConfig, SipUa, UaEvent};
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const TONES: [f64; 3] = [440.0, 1000.0, 1700.0];
+
+/// A logged-in TCP 4011 client.
+struct Control {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    /// Event lines that arrived while waiting for answers.
+    events: Vec<String>,
+}
+
+impl Control {
+    fn connect(addr: SocketAddr, password: &str) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect 4011");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let mut control = Self {
+            reader: BufReader::new(stream.try_clone().expect("clone")),
+            writer: stream,
+            events: Vec::new(),
+        };
+        assert_eq!(control.command(&format!("LOGIN,{password}"), "LOGIN"), ["LOGIN,OK"]);
+        control
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read 4011");
+        line.trim_end().to_owned()
+    }
+
+    /// Sends a command and returns its answer lines: the data lines of a
+    /// listing, then `<CMD>,OK` (or the error). Other lines are events, kept
+    /// for [`Control::event`]: a NEWCONF event (`NEWCONF,<guid>,...`) is not
+    /// the NEWCONF answer (`NEWCONF,OK`).
+    fn command(&mut self, command: &str, name: &str) -> Vec<String> {
+        write!(self.writer, "{command}\r\n").expect("write 4011");
+        let listing = matches!(name, "LISTUSER" | "LISTCONF" | "GETCONF");
+        let mut answer = Vec::new();
+        loop {
+            let line = self.line();
+            let error = line.starts_with("ERROR,") || line.starts_with(&format!("{name},ERROR"));
+            let ok = line == format!("{name},OK") || line.starts_with(&format!("{name},OK,"));
+            if error || ok {
+                answer.push(line);
+                return answer;
+            }
+            if listing && line.starts_with(&format!("{name},")) {
+                answer.push(line);
+            } else {
+                self.events.push(line);
+            }
+        }
+    }
+
+    /// Waits for an event line starting with `prefix`.
+    fn event(&mut self, prefix: &str) -> String {
+        if let Some(i) = self.events.iter().position(|l| l.starts_with(prefix)) {
+            return self.events.remove(i);
+        }
+        loop {
+            let line = self.line();
+            if line.starts_with(prefix) {
+                return line;
+            }
+            self.events.push(line);
+        }
+    }
+}
+
+struct Phone {
+    leg: LegIo,
+    codec: Box<dyn Codec>,
+    tone: f64,
+    heard: Vec<i16>,
+}
+
+async fn try_dial(
+    ua: &SipUa,
+    events: &mut mpsc::Receiver<UaEvent>,
+    pool: &PortPool,
+    target: &str,
+    key: u64,
+    notices: &mpsc::Sender<LegNotice>,
+) -> Result<LegIo, String> {
+    let sockets = pool.bind(LOOPBACK, false).await.expect("phone ports");
+    let local = LocalMedia {
+        address: LOOPBACK,
+        rtp_port: sockets.rtp_port(),
+        session_id: key,
+        session_version: 1,
+        direction: MediaDirection::SendRecv,
+    };
+    let place = PlaceCall {
+        target: target.to_owned(),
+        from_user: Some(format!("phone{key}")),
+        from_display_name: Some(format!("Phone {key}")),
+        local,
+        headers: Vec::new(),
+    };
+    let call = ua.place_call(place).await.expect("place call");
+    let (mut connected, mut negotiated) = (false, None);
+    let mut failed = None::<String>;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(connected && negotiated.is_some()) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await.expect("call answered in time") {
+            Some(UaEvent::Progress { call: c, state: CallProgress::Connected }) if c == call => {
+                connected = true
+            }
+            Some(UaEvent::Progress { call: c, state: CallProgress::Failed(why) }) if c == call => {
+                failed = Some(why);
+                break;
+            }
+            Some(UaEvent::MediaChanged { call: c, negotiated: n }) if c == call => {
+                negotiated = Some(n)
+            }
+            Some(_) => {}
+            None => panic!("phone UA stopped"),
+        }
+    }
+    if let Some(why) = failed {
+        return Err(why);
+    }
+    let negotiated = negotiated.expect("negotiated");
+    let config = tutti::engine::media::leg_config(&negotiated, format!("phone{key}@test"));
+    let leg = Leg::new(config, Instant::now()).expect("phone leg");
+    Ok(LegIo::spawn(key, leg, sockets, notices.clone()))
+}
+
+async fn dial(
+    ua: &SipUa,
+    events: &mut mpsc::Receiver<UaEvent>,
+    pool: &PortPool,
+    target: &str,
+    key: u64,
+    notices: &mpsc::Sender<LegNotice>,
+) -> LegIo {
+    try_dial(ua, events, pool, target, key, notices)
+        .await
+        .unwrap_or_else(|why| panic!("call failed: {why}"))
+}
+
+/// All phones send their tone (or silence) for `frames` ticks and record what
+/// they hear.
+async fn talk(phones: &mut [Phone], frames: usize) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    let (mut payload, mut packet, mut pcm) = ([0u8; 1500], [0u8; 1500], [0i16; 960]);
+    for phone in phones.iter_mut() {
+        phone.heard.clear();
+    }
+    for i in 0..frames {
+        ticks.tick().await;
+        for phone in phones.iter_mut() {
+            let rate = phone.codec.sample_rate();
+            let len = phone.codec.samples_per_frame();
+            let frame: Vec<i16> = (i * len..(i + 1) * len)
+                .map(|n| {
+                    (6000.0
+                        * (2.0 * std::f64::consts::PI * phone.tone * n as f64 / f64::from(rate))
+                            .sin()) as i16
+                })
+                .collect();
+            let n = phone.codec.encode(&frame, &mut payload).expect("encode");
+            phone.leg.send_audio(&payload[..n], true, &mut packet).expect("send");
+            if let Some(n) = phone.leg.pull_frame(Instant::now(), &mut pcm).expect("pull") {
+                phone.heard.extend_from_slice(&pcm[..n]);
+            }
+        }
+    }
+}
+
+fn level(phone: &Phone, freq: f64) -> f64 {
+    let tail = &phone.heard[phone.heard.len() / 2..];
+    goertzel_amplitude(tail, phone.codec.sample_rate(), freq)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_phones_hear_each_other_through_the_server_and_mute_works() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &["--control-password", "secret"]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let control_addr = server.logged_addr("control protocol listening", "addr");
+
+    let mut control = tokio::task::spawn_blocking(move || {
+        let mut control = Control::connect(control_addr, "secret");
+        assert_eq!(
+            control.command("NEWCONF,4001,\"Acme, Ltd\",Ann,10,,,,", "NEWCONF"),
+            ["NEWCONF,OK"]
+        );
+        control
+    })
+    .await
+    .expect("4011 setup");
+    let created = control.event("NEWCONF,");
+    let conf_guid = created.split(',').nth(1).expect("conf guid").to_owned();
+
+    // Three phones dial in.
+    let mut phone_config = SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK);
+    phone_config.max_calls = 10;
+    let (ua, mut ua_events) = SipUa::start(phone_config).await.expect("phone UA");
+    let phone_rtp = support::free_udp_range(16);
+    let pool = PortPool::new(phone_rtp, phone_rtp + 15).expect("phone pool");
+    let (notices, _notices_rx) = mpsc::channel(64);
+    let target = format!("sip:4001@{sip}");
+    let mut phones = Vec::new();
+    for (i, tone) in TONES.iter().enumerate() {
+        let leg = dial(&ua, &mut ua_events, &pool, &target, i as u64 + 1, &notices).await;
+        let codec = leg.codec().new_codec();
+        phones.push(Phone { leg, codec, tone: *tone, heard: Vec::new() });
+    }
+
+    // 1. Everyone hears the other two and not themselves.
+    talk(&mut phones, 100).await;
+    for (p, phone) in phones.iter().enumerate() {
+        for (t, tone) in TONES.iter().enumerate() {
+            let heard = level(phone, *tone);
+            if t == p {
+                assert!(heard < 100.0, "phone {p} hears itself ({tone} Hz at {heard:.0})");
+            } else {
+                assert!(heard > 500.0, "phone {p} does not hear {tone} Hz ({heard:.0})");
+            }
+        }
+    }
+
+    // 2. The control client saw them arrive, lists them, and mutes phone 1.
+    let (mut control, users) = tokio::task::spawn_blocking(move || {
+        for _ in 0..3 {
+            control.event(&format!("NEWUSER,{conf_guid},"));
+        }
+        let users = control.command(&format!("LISTUSER,{conf_guid}"), "LISTUSER");
+        (control, users)
+    })
+    .await
+    .expect("4011 list");
+    assert_eq!(users.len(), 4, "three users and LISTUSER,OK: {users:?}");
+    let phone1 = users.iter().find(|l| l.contains("phone1")).expect("phone1 listed");
+    let call_guid = phone1.split(',').nth(2).expect("call guid").to_owned();
+    let mut control = tokio::task::spawn_blocking(move || {
+        assert_eq!(
+            control.command(&format!("MUTEUSER,{call_guid},1"), "MUTEUSER"),
+            ["MUTEUSER,OK"]
+        );
+        control
+    })
+    .await
+    .expect("4011 mute");
+    talk(&mut phones, 75).await;
+    for (p, phone) in phones.iter().enumerate().skip(1) {
+        let muted = level(phone, TONES[0]);
+        assert!(muted < 100.0, "phone {p} still hears the muted phone ({muted:.0})");
+        assert!(level(phone, TONES[3 - p]) > 500.0, "phone {p} lost the other speaker");
+    }
+
+    // 3. Hanging up: DELUSER for each, then the server stops cleanly.
+    ua.shutdown().await;
+    drop(phones);
+    let control = tokio::task::spawn_blocking(move || {
+        for _ in 0..3 {
+            control.event("DELUSER,");
+        }
+        control
+    })
+    .await
+    .expect("4011 deluser");
+    drop(control);
+    assert_eq!(server.stop_with("TERM").code(), Some(0));
+
+    // The store kept the session and its three callers, all ended.
+    let store =
+        tutti_api::Store::open(&format!("sqlite://{}", dir.path().join("tutti.db").display()))
+            .await
+            .expect("open store");
+    let conference = store.conference_by_number("4001").await.expect("lookup").expect("conference");
+    let calls = store.calls_of(&conference.uid).await.expect("calls");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].status, tutti_api::model::CallStatus::Closed);
+    let callers = store.callers_of(&calls[0].uid).await.expect("callers");
+    assert_eq!(callers.len(), 3);
+    assert!(callers.iter().all(|c| !c.active && c.end_time.is_some()), "{callers:?}");
+    assert!(callers.iter().any(|c| c.ani == "phone1" && c.mute), "the mute was stored");
+}
+
+/// Talks in 0.5 s rounds until `listener` hears `tone` (or, with `heard ==
+/// false`, no longer hears it), for at most 5 s; returns the last level. A
+/// key press takes effect within milliseconds, but a loaded machine may delay
+/// it: the outcome is asserted, not the scheduling.
+async fn until_level(phones: &mut [Phone], listener: usize, tone: f64, heard: bool) -> f64 {
+    let mut last = 0.0;
+    for _ in 0..10 {
+        talk(phones, 25).await;
+        last = level(&phones[listener], tone);
+        if (last > 500.0) == heard && (last < 100.0 || heard) {
+            break;
+        }
+    }
+    last
+}
+
+/// Presses `keys` on a phone as RFC 4733 events, one key per 200 ms, while the
+/// phone keeps sending audio (the events replace it while they last).
+async fn press(phones: &mut [Phone], who: usize, keys: &str) {
+    for key in keys.chars() {
+        let digit = tutti_media::dtmf::Digit::from_char(key).expect("digit");
+        assert!(phones[who].leg.send_digit(digit, 100), "telephone-event negotiated");
+        talk(phones, 10).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moderator_keys_mute_the_room_and_lock_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server =
+        Server::start(dir.path(), &["--control-password", "secret", "--log", "info,tutti=debug"]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let control_addr = server.logged_addr("control protocol listening", "addr");
+    let control = tokio::task::spawn_blocking(move || {
+        let mut control = Control::connect(control_addr, "secret");
+        let answer = control.command("NEWCONF,4002,Acme,Ann,10,,,,1234", "NEWCONF");
+        assert_eq!(answer, ["NEWCONF,OK"]);
+        control
+    })
+    .await
+    .expect("4011 setup");
+    // The moderator PIN is not part of TCP 4011's NEWCONF: set it in the store,
+    // as the PBX API will.
+    let store =
+        tutti_api::Store::open(&format!("sqlite://{}", dir.path().join("tutti.db").display()))
+            .await
+            .expect("store");
+    let mut conference =
+        store.conference_by_number("4002").await.expect("lookup").expect("conference");
+    conference.moderator_pin = Some("9999".into());
+    store.update(&conference).await.expect("moderator pin");
+
+    let (ua, mut ua_events) =
+        SipUa::start(SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK)).await.expect("UA");
+    let rtp = support::free_udp_range(16);
+    let pool = PortPool::new(rtp, rtp + 15).expect("pool");
+    let (notices, _notices_rx) = mpsc::channel(64);
+    assert!(
+        try_dial(&ua, &mut ua_events, &pool, &format!("sip:4002@{sip}"), 9, &notices)
+            .await
+            .is_err(),
+        "a PIN is required"
+    );
+    assert!(
+        try_dial(&ua, &mut ua_events, &pool, &format!("sip:4002*1111@{sip}"), 9, &notices)
+            .await
+            .is_err(),
+        "a wrong PIN is refused"
+    );
+    let moderator =
+        dial(&ua, &mut ua_events, &pool, &format!("sip:4002*9999@{sip}"), 1, &notices).await;
+    let participant =
+        dial(&ua, &mut ua_events, &pool, &format!("sip:4002*1234@{sip}"), 2, &notices).await;
+    let mut phones: Vec<Phone> = [(moderator, 440.0), (participant, 1000.0)]
+        .into_iter()
+        .map(|(leg, tone)| {
+            let codec = leg.codec().new_codec();
+            Phone { leg, codec, tone, heard: Vec::new() }
+        })
+        .collect();
+    let level0 = until_level(&mut phones, 0, 1000.0, true).await;
+    assert!(level0 > 500.0, "the moderator hears the participant ({level0:.0})");
+
+    // A participant may not mute the room.
+    press(&mut phones, 1, "*91").await;
+    talk(&mut phones, 60).await;
+    assert!(level(&phones[0], 1000.0) > 500.0, "*91 from a participant does nothing");
+
+    // *91 from the moderator mutes the participant, *90 unmutes.
+    press(&mut phones, 0, "*91").await;
+    let muted = until_level(&mut phones, 0, 1000.0, false).await;
+    assert!(muted < 100.0, "*91 did not mute the participant ({muted:.0}):\n{}", server.logs());
+    assert!(level(&phones[1], 440.0) > 500.0, "the moderator still speaks");
+    press(&mut phones, 0, "*90").await;
+    let unmuted = until_level(&mut phones, 0, 1000.0, true).await;
+    assert!(
+        unmuted > 500.0,
+        "*90 did not unmute the participant ({unmuted:.0}):\n{}",
+        server.logs()
+    );
+
+    // *92 locks: the next caller is refused, moderators included.
+    press(&mut phones, 0, "*92").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused =
+        try_dial(&ua, &mut ua_events, &pool, &format!("sip:4002*9999@{sip}"), 3, &notices).await;
+    assert!(refused.is_err(), "a locked conference refuses callers");
+
+    // The control client saw every digit.
+    let digits = tokio::task::spawn_blocking(move || {
+        let mut control = control;
+        (0..12).map(|_| control.event("DIGIT,")).collect::<Vec<_>>()
+    })
+    .await
+    .expect("digits");
+    let pressed: String = digits.iter().filter_map(|l| l.rsplit(',').next()).collect();
+    assert_eq!(pressed, "*91*91*90*92");
+    ua.shutdown().await;
+    assert_eq!(server.stop_with("TERM").code(), Some(0));
+}
