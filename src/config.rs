@@ -119,6 +119,14 @@ pub struct Options {
     #[arg(long, env = "TUTTI_TIMEZONE", global = true, value_name = "ZONE")]
     pub timezone: Option<String>,
 
+    /// Concurrent calls, both directions, beyond which INVITEs get 503 [default: 500]
+    #[arg(long, env = "TUTTI_MAX_CALLS", global = true, value_name = "N")]
+    pub max_calls: Option<usize>,
+
+    /// Seconds an outbound call may ring before it is cancelled [default: 60]
+    #[arg(long, env = "TUTTI_RING_TIMEOUT", global = true, value_name = "SECONDS")]
+    pub ring_timeout: Option<u64>,
+
     /// Log filter, tracing syntax (e.g. `info,tutti_sip=debug`) [default: info]
     #[arg(long, env = "TUTTI_LOG", global = true, value_name = "FILTER")]
     pub log: Option<String>,
@@ -168,6 +176,8 @@ impl Options {
             outbound_username,
             outbound_password,
             timezone,
+            max_calls,
+            ring_timeout,
             log
         );
         Ok(self)
@@ -227,6 +237,8 @@ impl Options {
             outbound_username: self.outbound_username,
             outbound_password: self.outbound_password,
             timezone,
+            max_calls: self.max_calls.unwrap_or(500).max(1),
+            ring_timeout: std::time::Duration::from_secs(self.ring_timeout.unwrap_or(60).max(1)),
             log,
         })
     }
@@ -308,6 +320,8 @@ pub struct Settings {
     /// A valid IANA zone name; `None` when the system zone has no name (it is
     /// then used as the system defines it).
     pub timezone: Option<String>,
+    pub max_calls: usize,
+    pub ring_timeout: std::time::Duration,
     pub log: String,
 }
 
@@ -346,6 +360,8 @@ impl Settings {
         line("outbound-password", secret(&self.outbound_password));
         line("timezone", self.timezone.clone());
         line("log", Some(self.log.clone()));
+        out.push_str(&format!("max-calls = {}\n", self.max_calls));
+        out.push_str(&format!("ring-timeout = {}\n", self.ring_timeout.as_secs()));
         out
     }
 }

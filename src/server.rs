@@ -45,6 +45,8 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     sip.outbound_proxy = settings.outbound_proxy.clone();
     sip.outbound_username = settings.outbound_username.clone();
     sip.outbound_password = settings.outbound_password.clone();
+    sip.max_calls = settings.max_calls;
+    sip.ring_timeout = settings.ring_timeout;
     let (ua, ua_events) = SipUa::start(sip)
         .await
         .map_err(|e| format!("cannot start SIP on {}: {e}", settings.sip_listen))?;

@@ -143,7 +143,8 @@ timezone = "Europe/Berlin"
         .env("TUTTI_HTTP_LISTEN", "127.0.0.1:8002")
         .env("TUTTI_CONTROL_LISTEN", "127.0.0.1:4002")
         .env("TUTTI_TIMEZONE", "America/New_York")
-        .args(["--control-listen", "127.0.0.1:4003", "config"])
+        .env("TUTTI_RING_TIMEOUT", "7")
+        .args(["--control-listen", "127.0.0.1:4003", "--max-calls", "12", "config"])
         .output()
         .expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -161,6 +162,8 @@ timezone = "Europe/Berlin"
     );
     assert_eq!(settings["media-address"].as_str(), Some("127.0.0.1"), "follows the SIP address");
     assert_eq!(settings["data-dir"].as_str(), Some("./data"), "default");
+    assert_eq!(settings["max-calls"].as_integer(), Some(12), "flag");
+    assert_eq!(settings["ring-timeout"].as_integer(), Some(7), "env");
 
     // Empty values mean "not given": the default applies, not an empty password.
     let out = tutti()
