@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod phone;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,217 @@
+//! Test phones and a TCP 4011 client, for end-to-end tests against the real
+//! binary: phones are tutti's own SIP user agent and media legs, so they speak
+//! real SIP and RTP; what they hear is checked with a Goertzel filter.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tutti_media::codec::Codec;
+use tutti_media::io::{LegIo, LegNotice};
+use tutti_media::leg::Leg;
+use tutti_media::ports::PortPool;
+use tutti_media::tone::goertzel_amplitude;
+use tutti_sip::sdp::{LocalMedia, MediaDirection};
+use tutti_sip::ua::{CallProgress, PlaceCall, SipUa, UaEvent};
+
+pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A logged-in TCP 4011 client.
+pub struct Control {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    /// Event lines that arrived while waiting for answers.
+    pub events: Vec<String>,
+}
+
+impl Control {
+    pub fn connect(addr: SocketAddr, password: &str) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect 4011");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let mut control = Self {
+            reader: BufReader::new(stream.try_clone().expect("clone")),
+            writer: stream,
+            events: Vec::new(),
+        };
+        assert_eq!(control.command(&format!("LOGIN,{password}"), "LOGIN"), ["LOGIN,OK"]);
+        control
+    }
+
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read 4011");
+        line.trim_end().to_owned()
+    }
+
+    /// Sends a command and returns its answer lines: the data lines of a
+    /// listing, then `<CMD>,OK` (or the error). Other lines are events, kept
+    /// for [`Control::event`]: a NEWCONF event (`NEWCONF,<guid>,...`) is not
+    /// the NEWCONF answer (`NEWCONF,OK`).
+    pub fn command(&mut self, command: &str, name: &str) -> Vec<String> {
+        write!(self.writer, "{command}\r\n").expect("write 4011");
+        let listing = matches!(name, "LISTUSER" | "LISTCONF" | "GETCONF");
+        let mut answer = Vec::new();
+        loop {
+            let line = self.line();
+            let error = line.starts_with("ERROR,") || line.starts_with(&format!("{name},ERROR"));
+            let ok = line == format!("{name},OK") || line.starts_with(&format!("{name},OK,"));
+            if error || ok {
+                answer.push(line);
+                return answer;
+            }
+            if listing && line.starts_with(&format!("{name},")) {
+                answer.push(line);
+            } else {
+                self.events.push(line);
+            }
+        }
+    }
+
+    /// Waits for an event line starting with `prefix`.
+    pub fn event(&mut self, prefix: &str) -> String {
+        if let Some(i) = self.events.iter().position(|l| l.starts_with(prefix)) {
+            return self.events.remove(i);
+        }
+        loop {
+            let line = self.line();
+            if line.starts_with(prefix) {
+                return line;
+            }
+            self.events.push(line);
+        }
+    }
+}
+
+pub struct Phone {
+    pub leg: LegIo,
+    pub codec: Box<dyn Codec>,
+    pub tone: f64,
+    pub heard: Vec<i16>,
+}
+
+pub async fn try_dial(
+    ua: &SipUa,
+    events: &mut mpsc::Receiver<UaEvent>,
+    pool: &PortPool,
+    target: &str,
+    key: u64,
+    notices: &mpsc::Sender<LegNotice>,
+) -> Result<LegIo, String> {
+    let sockets = pool.bind(LOOPBACK, false).await.expect("phone ports");
+    let local = LocalMedia {
+        address: LOOPBACK,
+        rtp_port: sockets.rtp_port(),
+        session_id: key,
+        session_version: 1,
+        direction: MediaDirection::SendRecv,
+    };
+    let place = PlaceCall {
+        target: target.to_owned(),
+        from_user: Some(format!("phone{key}")),
+        from_display_name: Some(format!("Phone {key}")),
+        local,
+        headers: Vec::new(),
+    };
+    let call = ua.place_call(place).await.expect("place call");
+    let (mut connected, mut negotiated) = (false, None);
+    let mut failed = None::<String>;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(connected && negotiated.is_some()) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await.expect("call answered in time") {
+            Some(UaEvent::Progress { call: c, state: CallProgress::Connected }) if c == call => {
+                connected = true
+            }
+            Some(UaEvent::Progress { call: c, state: CallProgress::Failed(why) }) if c == call => {
+                failed = Some(why);
+                break;
+            }
+            Some(UaEvent::MediaChanged { call: c, negotiated: n }) if c == call => {
+                negotiated = Some(n)
+            }
+            Some(_) => {}
+            None => panic!("phone UA stopped"),
+        }
+    }
+    if let Some(why) = failed {
+        return Err(why);
+    }
+    let negotiated = negotiated.expect("negotiated");
+    let config = tutti::engine::media::leg_config(&negotiated, format!("phone{key}@test"));
+    let leg = Leg::new(config, Instant::now()).expect("phone leg");
+    Ok(LegIo::spawn(key, leg, sockets, notices.clone()))
+}
+
+pub async fn dial(
+    ua: &SipUa,
+    events: &mut mpsc::Receiver<UaEvent>,
+    pool: &PortPool,
+    target: &str,
+    key: u64,
+    notices: &mpsc::Sender<LegNotice>,
+) -> LegIo {
+    try_dial(ua, events, pool, target, key, notices)
+        .await
+        .unwrap_or_else(|why| panic!("call failed: {why}"))
+}
+
+/// All phones send their tone (or silence) for `frames` ticks and record what
+/// they hear.
+pub async fn talk(phones: &mut [Phone], frames: usize) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(20));
+    let (mut payload, mut packet, mut pcm) = ([0u8; 1500], [0u8; 1500], [0i16; 960]);
+    for phone in phones.iter_mut() {
+        phone.heard.clear();
+    }
+    for i in 0..frames {
+        ticks.tick().await;
+        for phone in phones.iter_mut() {
+            let rate = phone.codec.sample_rate();
+            let len = phone.codec.samples_per_frame();
+            let frame: Vec<i16> = (i * len..(i + 1) * len)
+                .map(|n| {
+                    (6000.0
+                        * (2.0 * std::f64::consts::PI * phone.tone * n as f64 / f64::from(rate))
+                            .sin()) as i16
+                })
+                .collect();
+            let n = phone.codec.encode(&frame, &mut payload).expect("encode");
+            phone.leg.send_audio(&payload[..n], true, &mut packet).expect("send");
+            if let Some(n) = phone.leg.pull_frame(Instant::now(), &mut pcm).expect("pull") {
+                phone.heard.extend_from_slice(&pcm[..n]);
+            }
+        }
+    }
+}
+
+pub fn level(phone: &Phone, freq: f64) -> f64 {
+    let tail = &phone.heard[phone.heard.len() / 2..];
+    goertzel_amplitude(tail, phone.codec.sample_rate(), freq)
+}
+
+/// Talks in 0.5 s rounds until `listener` hears `tone` (or, with `heard ==
+/// false`, no longer hears it), for at most 5 s; returns the last level. A
+/// key press takes effect within milliseconds, but a loaded machine may delay
+/// it: the outcome is asserted, not the scheduling.
+pub async fn until_level(phones: &mut [Phone], listener: usize, tone: f64, heard: bool) -> f64 {
+    let mut last = 0.0;
+    for _ in 0..10 {
+        talk(phones, 25).await;
+        last = level(&phones[listener], tone);
+        if (last > 500.0) == heard && (last < 100.0 || heard) {
+            break;
+        }
+    }
+    last
+}
+
+/// Presses `keys` on a phone as RFC 4733 events, one key per 200 ms, while the
+/// phone keeps sending audio (the events replace it while they last).
+pub async fn press(phones: &mut [Phone], who: usize, keys: &str) {
+    for key in keys.chars() {
+        let digit = tutti_media::dtmf::Digit::from_char(key).expect("digit");
+        assert!(phones[who].leg.send_digit(digit, 100), "telephone-event negotiated");
+        talk(phones, 10).await;
+    }
+}
