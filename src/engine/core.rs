@@ -54,6 +54,8 @@ pub struct EngineConfig {
 /// Something that happened to a call, for its task.
 #[derive(Debug)]
 pub(super) enum CallInput {
+    /// The ACK for our 2xx arrived: the dialog is confirmed.
+    Answered,
     Digit(char),
     MediaChanged(Negotiated),
     Progress(CallProgress),
@@ -199,7 +201,7 @@ impl Engine {
                 }
                 UaEvent::Hangup { call, reason } => self.to_call(call, CallInput::Hangup(reason)),
                 UaEvent::Progress { call, state } => self.to_call(call, CallInput::Progress(state)),
-                UaEvent::Answered { .. } => {}
+                UaEvent::Answered { call } => self.to_call(call, CallInput::Answered),
             }
         }
     }
@@ -316,7 +318,7 @@ impl Engine {
                 Some(CallInput::MediaChanged(negotiated)) => {
                     self.media_changed(caller_uid, &negotiated)
                 }
-                Some(CallInput::Progress(_)) => {}
+                Some(CallInput::Progress(_) | CallInput::Answered) => {}
             }
         }
     }
@@ -430,7 +432,7 @@ impl Engine {
                     }
                     break;
                 }
-                Some(CallInput::Digit(_)) => {}
+                Some(CallInput::Digit(_) | CallInput::Answered) => {}
             }
         }
         let joined = match (connected, negotiated) {
@@ -541,7 +543,16 @@ impl Engine {
             direction: MediaDirection::SendRecv,
         };
         let negotiated = match incoming.answer(local).await {
-            Ok(Some(negotiated)) => negotiated,
+            Ok(Some(negotiated)) => {
+                // A CANCEL can end the INVITE transaction while our 200 is
+                // queued, and then no 200 ever leaves: only the ACK proves the
+                // caller is here.
+                if !wait_for_ack(inputs).await {
+                    return Err(Refusal::Gone);
+                }
+                negotiated
+            }
+            // A late offer: the answer comes in the ACK itself.
             Ok(None) => wait_for_late_answer(inputs).await.ok_or(Refusal::Gone)?,
             Err(e) => {
                 tracing::info!(error = %e, "answer failed");
@@ -964,10 +975,24 @@ async fn wait_for_late_answer(inputs: &mut mpsc::Receiver<CallInput>) -> Option<
             match input {
                 CallInput::MediaChanged(negotiated) => return Some(negotiated),
                 CallInput::Hangup(_) => return None,
-                CallInput::Digit(_) | CallInput::Progress(_) => {}
+                CallInput::Answered | CallInput::Digit(_) | CallInput::Progress(_) => {}
             }
         }
         None
     };
     tokio::time::timeout(LATE_ANSWER_TIMEOUT, wait).await.ok().flatten()
+}
+
+/// Waits for the ACK of our 2xx (true), or for the call to end first (false).
+/// The user agent gives up and hangs up after 64*T1 without an ACK, so this
+/// ends either way.
+async fn wait_for_ack(inputs: &mut mpsc::Receiver<CallInput>) -> bool {
+    while let Some(input) = inputs.recv().await {
+        match input {
+            CallInput::Answered => return true,
+            CallInput::Hangup(_) => return false,
+            CallInput::MediaChanged(_) | CallInput::Digit(_) | CallInput::Progress(_) => {}
+        }
+    }
+    false
 }

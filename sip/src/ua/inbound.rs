@@ -205,7 +205,17 @@ async fn before_answer(
 ) -> Option<HangupReason> {
     let deadline = tokio::time::Instant::now() + call.shared.config.answer_timeout;
     loop {
+        // Dialog states first: a CANCEL that already ended the dialog must win
+        // over an answer the engine sent at the same moment.
         tokio::select! {
+            biased;
+            state = call.states.recv() => match state {
+                Some(DialogState::Terminated(_, reason)) => {
+                    return Some(hangup_reason(&reason, call.dialog.role()));
+                }
+                Some(_) => {}
+                None => return Some(HangupReason::Error("dialog state channel closed".into())),
+            },
             () = tokio::time::sleep_until(deadline) => {
                 debug!("the engine did not answer in time");
                 call.dialog.reject(Some(StatusCode::TemporarilyUnavailable), None).ok();
@@ -218,6 +228,12 @@ async fn before_answer(
                     }
                 }
                 Some(CallCommand::Answer { local, reply }) => {
+                    // The CANCEL may have landed while the engine decided: never
+                    // answer a dialog that has ended (accept() would not say so).
+                    if let Some(reason) = ended_meanwhile(call) {
+                        reply.send(Err(UaError::CallGone(call.id))).ok();
+                        return Some(reason);
+                    }
                     match answer(call, offer.as_ref(), local, timer) {
                         Ok(negotiated) => {
                             reply.send(Ok(negotiated)).ok();
@@ -250,13 +266,22 @@ async fn before_answer(
                     return Some(HangupReason::Local);
                 }
             },
-            state = call.states.recv() => match state {
-                Some(DialogState::Terminated(_, reason)) => {
-                    return Some(hangup_reason(&reason, call.dialog.role()));
-                }
-                Some(_) => {}
-                None => return Some(HangupReason::Error("dialog state channel closed".into())),
-            },
+        }
+    }
+}
+
+/// A termination already queued on the dialog's state channel, if any.
+fn ended_meanwhile(call: &mut Call) -> Option<HangupReason> {
+    loop {
+        match call.states.try_recv() {
+            Ok(DialogState::Terminated(_, reason)) => {
+                return Some(hangup_reason(&reason, call.dialog.role()));
+            }
+            Ok(_) => {}
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => return None,
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                return Some(HangupReason::Error("dialog state channel closed".into()));
+            }
         }
     }
 }
