@@ -1,13 +1,13 @@
 # syntax=docker/dockerfile:1
-# Build stage: the release binary. cmake is here for the `libopus` feature of the
-# media crate (the reference Opus codec), which the image will build once it exists.
+# Build stage: the release binary with the reference libopus (feature `libopus`,
+# built with cmake): faster than the pure-Rust Opus and ~8x less memory per Opus leg.
 FROM rust:1.95-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin tutti
+RUN cargo build --release --locked --bin tutti --features libopus
 
 # Runtime stage: the binary, espeak-ng for text-to-speech, tzdata for --timezone,
 # curl for the healthcheck. Runs as an unprivileged user; all state lives in /data.

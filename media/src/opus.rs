@@ -181,28 +181,48 @@ fn f32_to_i16(input: &[f32], out: &mut [i16]) {
     }
 }
 
+/// The encoder and decoder are created on first use: a leg only decodes (the
+/// mixer encodes for it) and a mixer member only encodes, and each opus-rs half
+/// costs about 200 KB.
 struct PureRust {
-    encoder: opus_rs::OpusEncoder,
-    decoder: opus_rs::OpusDecoder,
+    config: OpusConfig,
+    encoder: Option<opus_rs::OpusEncoder>,
+    decoder: Option<opus_rs::OpusDecoder>,
     /// Decoder output before conversion to `i16`; one 120 ms packet.
     scratch: Box<[f32]>,
 }
 
 impl PureRust {
     fn new(config: &OpusConfig) -> Result<Self, OpusError> {
-        let rate = SAMPLE_RATE as i32;
-        let mut encoder = opus_rs::OpusEncoder::new(rate, 1, opus_rs::Application::Voip)
-            .map_err(OpusError::Backend)?;
-        encoder.bitrate_bps = i32::try_from(config.bitrate_bps).unwrap_or(i32::MAX);
-        encoder.complexity = i32::from(config.complexity.min(10));
-        encoder.use_inband_fec = config.inband_fec;
-        encoder.packet_loss_perc = i32::from(config.expected_loss_percent.min(100));
-        let decoder = opus_rs::OpusDecoder::new(rate, 1).map_err(OpusError::Backend)?;
-        Ok(Self { encoder, decoder, scratch: vec![0.0; MAX_PACKET_SAMPLES].into_boxed_slice() })
+        Ok(Self { config: *config, encoder: None, decoder: None, scratch: Box::default() })
+    }
+
+    fn encoder(&mut self) -> Result<&mut opus_rs::OpusEncoder, CodecError> {
+        if self.encoder.is_none() {
+            let config = &self.config;
+            let mut encoder =
+                opus_rs::OpusEncoder::new(SAMPLE_RATE as i32, 1, opus_rs::Application::Voip)
+                    .map_err(backend_error)?;
+            encoder.bitrate_bps = i32::try_from(config.bitrate_bps).unwrap_or(i32::MAX);
+            encoder.complexity = i32::from(config.complexity.min(10));
+            encoder.use_inband_fec = config.inband_fec;
+            encoder.packet_loss_perc = i32::from(config.expected_loss_percent.min(100));
+            self.encoder = Some(encoder);
+        }
+        self.encoder.as_mut().ok_or_else(|| backend_error("encoder unavailable"))
+    }
+
+    fn decoder(&mut self) -> Result<&mut opus_rs::OpusDecoder, CodecError> {
+        if self.decoder.is_none() {
+            self.decoder =
+                Some(opus_rs::OpusDecoder::new(SAMPLE_RATE as i32, 1).map_err(backend_error)?);
+            self.scratch = vec![0.0; MAX_PACKET_SAMPLES].into_boxed_slice();
+        }
+        self.decoder.as_mut().ok_or_else(|| backend_error("decoder unavailable"))
     }
 
     fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
-        self.encoder.encode_i16(pcm, FRAME_SAMPLES, out).map_err(backend_error)
+        self.encoder()?.encode_i16(pcm, FRAME_SAMPLES, out).map_err(backend_error)
     }
 
     /// `payload` empty means a lost frame of `samples`.
@@ -213,23 +233,30 @@ impl PureRust {
         fec: bool,
         out: &mut [i16],
     ) -> Result<usize, CodecError> {
-        let scratch = &mut self.scratch[..samples];
+        self.decoder()?;
+        let (Some(decoder), Some(scratch)) =
+            (self.decoder.as_mut(), self.scratch.get_mut(..samples))
+        else {
+            return Err(backend_error("frame larger than a packet"));
+        };
         let written = if fec {
-            self.decoder.decode_fec(payload, samples, scratch)
+            decoder.decode_fec(payload, samples, scratch)
         } else {
-            self.decoder.decode(payload, samples, scratch)
+            decoder.decode(payload, samples, scratch)
         }
         .map_err(backend_error)?
         .min(samples);
-        f32_to_i16(&scratch[..written], &mut out[..written]);
+        f32_to_i16(&self.scratch[..written], &mut out[..written]);
         Ok(written)
     }
 }
 
 #[cfg(feature = "libopus")]
 struct Libopus {
-    encoder: opus::Encoder,
-    decoder: opus::Decoder,
+    config: OpusConfig,
+    /// Created on first use, as for [`PureRust`].
+    encoder: Option<opus::Encoder>,
+    decoder: Option<opus::Decoder>,
 }
 
 #[cfg(feature = "libopus")]
@@ -240,24 +267,30 @@ fn libopus_error(error: opus::Error) -> CodecError {
 #[cfg(feature = "libopus")]
 impl Libopus {
     fn new(config: &OpusConfig) -> Result<Self, OpusError> {
-        let to_opus = |error: opus::Error| OpusError::Backend(error.code().description());
-        let mut encoder =
-            opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)
-                .map_err(to_opus)?;
-        let bitrate = i32::try_from(config.bitrate_bps).unwrap_or(i32::MAX);
-        encoder.set_bitrate(opus::Bitrate::Bits(bitrate)).map_err(to_opus)?;
-        encoder.set_complexity(i32::from(config.complexity.min(10))).map_err(to_opus)?;
-        encoder.set_inband_fec(config.inband_fec).map_err(to_opus)?;
-        encoder
-            .set_packet_loss_perc(i32::from(config.expected_loss_percent.min(100)))
-            .map_err(to_opus)?;
-        encoder.set_dtx(config.dtx).map_err(to_opus)?;
-        let decoder = opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono).map_err(to_opus)?;
-        Ok(Self { encoder, decoder })
+        Ok(Self { config: *config, encoder: None, decoder: None })
+    }
+
+    fn encoder(&mut self) -> Result<&mut opus::Encoder, CodecError> {
+        if self.encoder.is_none() {
+            let config = &self.config;
+            let mut encoder =
+                opus::Encoder::new(SAMPLE_RATE, opus::Channels::Mono, opus::Application::Voip)
+                    .map_err(libopus_error)?;
+            let bitrate = i32::try_from(config.bitrate_bps).unwrap_or(i32::MAX);
+            encoder.set_bitrate(opus::Bitrate::Bits(bitrate)).map_err(libopus_error)?;
+            encoder.set_complexity(i32::from(config.complexity.min(10))).map_err(libopus_error)?;
+            encoder.set_inband_fec(config.inband_fec).map_err(libopus_error)?;
+            encoder
+                .set_packet_loss_perc(i32::from(config.expected_loss_percent.min(100)))
+                .map_err(libopus_error)?;
+            encoder.set_dtx(config.dtx).map_err(libopus_error)?;
+            self.encoder = Some(encoder);
+        }
+        self.encoder.as_mut().ok_or_else(|| backend_error("encoder unavailable"))
     }
 
     fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
-        self.encoder.encode(pcm, out).map_err(libopus_error)
+        self.encoder()?.encode(pcm, out).map_err(libopus_error)
     }
 
     fn decode(
@@ -269,8 +302,15 @@ impl Libopus {
     ) -> Result<usize, CodecError> {
         // libopus takes the frame size (the loss to cover, for PLC and FEC) from the
         // output length, so the slice must be exactly `samples` long.
-        let written =
-            self.decoder.decode(payload, &mut out[..samples], fec).map_err(libopus_error)?;
+        if self.decoder.is_none() {
+            let decoder =
+                opus::Decoder::new(SAMPLE_RATE, opus::Channels::Mono).map_err(libopus_error)?;
+            self.decoder = Some(decoder);
+        }
+        let Some(decoder) = self.decoder.as_mut() else {
+            return Err(backend_error("decoder unavailable"));
+        };
+        let written = decoder.decode(payload, &mut out[..samples], fec).map_err(libopus_error)?;
         Ok(written.min(samples))
     }
 }
