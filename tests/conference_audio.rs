@@ -11,7 +11,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use support::Server;
 use support::phone::{Control, LOOPBACK, Phone, dial, level, press, talk, try_dial, until_level};
@@ -56,15 +55,37 @@ async fn three_phones_hear_each_other_through_the_server_and_mute_works() {
         phones.push(Phone { leg, codec, tone: *tone, heard: Vec::new() });
     }
 
-    // 1. Everyone hears the other two and not themselves.
-    talk(&mut phones, 100).await;
-    for (p, phone) in phones.iter().enumerate() {
-        for (t, tone) in TONES.iter().enumerate() {
-            let heard = level(phone, *tone);
+    // 1. Everyone hears the other two and not themselves. Listened to in 1 s
+    // rounds until that holds (at most six), so a loaded machine's scheduling
+    // hiccup is not taken for a mixing fault; the matrix is reported if it never
+    // does.
+    let mut matrix = Vec::new();
+    for _ in 0..6 {
+        talk(&mut phones, 50).await;
+        matrix =
+            phones.iter().map(|phone| TONES.map(|tone| level(phone, tone))).collect::<Vec<_>>();
+        let right = matrix.iter().enumerate().all(|(p, row)| {
+            row.iter()
+                .enumerate()
+                .all(|(t, heard)| if t == p { *heard < 100.0 } else { *heard > 500.0 })
+        });
+        if right {
+            break;
+        }
+    }
+    for (p, row) in matrix.iter().enumerate() {
+        for (t, heard) in row.iter().enumerate() {
+            let tone = TONES[t];
             if t == p {
-                assert!(heard < 100.0, "phone {p} hears itself ({tone} Hz at {heard:.0})");
+                assert!(
+                    *heard < 100.0,
+                    "phone {p} hears itself ({tone} Hz at {heard:.0}): {matrix:.0?}"
+                );
             } else {
-                assert!(heard > 500.0, "phone {p} does not hear {tone} Hz ({heard:.0})");
+                assert!(
+                    *heard > 500.0,
+                    "phone {p} does not hear {tone} Hz ({heard:.0}): {matrix:.0?}"
+                );
             }
         }
     }
@@ -204,7 +225,14 @@ async fn moderator_keys_mute_the_room_and_lock_it() {
 
     // *92 locks: the next caller is refused, moderators included.
     press(&mut phones, 0, "*92").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The lock is announced to 4011 clients as MODCONF: wait for it.
+    let control = tokio::task::spawn_blocking(move || {
+        let mut control = control;
+        control.event("MODCONF,");
+        control
+    })
+    .await
+    .expect("MODCONF after *92");
     let refused =
         try_dial(&ua, &mut ua_events, &pool, &format!("sip:4002*9999@{sip}"), 3, &notices).await;
     assert!(refused.is_err(), "a locked conference refuses callers");

@@ -463,6 +463,15 @@ impl JitterBuffer {
         Ok(PushOutcome::Buffered)
     }
 
+    /// After [`Playout::Conceal`] with [`ConcealReason::Lost`]: the payload of the
+    /// frame that plays next, if it has arrived. Opus carries a copy of the lost
+    /// frame in it (in-band FEC), which rebuilds the loss better than guessing.
+    #[must_use]
+    pub fn peek_next(&self) -> Option<&[u8]> {
+        let slot = &self.slots[self.index(self.next)];
+        (slot.filled && slot.seq == Some(self.next)).then(|| &slot.data[..slot.len])
+    }
+
     /// The frame for the tick at `now_ms` (call once per frame interval).
     #[must_use = "a popped frame is gone from the buffer"]
     pub fn pop(&mut self, now_ms: u64) -> Playout<'_> {

@@ -14,11 +14,17 @@ use std::time::{Duration, Instant};
 
 use crate::codec::{Codec, CodecError, CodecKind, FRAME_MS};
 use crate::dtmf::{Digit, DtmfEvent, DtmfPackets, DtmfReceiver, OutgoingEvent, SenderConfig};
-use crate::jitter::{IncomingPacket, JitterBuffer, JitterConfig, JitterError, Playout, Ssrc};
+use crate::jitter::{
+    ConcealReason, IncomingPacket, JitterBuffer, JitterConfig, JitterError, Playout, Ssrc,
+};
 use crate::rtp::{
     CodecImpairment, Latch, LegStats, ReceiveStats, RtcpSession, RtpError, RtpSender, RtpView,
     SrtpError, SrtpSession, SrtpSuite, is_rtcp, ntp_from_unix,
 };
+
+/// Smallest jitter-buffer delay of an Opus leg: two frames, so the packet after a
+/// lost one is there for in-band FEC.
+const OPUS_MIN_DELAY_MS: u32 = 40;
 
 /// RFC 3550's recommended report interval for a two-party session.
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
@@ -118,9 +124,18 @@ impl std::fmt::Debug for Leg {
 impl Leg {
     pub fn new(config: LegConfig, now: Instant) -> Result<Self, LegError> {
         let codec = config.codec.new_codec();
+        // Opus rebuilds a lost frame from the next packet's in-band FEC, but only
+        // if that packet is already buffered when the lost frame is due: Opus legs
+        // keep at least two frames (40 ms) so that a single loss is rebuilt.
+        let min_delay_ms = if config.codec == CodecKind::Opus {
+            OPUS_MIN_DELAY_MS
+        } else {
+            JitterConfig::default().min_delay_ms
+        };
         let jitter = JitterBuffer::new(JitterConfig {
             clock_rate: config.codec.clock_rate(),
             frame_ms: FRAME_MS,
+            min_delay_ms,
             ..JitterConfig::default()
         })?;
         let srtp = match &config.srtp {
@@ -264,10 +279,16 @@ impl Leg {
     /// started, or silent beyond concealment).
     pub fn pull_frame(&mut self, now: Instant, out: &mut [i16]) -> Result<Option<usize>, LegError> {
         let now_ms = self.ms_since_epoch(now);
-        let n = match self.jitter.pop(now_ms) {
-            Playout::Frame(frame) => self.codec.decode(frame.payload, out)?,
-            Playout::Conceal(_) => self.codec.conceal(out)?,
+        let reason = match self.jitter.pop(now_ms) {
+            Playout::Frame(frame) => return Ok(Some(self.codec.decode(frame.payload, out)?)),
+            Playout::Conceal(reason) => reason,
             Playout::Empty => return Ok(None),
+        };
+        // A lost frame whose successor is here: Opus rebuilds it from the
+        // successor's in-band FEC; other codecs conceal as usual.
+        let n = match (reason, self.jitter.peek_next()) {
+            (ConcealReason::Lost, Some(next)) => self.codec.conceal_from_next(next, out)?,
+            _ => self.codec.conceal(out)?,
         };
         Ok(Some(n))
     }

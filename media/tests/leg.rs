@@ -190,3 +190,50 @@ fn each_digit_of_a_sequence_is_reported_when_it_starts() {
         assert_eq!(digits, [Output::Digit(key)], "{key} reported within its own 200 ms");
     }
 }
+
+/// An Opus stream loses one packet exactly where the tone changes from 440 to
+/// 1000 Hz. Concealment alone would extend the 440 Hz into the gap; the leg
+/// hands the next packet to the decoder, whose in-band FEC copy of the lost
+/// frame already carries 1000 Hz.
+#[test]
+fn a_lost_opus_frame_is_rebuilt_from_the_next_packets_fec() {
+    let t0 = Instant::now();
+    let opus = |remote| LegConfig {
+        send_payload_type: 96,
+        recv_payload_type: 96,
+        ..config(CodecKind::Opus, remote, None)
+    };
+    let mut a = Leg::new(opus(B), t0).expect("leg a");
+    let mut b = Leg::new(opus(A), t0).expect("leg b");
+    let frame = CodecKind::Opus.samples_per_frame();
+    let (mut scratch, mut buf, mut pcm) = ([0u8; 1500], [0u8; 1500], vec![0i16; 960]);
+    const LOST: usize = 30;
+    let mut frames = Vec::new();
+    for i in 0..60usize {
+        let now = t0 + Duration::from_millis(20 * i as u64);
+        let freq = if i < LOST { 440.0 } else { 1000.0 };
+        let audio = tone(48_000, freq, frame, i);
+        let (_, n) =
+            a.encode_and_write(&audio, true, &mut scratch, &mut buf).expect("send").expect("dest");
+        if i != LOST {
+            b.handle_datagram(now, addr(A), &buf[..n], false);
+        }
+        if let Some(n) = b.pull_frame(now, &mut pcm).expect("pull") {
+            frames.push(pcm[..n].to_vec());
+        }
+    }
+    // Every 440 Hz frame sent is played (the loop runs on long after the loss);
+    // a concealed gap would add a 31st.
+    let dominant_440 = frames
+        .iter()
+        .filter(|f| {
+            goertzel_amplitude(f, 48_000, 440.0) > 2.0 * goertzel_amplitude(f, 48_000, 1000.0)
+        })
+        .count();
+    assert!(
+        dominant_440 <= LOST,
+        "{dominant_440} frames of 440 Hz for {LOST} sent: the gap was concealed, not rebuilt"
+    );
+    assert!(dominant_440 >= LOST - 2, "{dominant_440} frames of 440 Hz for {LOST} sent");
+    assert_eq!(b.jitter_stats().lost, 1, "exactly the one packet was lost");
+}
