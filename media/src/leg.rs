@@ -186,21 +186,25 @@ impl Leg {
         }
     }
 
-    fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        let unprotected;
-        let data = match &mut self.srtp {
-            Some(srtp) => match srtp.unprotect_rtp(data) {
-                Ok(plain) => {
-                    unprotected = plain;
-                    &unprotected[..]
-                }
-                Err(_) => {
-                    self.rejects.srtp_rejected += 1;
-                    return;
-                }
-            },
-            None => data,
+    /// The datagram in plain text: as it is without SRTP, decrypted and
+    /// authenticated with it; `None` (counted) when SRTP rejects it.
+    fn unprotect<'a>(&mut self, data: &'a [u8], rtcp: bool) -> Option<std::borrow::Cow<'a, [u8]>> {
+        let Some(srtp) = &mut self.srtp else {
+            return Some(std::borrow::Cow::Borrowed(data));
         };
+        let plain = if rtcp { srtp.unprotect_rtcp(data) } else { srtp.unprotect_rtp(data) };
+        match plain {
+            Ok(plain) => Some(std::borrow::Cow::Owned(plain)),
+            Err(_) => {
+                self.rejects.srtp_rejected += 1;
+                None
+            }
+        }
+    }
+
+    fn handle_rtp(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let Some(data) = self.unprotect(data, false) else { return };
+        let data = &*data;
         let Ok(view) = RtpView::parse(data) else {
             self.rejects.malformed += 1;
             return;
@@ -251,20 +255,8 @@ impl Leg {
     }
 
     fn handle_rtcp(&mut self, now: Instant, data: &[u8]) {
-        let unprotected;
-        let data = match &mut self.srtp {
-            Some(srtp) => match srtp.unprotect_rtcp(data) {
-                Ok(plain) => {
-                    unprotected = plain;
-                    &unprotected[..]
-                }
-                Err(_) => {
-                    self.rejects.srtp_rejected += 1;
-                    return;
-                }
-            },
-            None => data,
-        };
+        let Some(data) = self.unprotect(data, true) else { return };
+        let data = &*data;
         let ntp = ntp_now();
         let was_bye = self.rtcp.remote_bye();
         if self.rtcp.handle_rtcp(now, ntp, data, self.sender.ssrc(), &mut self.receive).is_err() {

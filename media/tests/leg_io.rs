@@ -1,6 +1,8 @@
 //! Two legs over real UDP sockets on loopback: a tone crosses, a digit arrives
 //! as a notice, RTCP flows, and a stranger's packets are dropped.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -9,24 +11,10 @@ use tutti_media::codec::CodecKind;
 use tutti_media::dtmf::Digit;
 use tutti_media::io::{LegIo, LegNotice};
 use tutti_media::leg::{Leg, LegConfig};
-use tutti_media::ports::{PortPool, RtpSockets};
+use tutti_media::ports::RtpSockets;
 use tutti_media::tone::goertzel_amplitude;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-/// A pool over a random free range below the ephemeral ports.
-fn pool() -> PortPool {
-    use rand::RngExt;
-    for _ in 0..100 {
-        let base = rand::rng().random_range(10_000u16..30_000) & !1;
-        let free =
-            (base..base + 8).all(|p| std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).is_ok());
-        if free {
-            return PortPool::new(base, base + 7).expect("pool");
-        }
-    }
-    panic!("no free ports");
-}
 
 fn config(remote: SocketAddr) -> LegConfig {
     LegConfig {
@@ -44,7 +32,7 @@ fn config(remote: SocketAddr) -> LegConfig {
 
 async fn pair() -> (LegIo, LegIo, mpsc::Receiver<LegNotice>, mpsc::Receiver<LegNotice>, SocketAddr)
 {
-    let pool = pool();
+    let pool = common::free_pool(8);
     let a_sockets: RtpSockets = pool.bind(LOOPBACK, true).await.expect("a ports");
     let b_sockets: RtpSockets = pool.bind(LOOPBACK, true).await.expect("b ports");
     let a_addr = SocketAddr::new(LOOPBACK, a_sockets.rtp_port());

@@ -4,6 +4,8 @@
 //! is heard by nobody; a prompt to one member reaches only that member; the
 //! recording holds the room mix; a finished prompt is reported.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,6 @@ use tutti_media::codec::{Codec, CodecKind};
 use tutti_media::io::LegIo;
 use tutti_media::leg::{Leg, LegConfig};
 use tutti_media::mixer::MixerConfig;
-use tutti_media::ports::PortPool;
 use tutti_media::room::{MemberChange, PlayTarget, RoomEvent, RoomHandle};
 use tutti_media::tone::goertzel_amplitude;
 use tutti_media::wav::{Player, Prompt};
@@ -20,17 +21,6 @@ use tutti_media::wav::{Player, Prompt};
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const TONES: [f64; 3] = [440.0, 1000.0, 1700.0];
 const PROMPT_TONE: f64 = 2300.0;
-
-fn pool() -> PortPool {
-    use rand::RngExt;
-    for _ in 0..100 {
-        let base = rand::rng().random_range(10_000u16..30_000) & !1;
-        if (base..base + 16).all(|p| std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).is_ok()) {
-            return PortPool::new(base, base + 15).expect("pool");
-        }
-    }
-    panic!("no free ports");
-}
 
 fn config(remote: SocketAddr) -> LegConfig {
     LegConfig {
@@ -94,7 +84,7 @@ fn level(phone: &Phone, freq: f64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everyone_hears_the_others_mute_silences_prompts_and_recordings_work() {
-    let pool = pool();
+    let pool = common::free_pool(16);
     let (events_tx, mut events) = mpsc::channel(64);
     let room = RoomHandle::spawn(MixerConfig::default(), events_tx).expect("room");
     let (notices, _notices_rx) = mpsc::channel(64);

@@ -260,6 +260,40 @@ impl Engine {
         }
     }
 
+    /// An RTP/RTCP port pair and our side of the SDP for it. Both ports are
+    /// bound before negotiation, since rtcp-mux is only known after it.
+    async fn bind_media(
+        &self,
+    ) -> Result<(tutti_media::ports::RtpSockets, LocalMedia), tutti_media::ports::PortError> {
+        let sockets = self.inner.ports.bind(self.inner.config.media_address, false).await?;
+        let local = LocalMedia {
+            address: self.inner.config.media_address,
+            rtp_port: sockets.rtp_port(),
+            session_id: rand::random::<u32>().into(),
+            session_version: 1,
+            direction: MediaDirection::SendRecv,
+        };
+        Ok((sockets, local))
+    }
+
+    /// Starts the media leg of `call` for the negotiated stream.
+    fn start_leg(
+        &self,
+        call: CallId,
+        negotiated: &Negotiated,
+        mut sockets: tutti_media::ports::RtpSockets,
+    ) -> Result<LegIo, tutti_media::leg::LegError> {
+        if negotiated.rtcp_mux {
+            sockets.rtcp = None;
+        }
+        let key = self.next_id();
+        let leg =
+            Leg::new(leg_config(negotiated, format!("leg{key}@tutti")), std::time::Instant::now())?;
+        let leg = LegIo::spawn(key, leg, sockets, self.inner.notices.clone());
+        self.state().legs.insert(key, (call, None));
+        Ok(leg)
+    }
+
     /// One incoming call, from INVITE to hang-up.
     async fn inbound(self, incoming: IncomingCall, mut inputs: mpsc::Receiver<CallInput>) {
         let call = incoming.call;
@@ -349,19 +383,8 @@ impl Engine {
         target: String,
     ) -> Result<String, tutti_api::live::LiveError> {
         use tutti_api::live::LiveError;
-        let sockets = self
-            .inner
-            .ports
-            .bind(self.inner.config.media_address, false)
-            .await
-            .map_err(|e| LiveError::Unavailable(e.to_string()))?;
-        let local = LocalMedia {
-            address: self.inner.config.media_address,
-            rtp_port: sockets.rtp_port(),
-            session_id: rand::random::<u32>().into(),
-            session_version: 1,
-            direction: MediaDirection::SendRecv,
-        };
+        let (sockets, local) =
+            self.bind_media().await.map_err(|e| LiveError::Unavailable(e.to_string()))?;
         let place = PlaceCall {
             target: target.clone(),
             from_user: conference.dial_in_number.clone(),
@@ -393,7 +416,7 @@ impl Engine {
         call: CallId,
         conference: Conference,
         caller: Caller,
-        mut sockets: tutti_media::ports::RtpSockets,
+        sockets: tutti_media::ports::RtpSockets,
         mut inputs: mpsc::Receiver<CallInput>,
     ) {
         use tutti_api::live::OutboundProgress;
@@ -436,32 +459,16 @@ impl Engine {
             }
         }
         let joined = match (connected, negotiated) {
-            (true, Some(negotiated)) => {
-                if negotiated.rtcp_mux {
-                    sockets.rtcp = None;
+            (true, Some(negotiated)) => match self.start_leg(call, &negotiated, sockets) {
+                Ok(leg) => match self.inner.ua.call(call) {
+                    Some(control) => self.join(&conference, caller, leg, control).await.ok(),
+                    None => None,
+                },
+                Err(e) => {
+                    tracing::error!(error = %e, "leg setup failed");
+                    None
                 }
-                let key = self.next_id();
-                match Leg::new(
-                    leg_config(&negotiated, format!("leg{key}@tutti")),
-                    std::time::Instant::now(),
-                ) {
-                    Ok(leg) => {
-                        let leg = LegIo::spawn(key, leg, sockets, self.inner.notices.clone());
-                        self.state().legs.insert(key, (call, None));
-                        let control = self.inner.ua.call(call);
-                        match control {
-                            Some(control) => {
-                                self.join(&conference, caller, leg, control).await.ok()
-                            }
-                            None => None,
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "leg setup failed");
-                        None
-                    }
-                }
-            }
+            },
             _ => None,
         };
         match joined {
@@ -530,18 +537,10 @@ impl Engine {
         }
 
         // Answer with a media leg.
-        let sockets =
-            self.inner.ports.bind(self.inner.config.media_address, false).await.map_err(|e| {
-                tracing::error!(error = %e, "no RTP port");
-                Refusal::Status(503)
-            })?;
-        let local = LocalMedia {
-            address: self.inner.config.media_address,
-            rtp_port: sockets.rtp_port(),
-            session_id: rand::random::<u32>().into(),
-            session_version: 1,
-            direction: MediaDirection::SendRecv,
-        };
+        let (sockets, local) = self.bind_media().await.map_err(|e| {
+            tracing::error!(error = %e, "no RTP port");
+            Refusal::Status(503)
+        })?;
         let negotiated = match incoming.answer(local).await {
             Ok(Some(negotiated)) => {
                 // A CANCEL can end the INVITE transaction while our 200 is
@@ -559,19 +558,11 @@ impl Engine {
                 return Err(Refusal::Gone);
             }
         };
-        let mut sockets = sockets;
-        if negotiated.rtcp_mux {
-            sockets.rtcp = None;
-        }
-        let key = self.next_id();
-        let leg =
-            Leg::new(leg_config(&negotiated, format!("leg{key}@tutti")), std::time::Instant::now())
-                .map_err(|e| {
-                    tracing::error!(error = %e, "leg setup failed");
-                    Refusal::Gone
-                })?;
-        let leg = LegIo::spawn(key, leg, sockets, self.inner.notices.clone());
-        self.state().legs.insert(key, (incoming.call, None));
+        let leg = self.start_leg(incoming.call, &negotiated, sockets).map_err(|e| {
+            tracing::error!(error = %e, "leg setup failed");
+            Refusal::Gone
+        })?;
+        let key = leg.key();
 
         let caller = Caller {
             person_uid,

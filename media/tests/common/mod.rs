@@ -1,0 +1,18 @@
+//! Helpers shared by the media tests that use real sockets.
+
+use std::net::Ipv4Addr;
+
+use tutti_media::ports::PortPool;
+
+/// A pool over `len` UDP ports that are free on loopback now, picked at random
+/// below the kernel's ephemeral range so parallel tests rarely meet.
+pub fn free_pool(len: u16) -> PortPool {
+    use rand::RngExt;
+    for _ in 0..100 {
+        let base = rand::rng().random_range(10_000u16..30_000) & !1;
+        if (base..base + len).all(|p| std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).is_ok()) {
+            return PortPool::new(base, base + len - 1).expect("pool");
+        }
+    }
+    panic!("no free port range on loopback");
+}
