@@ -11,6 +11,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use support::Server;
 use support::phone::{Control, LOOPBACK, Phone, dial, level, press, talk, try_dial, until_level};
@@ -180,12 +181,6 @@ async fn moderator_keys_mute_the_room_and_lock_it() {
     let pool = PortPool::new(rtp, rtp + 15).expect("pool");
     let (notices, _notices_rx) = mpsc::channel(64);
     assert!(
-        try_dial(&ua, &mut ua_events, &pool, &format!("sip:4002@{sip}"), 9, &notices)
-            .await
-            .is_err(),
-        "a PIN is required"
-    );
-    assert!(
         try_dial(&ua, &mut ua_events, &pool, &format!("sip:4002*1111@{sip}"), 9, &notices)
             .await
             .is_err(),
@@ -246,6 +241,80 @@ async fn moderator_keys_mute_the_room_and_lock_it() {
     .expect("digits");
     let pressed: String = digits.iter().filter_map(|l| l.rsplit(',').next()).collect();
     assert_eq!(pressed, "*91*91*90*92");
+    ua.shutdown().await;
+    assert_eq!(server.stop_with("TERM").code(), Some(0));
+}
+
+/// Dialling a PIN-protected conference without the PIN: the call is answered
+/// and a spoken prompt asks for it; a wrong PIN does not open the door, the
+/// right one does (NEWUSER). Three wrong PINs end in goodbye and a BYE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_entry_by_keypad() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &["--control-password", "secret"]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let control_addr = server.logged_addr("control protocol listening", "addr");
+    let control = tokio::task::spawn_blocking(move || {
+        let mut control = Control::connect(control_addr, "secret");
+        assert_eq!(control.command("NEWCONF,4005,Acme,Ann,10,,,,2468", "NEWCONF"), ["NEWCONF,OK"]);
+        control
+    })
+    .await
+    .expect("4011 setup");
+    let (ua, mut ua_events) =
+        SipUa::start(SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK)).await.expect("UA");
+    let rtp = support::free_udp_range(16);
+    let pool = PortPool::new(rtp, rtp + 15).expect("pool");
+    let (notices, _notices_rx) = mpsc::channel(64);
+
+    // Answered without a PIN, and the prompt speaks.
+    let leg = dial(&ua, &mut ua_events, &pool, &format!("sip:4005@{sip}"), 1, &notices).await;
+    let codec = leg.codec().new_codec();
+    let mut caller = vec![Phone { leg, codec, tone: 0.0, heard: Vec::new() }];
+    talk(&mut caller, 75).await;
+    let spoken = tutti_media::tone::rms(&caller[0].heard);
+    assert!(spoken > 300.0, "no prompt heard (RMS {spoken:.0}):\n{}", server.logs());
+
+    // A wrong PIN, then the right one: only then does the caller join.
+    press(&mut caller, 0, "1111#").await;
+    talk(&mut caller, 25).await;
+    let (control, listed) = tokio::task::spawn_blocking(move || {
+        let mut control = control;
+        let created = control.event("NEWCONF,");
+        let guid = created.split(',').nth(1).expect("guid").to_owned();
+        let listed = control.command(&format!("LISTUSER,{guid}"), "LISTUSER");
+        (control, listed)
+    })
+    .await
+    .expect("LISTUSER");
+    assert_eq!(listed, ["LISTUSER,OK"], "a wrong PIN must not let the caller in");
+    press(&mut caller, 0, "2468#").await;
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut control = control;
+        control.event("NEWUSER,")
+    })
+    .await
+    .expect("NEWUSER");
+    assert!(joined.contains("phone1"), "{joined}");
+
+    // Three wrong PINs: goodbye, then the server hangs up.
+    let leg = dial(&ua, &mut ua_events, &pool, &format!("sip:4005@{sip}"), 2, &notices).await;
+    let codec = leg.codec().new_codec();
+    let mut stranger = vec![Phone { leg, codec, tone: 0.0, heard: Vec::new() }];
+    press(&mut stranger, 0, "0#0#0#").await;
+    let hung_up = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            talk(&mut stranger, 5).await;
+            while let Ok(event) = ua_events.try_recv() {
+                if let tutti_sip::ua::UaEvent::Hangup { reason, .. } = event {
+                    return reason;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no BYE after three wrong PINs:\n{}", server.logs()));
+    assert_eq!(hung_up, tutti_sip::ua::HangupReason::RemoteBye);
     ua.shutdown().await;
     assert_eq!(server.stop_with("TERM").code(), Some(0));
 }

@@ -23,19 +23,24 @@ use tutti_media::mixer::MixerConfig;
 use tutti_media::ports::PortPool;
 use tutti_media::room::{MemberChange, PlayTarget, PlaybackId, RoomEvent, RoomHandle};
 use tutti_media::tone::Tone;
+use tutti_media::wav::Player;
 use tutti_sip::sdp::{LocalMedia, MediaDirection, Negotiated};
 use tutti_sip::ua::{
     CallControl, CallId, CallProgress, HangupReason, IncomingCall, PlaceCall, SipUa, UaEvent,
 };
 
 use super::dialplan::{self, Admission};
+use super::ivr::{PinAction, PinConfig, PinEntry, Prompt};
 use super::keypad::{KeyAction, Keypad, KeypadConfig, Standing};
 use super::media::leg_config;
+use super::prompts::{self, PromptName};
 
 /// How long a late-offer call may take to send its answer in the ACK.
 const LATE_ANSWER_TIMEOUT: Duration = Duration::from_secs(32);
 /// Room events waiting for the engine.
 const ROOM_EVENT_BACKLOG: usize = 4096;
+/// Silence after a last prompt before hanging up, so its end is not cut.
+const PROMPT_TAIL_MS: u64 = 300;
 /// How long a stopping server waits for calls to record their end.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// Inputs waiting for one call's task.
@@ -294,6 +299,134 @@ impl Engine {
         Ok(leg)
     }
 
+    /// Whether `conference` admits one more caller now, as a SIP refusal if not.
+    async fn admission(&self, conference: &Conference) -> Result<(), Refusal> {
+        let reservations = self
+            .inner
+            .store
+            .reservations_of(&conference.uid)
+            .await
+            .map_err(|_| Refusal::Status(500))?;
+        let members = self.state().conferences.get(&conference.uid).map_or(0, |c| c.members);
+        match dialplan::admit(conference, &reservations, Time::now(), members) {
+            Admission::Admit => Ok(()),
+            Admission::Divert(target) => Err(Refusal::Redirect(target)),
+            refused => Err(Refusal::Status(refused.sip_status().unwrap_or(480))),
+        }
+    }
+
+    /// The conference, role and person a PIN gives, if any.
+    async fn check_pin(
+        &self,
+        check: &PinCheck,
+        pin: &str,
+    ) -> Option<(Conference, Role, Option<String>)> {
+        match check {
+            PinCheck::Conference(conference) => dialplan::role_for_pin(conference, pin)
+                .map(|role| ((**conference).clone(), role, None)),
+            PinCheck::Customer(customer) => {
+                let store = &self.inner.store;
+                let person = store.person_by_pin(&customer.uid, pin).await.ok().flatten()?;
+                let conference = store.get::<Conference>(&person.conference_uid).await.ok()?;
+                Some((conference, person.role, Some(person.uid)))
+            }
+        }
+    }
+
+    /// PIN entry for an answered caller, alone in a room of its own: the prompt,
+    /// digits until `#` or a pause, three tries (src/engine/ivr.rs). Gives the
+    /// leg back with what the PIN opened, or `None` after goodbye or hang-up.
+    async fn pin_entry(
+        &self,
+        leg: LegIo,
+        check: &PinCheck,
+        inputs: &mut mpsc::Receiver<CallInput>,
+    ) -> Option<(Conference, Role, Option<String>, String, LegIo)> {
+        let key = leg.key();
+        let room =
+            RoomHandle::spawn(MixerConfig::default(), self.inner.room_events.clone()).ok()?;
+        room.join(leg).await.ok()?;
+        let (mut entry, first) = PinEntry::start(PinConfig::default(), std::time::Instant::now());
+        let mut action = Some(first);
+        let found = loop {
+            match action.take() {
+                Some(PinAction::Play(prompt)) => {
+                    let name = match prompt {
+                        Prompt::EnterPin => PromptName::EnterPin,
+                        Prompt::WrongPin => PromptName::WrongPin,
+                        Prompt::Goodbye => PromptName::Goodbye,
+                    };
+                    let _ = room.stop(PlayTarget::Member(key)).await;
+                    self.play_prompt(&room, key, name).await;
+                }
+                Some(PinAction::StopPrompt) => {
+                    let _ = room.stop(PlayTarget::Member(key)).await;
+                }
+                Some(PinAction::Check(pin)) => match self.check_pin(check, &pin).await {
+                    Some(opened) => break Some((opened, pin)),
+                    None => {
+                        tracing::info!(leg = key, "wrong PIN");
+                        action = entry.handle_verdict(std::time::Instant::now(), false);
+                        continue;
+                    }
+                },
+                Some(PinAction::Goodbye) => {
+                    let _ = room.stop(PlayTarget::Member(key)).await;
+                    let ms = self.play_prompt(&room, key, PromptName::Goodbye).await;
+                    tokio::time::sleep(Duration::from_millis(ms + PROMPT_TAIL_MS)).await;
+                    break None;
+                }
+                None => {}
+            }
+            let deadline = entry.poll_timeout();
+            tokio::select! {
+                input = inputs.recv() => match input {
+                    Some(CallInput::Digit(digit)) => {
+                        action = entry.handle_digit(std::time::Instant::now(), digit);
+                    }
+                    Some(CallInput::Hangup(_)) | None => break None,
+                    Some(_) => {}
+                },
+                () = sleep_until_option(deadline) => {
+                    action = entry.handle_timeout(std::time::Instant::now());
+                }
+            }
+        };
+        let leg = room.leave(key).await.ok().flatten()?;
+        let ((conference, role, person_uid), pin) = found?;
+        Some((conference, role, person_uid, pin, leg))
+    }
+
+    /// Plays one of the engine's prompts to one member; returns its length in ms.
+    async fn play_prompt(&self, room: &RoomHandle, key: LegKey, name: PromptName) -> u64 {
+        match prompts::load(name, &self.inner.config.sounds_dir) {
+            Ok(prompt) => {
+                let ms = prompt.duration_ms();
+                let player: Box<dyn tutti_media::source::FrameSource> =
+                    Box::new(Player::new(prompt, false));
+                self.play_internal(room, PlayTarget::Member(key), Some(player)).await;
+                ms
+            }
+            Err(e) => {
+                tracing::error!(prompt = name.file_name(), error = %e, "prompt unusable");
+                0
+            }
+        }
+    }
+
+    /// Tells an answered caller why it cannot enter, then lets the call go.
+    async fn say_then_drop(&self, leg: LegIo, name: PromptName) {
+        let key = leg.key();
+        let Ok(room) = RoomHandle::spawn(MixerConfig::default(), self.inner.room_events.clone())
+        else {
+            return;
+        };
+        if room.join(leg).await.is_ok() {
+            let ms = self.play_prompt(&room, key, name).await;
+            tokio::time::sleep(Duration::from_millis(ms + PROMPT_TAIL_MS)).await;
+        }
+    }
+
     /// One incoming call, from INVITE to hang-up.
     async fn inbound(self, incoming: IncomingCall, mut inputs: mpsc::Receiver<CallInput>) {
         let call = incoming.call;
@@ -308,6 +441,10 @@ impl Engine {
             Err(Refusal::Redirect(target)) => {
                 tracing::info!(%call, user = %incoming.request_user, %target, "call diverted");
                 let _ = incoming.redirect(target).await;
+                None
+            }
+            Err(Refusal::HangUp) => {
+                let _ = incoming.control.hangup().await;
                 None
             }
             Err(Refusal::Gone) => None,
@@ -493,47 +630,51 @@ impl Engine {
         let store = &self.inner.store;
         let dialled =
             dialplan::parse_user_part(&incoming.request_user).ok_or(Refusal::Status(404))?;
-        let (conference, role, person_uid) = match store.conference_by_number(&dialled.number).await
-        {
-            Ok(Some(conference)) => {
-                let role = if dialplan::needs_pin(&conference) {
-                    // PIN entry by keypad comes with the prompts; a PIN in the URI
-                    // works now.
-                    let pin = dialled.pin.as_deref().ok_or(Refusal::Status(403))?;
-                    dialplan::role_for_pin(&conference, pin).ok_or(Refusal::Status(403))?
-                } else {
-                    Role::Participant
-                };
-                (conference, role, None)
-            }
+        let entry = match store.conference_by_number(&dialled.number).await {
+            Ok(Some(conference)) => match dialled.pin.as_deref() {
+                _ if !dialplan::needs_pin(&conference) => Entry::Known {
+                    conference: Box::new(conference),
+                    role: Role::Participant,
+                    person_uid: None,
+                },
+                Some(pin) => {
+                    let role =
+                        dialplan::role_for_pin(&conference, pin).ok_or(Refusal::Status(403))?;
+                    Entry::Known { conference: Box::new(conference), role, person_uid: None }
+                }
+                None => Entry::AskPin(PinCheck::Conference(Box::new(conference))),
+            },
             Ok(None) => {
                 let customer = store
                     .customer_by_did(&dialled.number)
                     .await
                     .map_err(|_| Refusal::Status(500))?
                     .ok_or(Refusal::Status(404))?;
-                let pin = dialled.pin.as_deref().ok_or(Refusal::Status(403))?;
-                let person = store
-                    .person_by_pin(&customer.uid, pin)
-                    .await
-                    .map_err(|_| Refusal::Status(500))?
-                    .ok_or(Refusal::Status(403))?;
-                let conference: Conference =
-                    store.get(&person.conference_uid).await.map_err(|_| Refusal::Status(404))?;
-                (conference, person.role, Some(person.uid))
+                match dialled.pin.as_deref() {
+                    Some(pin) => {
+                        let (conference, role, person_uid) = self
+                            .check_pin(&PinCheck::Customer(Box::new(customer)), pin)
+                            .await
+                            .ok_or(Refusal::Status(403))?;
+                        Entry::Known { conference: Box::new(conference), role, person_uid }
+                    }
+                    None => Entry::AskPin(PinCheck::Customer(Box::new(customer))),
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "dial plan lookup failed");
                 return Err(Refusal::Status(500));
             }
         };
-        let reservations =
-            store.reservations_of(&conference.uid).await.map_err(|_| Refusal::Status(500))?;
-        let members = self.state().conferences.get(&conference.uid).map_or(0, |c| c.members);
-        match dialplan::admit(&conference, &reservations, Time::now(), members) {
-            Admission::Admit => {}
-            Admission::Divert(target) => return Err(Refusal::Redirect(target)),
-            refused => return Err(Refusal::Status(refused.sip_status().unwrap_or(480))),
+        // While the conference is known the caller can still be refused with a
+        // SIP status; a DID caller's conference is only known after the PIN.
+        let known = match &entry {
+            Entry::Known { conference, .. } => Some(&**conference),
+            Entry::AskPin(PinCheck::Conference(conference)) => Some(&**conference),
+            Entry::AskPin(PinCheck::Customer(_)) => None,
+        };
+        if let Some(conference) = known {
+            self.admission(conference).await?;
         }
 
         // Answer with a media leg.
@@ -563,13 +704,37 @@ impl Engine {
             Refusal::Gone
         })?;
         let key = leg.key();
+        let (conference, role, person_uid, pin, leg) = match entry {
+            Entry::Known { conference, role, person_uid } => {
+                (*conference, role, person_uid, dialled.pin.clone().unwrap_or_default(), leg)
+            }
+            Entry::AskPin(check) => {
+                let Some((conference, role, person_uid, pin, leg)) =
+                    self.pin_entry(leg, &check, inputs).await
+                else {
+                    self.state().legs.remove(&key);
+                    return Err(Refusal::HangUp);
+                };
+                if let Err(refusal) = self.admission(&conference).await {
+                    // Answered already: say why, then hang up.
+                    let prompt = match refusal {
+                        Refusal::Status(403) => PromptName::Locked,
+                        _ => PromptName::Goodbye,
+                    };
+                    self.say_then_drop(leg, prompt).await;
+                    self.state().legs.remove(&key);
+                    return Err(Refusal::HangUp);
+                }
+                (conference, role, person_uid, pin, leg)
+            }
+        };
 
         let caller = Caller {
             person_uid,
             name: incoming.from_display_name.clone().unwrap_or_default(),
             ani: incoming.from_user.clone().unwrap_or_default(),
             did: dialled.number.clone(),
-            pin: dialled.pin.clone().unwrap_or_default(),
+            pin,
             ..Caller::new("", Direction::Inbound, role, Time::now())
         };
         match self.join(&conference, caller, leg, incoming.control.clone()).await {
@@ -934,6 +1099,20 @@ impl Engine {
     }
 }
 
+/// How a call enters: straight to a conference, or through PIN entry.
+enum Entry {
+    Known { conference: Box<Conference>, role: Role, person_uid: Option<String> },
+    AskPin(PinCheck),
+}
+
+/// What a PIN typed at the prompt is checked against.
+enum PinCheck {
+    /// The conference's participant and moderator PINs.
+    Conference(Box<Conference>),
+    /// The PINs of the customer's persons (its DID was dialled).
+    Customer(Box<tutti_api::model::Customer>),
+}
+
 /// Who may use the moderator keys: the PBX moderator and MaestroConference
 /// operators.
 fn is_moderator(role: Role) -> bool {
@@ -956,6 +1135,9 @@ fn entry_beep() -> Option<Box<dyn tutti_media::source::FrameSource>> {
 enum Refusal {
     Status(u16),
     Redirect(String),
+    /// Refused after it was answered (PIN entry failed, conference refused the
+    /// DID caller): hang up.
+    HangUp,
     /// The call ended or failed on the way; nothing more to send.
     Gone,
 }

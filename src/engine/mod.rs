@@ -8,4 +8,5 @@ pub mod ivr;
 pub mod keypad;
 pub mod live;
 pub mod media;
+pub mod prompts;
 pub mod schedule;
