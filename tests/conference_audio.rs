@@ -218,6 +218,27 @@ async fn moderator_keys_mute_the_room_and_lock_it() {
         server.logs()
     );
 
+    // *8 asks the moderator for the number to invite (spoken prompt); * cancels.
+    for phone in phones.iter_mut() {
+        phone.tone = 0.0;
+    }
+    press(&mut phones, 0, "*8").await;
+    talk(&mut phones, 50).await;
+    let prompt = tutti_media::tone::rms(&phones[0].heard);
+    assert!(prompt > 300.0, "no invite prompt heard after *8 (RMS {prompt:.0})");
+    // The prompt (3.4 s) still plays to the moderator in the second half of the
+    // window; by then the codec tail of the tones that just stopped has died
+    // away, so the participant must hear silence.
+    let other = {
+        let heard = &phones[1].heard;
+        tutti_media::tone::rms(&heard[heard.len() / 2..])
+    };
+    assert!(
+        other < 100.0,
+        "the prompt is for the caller only (RMS {other:.0}, caller {prompt:.0})"
+    );
+    press(&mut phones, 0, "*").await;
+
     // *92 locks: the next caller is refused, moderators included.
     press(&mut phones, 0, "*92").await;
     // The lock is announced to 4011 clients as MODCONF: wait for it.
@@ -235,12 +256,12 @@ async fn moderator_keys_mute_the_room_and_lock_it() {
     // The control client saw every digit.
     let digits = tokio::task::spawn_blocking(move || {
         let mut control = control;
-        (0..12).map(|_| control.event("DIGIT,")).collect::<Vec<_>>()
+        (0..15).map(|_| control.event("DIGIT,")).collect::<Vec<_>>()
     })
     .await
     .expect("digits");
     let pressed: String = digits.iter().filter_map(|l| l.rsplit(',').next()).collect();
-    assert_eq!(pressed, "*91*91*90*92");
+    assert_eq!(pressed, "*91*91*90*8**92");
     ua.shutdown().await;
     assert_eq!(server.stop_with("TERM").code(), Some(0));
 }

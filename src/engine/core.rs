@@ -1004,7 +1004,17 @@ impl Engine {
                     tracing::info!(error = %e, "*8 invitation failed");
                 }
             }
-            KeyAction::InvitePrompt | KeyAction::InviteCancelled | KeyAction::Denied(_) => {}
+            KeyAction::InvitePrompt => {
+                let found = {
+                    let state = self.state();
+                    let leg = state.callers.get(caller_uid).map(|c| c.leg);
+                    leg.zip(state.conferences.get(&conference_uid).map(|c| c.room.clone()))
+                };
+                if let Some((leg, room)) = found {
+                    self.play_prompt(&room, leg, PromptName::Invite).await;
+                }
+            }
+            KeyAction::InviteCancelled | KeyAction::Denied(_) => {}
         }
     }
 
