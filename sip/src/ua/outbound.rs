@@ -142,8 +142,10 @@ async fn run(
 
         let mut states_open = true;
         let outcome = loop {
+            // States first: a 180 queued just before the final response must be
+            // reported as Ringing before Connected.
             tokio::select! {
-                result = &mut invite => break result,
+                biased;
                 state = states.recv(), if states_open => match state {
                     Some(DialogState::Early(..)) if !rang => {
                         rang = true;
@@ -153,6 +155,7 @@ async fn run(
                     // Only the INVITE task's result matters from here.
                     None => states_open = false,
                 },
+                result = &mut invite => break result,
                 command = commands.recv(), if !cancelled => match command {
                     Some(CallCommand::Hangup) | None => {
                         cancelled = true;
@@ -171,6 +174,15 @@ async fn run(
                 }
             }
         };
+
+        // The final response can complete the INVITE while its 180 still waits
+        // on the state channel.
+        while let Ok(state) = states.try_recv() {
+            if matches!(state, DialogState::Early(..)) && !rang {
+                rang = true;
+                shared.emit(UaEvent::Progress { call: id, state: CallProgress::Ringing }).await;
+            }
+        }
 
         let response = match outcome {
             Ok(Ok((_, response))) => response,
