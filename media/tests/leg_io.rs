@@ -10,25 +10,11 @@ use tokio::sync::mpsc;
 use tutti_media::codec::CodecKind;
 use tutti_media::dtmf::Digit;
 use tutti_media::io::{LegIo, LegNotice};
-use tutti_media::leg::{Leg, LegConfig};
+use tutti_media::leg::Leg;
 use tutti_media::ports::RtpSockets;
 use tutti_media::tone::goertzel_amplitude;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn config(remote: SocketAddr) -> LegConfig {
-    LegConfig {
-        codec: CodecKind::Pcmu,
-        send_payload_type: 0,
-        recv_payload_type: 0,
-        send_telephone_event: Some(101),
-        recv_telephone_event: Some(101),
-        remote_rtp: remote,
-        remote_rtcp: None,
-        srtp: None,
-        cname: "io-test@tutti".into(),
-    }
-}
 
 async fn pair() -> (LegIo, LegIo, mpsc::Receiver<LegNotice>, mpsc::Receiver<LegNotice>, SocketAddr)
 {
@@ -40,8 +26,8 @@ async fn pair() -> (LegIo, LegIo, mpsc::Receiver<LegNotice>, mpsc::Receiver<LegN
     let now = Instant::now();
     let (a_tx, a_rx) = mpsc::channel(16);
     let (b_tx, b_rx) = mpsc::channel(16);
-    let a = LegIo::spawn(1, Leg::new(config(b_addr), now).expect("a"), a_sockets, a_tx);
-    let b = LegIo::spawn(2, Leg::new(config(a_addr), now).expect("b"), b_sockets, b_tx);
+    let a = LegIo::spawn(1, Leg::new(common::pcmu_leg(b_addr), now).expect("a"), a_sockets, a_tx);
+    let b = LegIo::spawn(2, Leg::new(common::pcmu_leg(a_addr), now).expect("b"), b_sockets, b_tx);
     (a, b, a_rx, b_rx, b_addr)
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tutti_media::codec::{Codec, CodecKind};
 use tutti_media::io::LegIo;
-use tutti_media::leg::{Leg, LegConfig};
+use tutti_media::leg::Leg;
 use tutti_media::mixer::MixerConfig;
 use tutti_media::room::{MemberChange, PlayTarget, RoomEvent, RoomHandle};
 use tutti_media::tone::goertzel_amplitude;
@@ -21,20 +21,6 @@ use tutti_media::wav::{Player, Prompt};
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const TONES: [f64; 3] = [440.0, 1000.0, 1700.0];
 const PROMPT_TONE: f64 = 2300.0;
-
-fn config(remote: SocketAddr) -> LegConfig {
-    LegConfig {
-        codec: CodecKind::Pcmu,
-        send_payload_type: 0,
-        recv_payload_type: 0,
-        send_telephone_event: Some(101),
-        recv_telephone_event: Some(101),
-        remote_rtp: remote,
-        remote_rtcp: None,
-        srtp: None,
-        cname: "room-test@tutti".into(),
-    }
-}
 
 fn sine(freq: f64, amplitude: f64, rate: u32, start: usize, len: usize) -> Vec<i16> {
     (start..start + len)
@@ -95,10 +81,10 @@ async fn everyone_hears_the_others_mute_silences_prompts_and_recordings_work() {
         let phone_addr = SocketAddr::new(LOOPBACK, phone_sockets.rtp_port());
         let server_addr = SocketAddr::new(LOOPBACK, server_sockets.rtp_port());
         let now = Instant::now();
-        let server = Leg::new(config(phone_addr), now).expect("server leg");
+        let server = Leg::new(common::pcmu_leg(phone_addr), now).expect("server leg");
         let key = i as u64 + 1;
         room.join(LegIo::spawn(key, server, server_sockets, notices.clone())).await.expect("join");
-        let phone_leg = Leg::new(config(server_addr), now).expect("phone leg");
+        let phone_leg = Leg::new(common::pcmu_leg(server_addr), now).expect("phone leg");
         phones.push(Phone {
             leg: LegIo::spawn(100 + key, phone_leg, phone_sockets, notices.clone()),
             codec: CodecKind::Pcmu.new_codec(),

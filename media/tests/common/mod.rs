@@ -1,7 +1,9 @@
 //! Helpers shared by the media tests that use real sockets.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 
+use tutti_media::codec::CodecKind;
+use tutti_media::leg::LegConfig;
 use tutti_media::ports::PortPool;
 
 /// A pool over `len` UDP ports that are free on loopback now, picked at random
@@ -15,4 +17,19 @@ pub fn free_pool(len: u16) -> PortPool {
         }
     }
     panic!("no free port range on loopback");
+}
+
+/// A plain PCMU leg with telephone-event 101, sending to `remote`.
+pub fn pcmu_leg(remote: SocketAddr) -> LegConfig {
+    LegConfig {
+        codec: CodecKind::Pcmu,
+        send_payload_type: 0,
+        recv_payload_type: 0,
+        send_telephone_event: Some(101),
+        recv_telephone_event: Some(101),
+        remote_rtp: remote,
+        remote_rtcp: None,
+        srtp: None,
+        cname: "test@tutti".into(),
+    }
 }
