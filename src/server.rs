@@ -64,6 +64,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         ua,
         ua_events,
     )?;
+    engine.start_scheduler();
 
     // TCP 4011.
     let control_listener = TcpListener::bind(settings.control_listen)

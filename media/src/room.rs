@@ -62,6 +62,8 @@ pub enum RoomError {
     NotRecording,
     #[error("the room task has ended")]
     Gone,
+    #[error("the room's command queue is full")]
+    Busy,
 }
 
 pub enum RoomCommand {
@@ -93,6 +95,10 @@ pub enum RoomCommand {
     /// Stops what plays to a target; each stopped playback reports done.
     Stop {
         target: PlayTarget,
+    },
+    /// Stops one playback; it reports done.
+    StopPlayback {
+        id: PlaybackId,
     },
     /// Starts recording the room mix to `<dir>/<name>.wav`.
     Record {
@@ -168,6 +174,31 @@ impl RoomHandle {
 
     pub async fn stop(&self, target: PlayTarget) -> Result<(), RoomError> {
         self.send(RoomCommand::Stop { target }).await
+    }
+
+    /// Queues a playback without waiting: commands queued this way are carried
+    /// out in the order they were queued, so a caller holding a lock can start
+    /// and stop playbacks without racing another task. Fails when the room's
+    /// queue is full or the room is gone.
+    pub fn try_play(
+        &self,
+        id: PlaybackId,
+        target: PlayTarget,
+        source: Box<dyn FrameSource>,
+    ) -> Result<(), RoomError> {
+        self.try_send(RoomCommand::Play { id, target, source })
+    }
+
+    /// Queues the stop of one playback without waiting (see [`Self::try_play`]).
+    pub fn try_stop_playback(&self, id: PlaybackId) -> Result<(), RoomError> {
+        self.try_send(RoomCommand::StopPlayback { id })
+    }
+
+    fn try_send(&self, command: RoomCommand) -> Result<(), RoomError> {
+        self.commands.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => RoomError::Busy,
+            mpsc::error::TrySendError::Closed(_) => RoomError::Gone,
+        })
     }
 
     pub async fn record(&self, dir: PathBuf, name: String) -> Result<PathBuf, RoomError> {
@@ -298,6 +329,11 @@ impl Room {
             }
             RoomCommand::Stop { target } => {
                 for playback in self.playbacks.iter_mut().filter(|p| p.target == target) {
+                    playback.source.stop();
+                }
+            }
+            RoomCommand::StopPlayback { id } => {
+                for playback in self.playbacks.iter_mut().filter(|p| p.id == id) {
                     playback.source.stop();
                 }
             }

@@ -23,7 +23,7 @@ use tutti_media::mixer::MixerConfig;
 use tutti_media::ports::PortPool;
 use tutti_media::room::{MemberChange, PlayTarget, PlaybackId, RoomEvent, RoomHandle};
 use tutti_media::tone::Tone;
-use tutti_media::wav::Player;
+use tutti_media::wav::{self, Player, Prompt as Audio};
 use tutti_sip::sdp::{LocalMedia, MediaDirection, Negotiated};
 use tutti_sip::ua::{
     CallControl, CallId, CallProgress, HangupReason, IncomingCall, PlaceCall, SipUa, UaEvent,
@@ -82,6 +82,12 @@ pub(super) struct LiveConference {
     pub room: RoomHandle,
     pub call_uid: String,
     pub members: usize,
+    /// What a caller alone in the conference hears.
+    pub music_on_hold: Option<Audio>,
+    /// The lone caller's leg and the music's playback, while it plays.
+    pub music_playing: Option<(LegKey, PlaybackId)>,
+    /// The room's numbers for the call's breakout groups, by breakout UID.
+    pub breakouts: HashMap<String, tutti_media::mixer::BreakoutId>,
 }
 
 /// What a playback is about, to report it when it ends.
@@ -99,6 +105,8 @@ pub(super) struct State {
     pub callers: HashMap<String, LiveCaller>,
     /// Every call's task, by SIP call.
     pub calls: HashMap<CallId, mpsc::Sender<CallInput>>,
+    /// Callers admitted to a conference and not yet joined, by conference UID.
+    pub seats: HashMap<String, usize>,
     /// Which call a leg belongs to, and its caller once joined.
     pub legs: HashMap<LegKey, (CallId, Option<String>)>,
     pub playbacks: HashMap<PlaybackId, LivePlayback>,
@@ -156,6 +164,7 @@ impl Engine {
         tokio::spawn(engine.clone().ua_loop(ua_events));
         tokio::spawn(engine.clone().notice_loop(notices_rx));
         tokio::spawn(engine.clone().room_event_loop(room_events_rx));
+        tokio::spawn(engine.clone().breakout_watch());
         Ok(engine)
     }
 
@@ -300,16 +309,23 @@ impl Engine {
     }
 
     /// Whether `conference` admits one more caller now, as a SIP refusal if not.
-    async fn admission(&self, conference: &Conference) -> Result<(), Refusal> {
+    /// An admitted caller holds a [`Seat`] until it joins (or gives up), so
+    /// callers answered at the same moment cannot overfill the conference.
+    pub(super) async fn admission(&self, conference: &Conference) -> Result<Seat, Refusal> {
         let reservations = self
             .inner
             .store
             .reservations_of(&conference.uid)
             .await
             .map_err(|_| Refusal::Status(500))?;
-        let members = self.state().conferences.get(&conference.uid).map_or(0, |c| c.members);
-        match dialplan::admit(conference, &reservations, Time::now(), members) {
-            Admission::Admit => Ok(()),
+        let mut state = self.state();
+        let members = state.conferences.get(&conference.uid).map_or(0, |c| c.members);
+        let seated = state.seats.get(&conference.uid).copied().unwrap_or(0);
+        match dialplan::admit(conference, &reservations, Time::now(), members + seated) {
+            Admission::Admit => {
+                *state.seats.entry(conference.uid.clone()).or_default() += 1;
+                Ok(Seat { engine: self.clone(), conference_uid: Some(conference.uid.clone()) })
+            }
             Admission::Divert(target) => Err(Refusal::Redirect(target)),
             refused => Err(Refusal::Status(refused.sip_status().unwrap_or(480))),
         }
@@ -598,7 +614,7 @@ impl Engine {
         let joined = match (connected, negotiated) {
             (true, Some(negotiated)) => match self.start_leg(call, &negotiated, sockets) {
                 Ok(leg) => match self.inner.ua.call(call) {
-                    Some(control) => self.join(&conference, caller, leg, control).await.ok(),
+                    Some(control) => self.join(&conference, caller, leg, control, None).await.ok(),
                     None => None,
                 },
                 Err(e) => {
@@ -673,8 +689,14 @@ impl Engine {
             Entry::AskPin(PinCheck::Conference(conference)) => Some(&**conference),
             Entry::AskPin(PinCheck::Customer(_)) => None,
         };
-        if let Some(conference) = known {
-            self.admission(conference).await?;
+        // A caller about to enter keeps its seat; one about to type a PIN only
+        // learns now whether the conference would take it.
+        let mut seat = match known {
+            Some(conference) => Some(self.admission(conference).await?),
+            None => None,
+        };
+        if matches!(entry, Entry::AskPin(_)) {
+            seat = None;
         }
 
         // Answer with a media leg.
@@ -715,15 +737,18 @@ impl Engine {
                     self.state().legs.remove(&key);
                     return Err(Refusal::HangUp);
                 };
-                if let Err(refusal) = self.admission(&conference).await {
-                    // Answered already: say why, then hang up.
-                    let prompt = match refusal {
-                        Refusal::Status(403) => PromptName::Locked,
-                        _ => PromptName::Goodbye,
-                    };
-                    self.say_then_drop(leg, prompt).await;
-                    self.state().legs.remove(&key);
-                    return Err(Refusal::HangUp);
+                match self.admission(&conference).await {
+                    Ok(admitted) => seat = Some(admitted),
+                    Err(refusal) => {
+                        // Answered already: say why, then hang up.
+                        let prompt = match refusal {
+                            Refusal::Status(403) => PromptName::Locked,
+                            _ => PromptName::Goodbye,
+                        };
+                        self.say_then_drop(leg, prompt).await;
+                        self.state().legs.remove(&key);
+                        return Err(Refusal::HangUp);
+                    }
                 }
                 (conference, role, person_uid, pin, leg)
             }
@@ -737,7 +762,7 @@ impl Engine {
             pin,
             ..Caller::new("", Direction::Inbound, role, Time::now())
         };
-        match self.join(&conference, caller, leg, incoming.control.clone()).await {
+        match self.join(&conference, caller, leg, incoming.control.clone(), seat).await {
             Ok(uid) => Ok(uid),
             Err(e) => {
                 tracing::error!(error = %e, "joining the conference failed");
@@ -750,12 +775,14 @@ impl Engine {
     /// Joins a connected leg to a conference as `caller` (whose call_uid is set
     /// here): starts the conference's room and call session if it had none,
     /// applies the role's entry settings, stores the caller and announces it.
+    /// The caller's `seat`, if it holds one, becomes its place in the room.
     pub(super) async fn join(
         &self,
         conference: &Conference,
         mut caller: Caller,
         leg: LegIo,
         control: CallControl,
+        seat: Option<Seat>,
     ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
         let store = &self.inner.store;
         let (room, call_uid) = self.open_conference(conference).await?;
@@ -787,6 +814,9 @@ impl Engine {
             if let Some(live) = state.conferences.get_mut(&conference.uid) {
                 live.members += 1;
             }
+            if let Some(seat) = seat {
+                seat.release(&mut state);
+            }
             if let Some(entry) = state.legs.get_mut(&key) {
                 entry.1 = Some(caller_uid.clone());
             }
@@ -801,6 +831,7 @@ impl Engine {
                 },
             );
         }
+        self.update_music_on_hold(&conference.uid);
         if conference.beep_on_entry && conference.entry_notifications {
             self.play_internal(&room, PlayTarget::Room, entry_beep()).await;
         }
@@ -812,7 +843,7 @@ impl Engine {
     }
 
     /// The conference's room and call session, started if it has none.
-    async fn open_conference(
+    pub(super) async fn open_conference(
         &self,
         conference: &Conference,
     ) -> Result<(RoomHandle, String), Box<dyn std::error::Error + Send + Sync>> {
@@ -823,6 +854,7 @@ impl Engine {
         let call = Call::new(conference, Time::now());
         store.start_call(&call).await?;
         let room = RoomHandle::spawn(MixerConfig::default(), self.inner.room_events.clone())?;
+        let music_on_hold = self.music_on_hold(conference).await;
         let mut conference_now: Conference = store.get(&conference.uid).await?;
         conference_now.status = ConferenceStatus::Active;
         conference_now.updated_at = Time::now();
@@ -839,6 +871,9 @@ impl Engine {
                             room: room.clone(),
                             call_uid: call.uid.clone(),
                             members: 0,
+                            music_on_hold,
+                            music_playing: None,
+                            breakouts: HashMap::new(),
                         },
                     );
                     (room, call.uid.clone(), true)
@@ -875,6 +910,7 @@ impl Engine {
         if let Some(room) = &room {
             let _ = room.leave(live.leg).await;
         }
+        self.update_music_on_hold(&live.conference_uid);
         let mut caller = live.caller;
         caller.active = false;
         caller.end_time = Some(Time::now());
@@ -890,8 +926,80 @@ impl Engine {
         }
     }
 
+    /// The conference's music on hold: its `music_on_hold_sound` when that is
+    /// set and readable, else the bundled one (replaceable in `<data-dir>/sounds/`).
+    async fn music_on_hold(&self, conference: &Conference) -> Option<Audio> {
+        let sounds_dir = &self.inner.config.sounds_dir;
+        if let Some(id) = conference.music_on_hold_sound {
+            let chosen = match self.inner.store.sound(id).await {
+                Ok(sound) => confined(sounds_dir, &sound.file_name)
+                    .ok_or_else(|| format!("{:?} is outside the sounds directory", sound.file_name))
+                    .and_then(|path| wav::read(&path).map_err(|e| e.to_string()))
+                    .and_then(|audio| {
+                        let rate = audio.sample_rate;
+                        Audio::from_audio(audio, rate).map_err(|e| e.to_string())
+                    }),
+                Err(e) => Err(e.to_string()),
+            };
+            match chosen {
+                Ok(prompt) => return Some(prompt),
+                Err(e) => tracing::warn!(
+                    conference = %conference.uid, sound = id, error = %e,
+                    "music on hold unusable; playing the default"
+                ),
+            }
+        }
+        match prompts::load(PromptName::MusicOnHold, sounds_dir) {
+            Ok(prompt) => Some(prompt),
+            Err(e) => {
+                tracing::error!(error = %e, "default music on hold unusable");
+                None
+            }
+        }
+    }
+
+    /// Plays the music on hold to a caller alone in the conference, and stops
+    /// it when someone joins or the caller leaves. The room commands are queued
+    /// while the table is locked, so two callers joining and leaving at once
+    /// cannot leave music playing to a caller who is no longer alone.
+    pub(super) fn update_music_on_hold(&self, conference_uid: &str) {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let Some(conf) = state.conferences.get(conference_uid) else { return };
+        let alone = if conf.members == 1 {
+            state.callers.values().find(|c| c.conference_uid == conference_uid).map(|c| c.leg)
+        } else {
+            None
+        };
+        let Some(conf) = state.conferences.get_mut(conference_uid) else { return };
+        if conf.music_playing.map(|(leg, _)| leg) == alone {
+            return;
+        }
+        if let Some((_, id)) = conf.music_playing.take() {
+            let _ = conf.room.try_stop_playback(id);
+        }
+        if let (Some(leg), Some(prompt)) = (alone, conf.music_on_hold.clone()) {
+            let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+            let player = Box::new(Player::new(prompt, true));
+            match conf.room.try_play(id, PlayTarget::Member(leg), player) {
+                Ok(()) => {
+                    conf.music_playing = Some((leg, id));
+                    state.playbacks.insert(
+                        id,
+                        LivePlayback {
+                            target: Target::Conference(conference_uid.to_owned()),
+                            media: PlaybackMedia::Tts,
+                            reported: false,
+                        },
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "music on hold not started"),
+            }
+        }
+    }
+
     /// Ends a conference's live call session once nobody is left.
-    async fn close_session(&self, conference_uid: &str) {
+    pub(super) async fn close_session(&self, conference_uid: &str) {
         let live = {
             let mut state = self.state();
             match state.conferences.get(conference_uid) {
@@ -1109,6 +1217,41 @@ impl Engine {
     }
 }
 
+/// A place in a conference kept for an admitted caller until it joins; given
+/// back when dropped.
+pub(super) struct Seat {
+    engine: Engine,
+    /// `None` once released.
+    conference_uid: Option<String>,
+}
+
+impl Seat {
+    /// Gives the seat back with the table already locked (a joined caller now
+    /// counts as a member instead).
+    pub(super) fn release(mut self, state: &mut State) {
+        if let Some(uid) = self.conference_uid.take() {
+            release_seat(state, &uid);
+        }
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        if let Some(uid) = self.conference_uid.take() {
+            release_seat(&mut self.engine.state(), &uid);
+        }
+    }
+}
+
+fn release_seat(state: &mut State, conference_uid: &str) {
+    if let Some(seated) = state.seats.get_mut(conference_uid) {
+        *seated = seated.saturating_sub(1);
+        if *seated == 0 {
+            state.seats.remove(conference_uid);
+        }
+    }
+}
+
 /// How a call enters: straight to a conference, or through PIN entry.
 enum Entry {
     Known { conference: Box<Conference>, role: Role, person_uid: Option<String> },
@@ -1129,6 +1272,15 @@ fn is_moderator(role: Role) -> bool {
     matches!(role, Role::Moderator | Role::Operator)
 }
 
+/// `<sounds_dir>/<name>` when `name` is a plain relative path that stays inside.
+fn confined(sounds_dir: &std::path::Path, name: &str) -> Option<PathBuf> {
+    use std::path::Component;
+    let relative = std::path::Path::new(name);
+    let plain =
+        !name.is_empty() && relative.components().all(|c| matches!(c, Component::Normal(_)));
+    plain.then(|| sounds_dir.join(relative))
+}
+
 async fn sleep_until_option(deadline: Option<std::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
@@ -1142,7 +1294,7 @@ fn entry_beep() -> Option<Box<dyn tutti_media::source::FrameSource>> {
 }
 
 /// Why a call was not joined.
-enum Refusal {
+pub(super) enum Refusal {
     Status(u16),
     Redirect(String),
     /// Refused after it was answered (PIN entry failed, conference refused the
@@ -1150,6 +1302,23 @@ enum Refusal {
     HangUp,
     /// The call ended or failed on the way; nothing more to send.
     Gone,
+}
+
+impl Refusal {
+    /// The refusal as an API error, for a caller moved in by a facade.
+    pub(super) fn as_live_error(&self) -> tutti_api::live::LiveError {
+        use tutti_api::live::LiveError;
+        match self {
+            Refusal::Status(403) => LiveError::Refused("conference is locked".into()),
+            Refusal::Status(486) => LiveError::Refused("conference is full".into()),
+            Refusal::Redirect(_) => LiveError::Refused("conference has not started".into()),
+            Refusal::Status(480) => LiveError::Refused("conference is not available".into()),
+            Refusal::Status(status) => {
+                LiveError::Unavailable(format!("conference refused the caller ({status})"))
+            }
+            Refusal::HangUp | Refusal::Gone => LiveError::NotFound("caller"),
+        }
+    }
 }
 
 async fn wait_for_late_answer(inputs: &mut mpsc::Receiver<CallInput>) -> Option<Negotiated> {

@@ -129,8 +129,8 @@ impl Engine {
                     ),
                 )
             }
-            CallerUpdate::Breakout(_) => {
-                return Err(LiveError::Refused("breakout groups are not available yet".into()));
+            CallerUpdate::Breakout(breakout) => {
+                return self.set_breakout(&caller_uid, breakout).await;
             }
         };
         self.set_caller(&caller_uid, field, change)
@@ -259,12 +259,8 @@ impl LiveControl for Engine {
         Box::pin(self.hang_up_caller(caller_uid))
     }
 
-    fn move_caller(&self, _caller_uid: String, _conference_uid: String) -> LiveFuture<'_, ()> {
-        Box::pin(async {
-            Err(LiveError::Refused(
-                "moving callers between conferences is not available yet".into(),
-            ))
-        })
+    fn move_caller(&self, caller_uid: String, conference_uid: String) -> LiveFuture<'_, ()> {
+        Box::pin(async move { self.relocate(&caller_uid, &conference_uid).await })
     }
 
     fn conference_changed(&self, _conference_uid: String) -> LiveFuture<'_, ()> {

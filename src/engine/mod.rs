@@ -9,4 +9,6 @@ pub mod keypad;
 pub mod live;
 pub mod media;
 pub mod prompts;
+mod rooms;
 pub mod schedule;
+mod scheduler;

@@ -15,6 +15,9 @@ pub enum PromptName {
     Goodbye,
     Locked,
     Invite,
+    /// Played in a loop to a caller alone in a conference
+    /// (scripts/make_music_on_hold.py makes it).
+    MusicOnHold,
 }
 
 impl PromptName {
@@ -26,6 +29,7 @@ impl PromptName {
             Self::Goodbye => "goodbye.wav",
             Self::Locked => "locked.wav",
             Self::Invite => "invite.wav",
+            Self::MusicOnHold => "music_on_hold.wav",
         }
     }
 
@@ -36,6 +40,7 @@ impl PromptName {
             Self::Goodbye => include_bytes!("../../sounds/prompts/goodbye.wav"),
             Self::Locked => include_bytes!("../../sounds/prompts/locked.wav"),
             Self::Invite => include_bytes!("../../sounds/prompts/invite.wav"),
+            Self::MusicOnHold => include_bytes!("../../sounds/prompts/music_on_hold.wav"),
         }
     }
 }
@@ -53,7 +58,7 @@ pub fn load(name: PromptName, sounds_dir: &Path) -> Result<Prompt, WavError> {
 mod tests {
     use super::*;
 
-    const ALL: [PromptName; 5] = [
+    const SPOKEN: [PromptName; 5] = [
         PromptName::EnterPin,
         PromptName::WrongPin,
         PromptName::Goodbye,
@@ -64,13 +69,30 @@ mod tests {
     #[test]
     fn every_bundled_prompt_is_speech_of_sensible_length() {
         let nowhere = Path::new("/nonexistent");
-        for name in ALL {
+        for name in SPOKEN {
             let prompt = load(name, nowhere).unwrap_or_else(|e| panic!("{name:?}: {e}"));
             assert_eq!(prompt.sample_rate(), 16_000, "{name:?}");
             let ms = prompt.duration_ms();
             assert!((400..6000).contains(&ms), "{name:?} lasts {ms} ms");
             let loud = prompt.samples().iter().filter(|s| s.unsigned_abs() > 1000).count();
             assert!(loud > prompt.samples().len() / 10, "{name:?} is mostly silence");
+        }
+    }
+
+    #[test]
+    fn the_bundled_music_on_hold_is_a_quiet_loop_clear_of_test_and_beep_tones() {
+        let moh = load(PromptName::MusicOnHold, Path::new("/nonexistent")).expect("bundled");
+        assert_eq!((moh.sample_rate(), moh.duration_ms()), (16_000, 8000));
+        let samples = moh.samples();
+        let peak = samples.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+        assert!((3000..12_000).contains(&peak), "peak {peak}");
+        // It loops without a click: it starts and ends in silence.
+        assert!(samples[0].unsigned_abs() < 50 && samples[samples.len() - 1].unsigned_abs() < 50);
+        let first_chord = &samples[4000..28_000];
+        let level = |f| tutti_media::tone::goertzel_amplitude(first_chord, 16_000, f);
+        assert!(level(261.63) > 1000.0, "C4 missing: {}", level(261.63));
+        for busy in [440.0, 660.0, 880.0, 1000.0, 1700.0] {
+            assert!(level(busy) < 50.0, "{busy} Hz present: {}", level(busy));
         }
     }
 

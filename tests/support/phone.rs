@@ -127,6 +127,10 @@ pub async fn try_dial(
                 failed = Some(why);
                 break;
             }
+            Some(UaEvent::Progress { call: c, state: CallProgress::Busy }) if c == call => {
+                failed = Some("busy".into());
+                break;
+            }
             Some(UaEvent::MediaChanged { call: c, negotiated: n }) if c == call => {
                 negotiated = Some(n)
             }

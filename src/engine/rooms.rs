@@ -1,0 +1,206 @@
+//! Moving live callers: into a breakout group of their call and back, and from
+//! one conference into another (TCP 4011 MOVEUSER). The leg never leaves the
+//! process: it is handed from room to room, so the caller hears no gap beyond a
+//! tick and keeps its SIP dialog, its caller UID and its settings.
+
+use tokio::sync::broadcast::error::RecvError;
+use tutti_api::Time;
+use tutti_api::live::{CallerField, Event, LiveError};
+use tutti_api::model::{Breakout, Conference};
+use tutti_media::mixer::BreakoutId;
+use tutti_media::room::MemberChange;
+
+use super::core::Engine;
+
+impl Engine {
+    /// Puts a caller into one of its call's breakout groups (`Some`) or back
+    /// into the main room (`None`).
+    pub(super) async fn set_breakout(
+        &self,
+        caller_uid: &str,
+        breakout_uid: Option<String>,
+    ) -> Result<(), LiveError> {
+        let (call_uid, conference_uid, leg, room) = {
+            let state = self.state();
+            let live = state.callers.get(caller_uid).ok_or(LiveError::NotFound("caller"))?;
+            let conf =
+                state.conferences.get(&live.conference_uid).ok_or(LiveError::NotFound("call"))?;
+            (live.caller.call_uid.clone(), live.conference_uid.clone(), live.leg, conf.room.clone())
+        };
+        let group = match &breakout_uid {
+            Some(uid) => {
+                let breakout = self
+                    .inner
+                    .store
+                    .find::<Breakout>(uid)
+                    .await
+                    .map_err(|e| LiveError::Unavailable(e.to_string()))?
+                    .ok_or(LiveError::NotFound("breakout"))?;
+                if breakout.call_uid != call_uid {
+                    return Err(LiveError::Invalid("the breakout belongs to another call".into()));
+                }
+                let id =
+                    self.breakout_id(&conference_uid, uid).ok_or(LiveError::NotFound("call"))?;
+                room.breakout_private(id, breakout.private)
+                    .await
+                    .map_err(|e| LiveError::Unavailable(e.to_string()))?;
+                Some(id)
+            }
+            None => None,
+        };
+        room.change(leg, MemberChange::Breakout(group))
+            .await
+            .map_err(|e| LiveError::Unavailable(e.to_string()))?;
+        self.set_caller(caller_uid, CallerField::Breakout, move |c| {
+            c.breakout_uid = breakout_uid;
+            c.breakout_time = Some(Time::now());
+        })
+        .await
+        .map(drop)
+        .ok_or(LiveError::NotFound("caller"))
+    }
+
+    /// The room's number for a breakout of a live conference, given on first use.
+    fn breakout_id(&self, conference_uid: &str, breakout_uid: &str) -> Option<BreakoutId> {
+        let mut state = self.state();
+        let conf = state.conferences.get_mut(conference_uid)?;
+        let next = BreakoutId(conf.breakouts.len() as u32 + 1);
+        Some(*conf.breakouts.entry(breakout_uid.to_owned()).or_insert(next))
+    }
+
+    /// Applies breakout changes made through the APIs (a group made private or
+    /// public) to live rooms.
+    pub(super) async fn breakout_watch(self) {
+        let mut events = self.inner.events.subscribe();
+        loop {
+            let breakout = match events.recv().await {
+                Ok(event) => match &*event {
+                    Event::BreakoutUpdated { conference_uid, breakout } => {
+                        Some((conference_uid.clone(), breakout.clone()))
+                    }
+                    _ => None,
+                },
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "breakout watch fell behind the event bus");
+                    None
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let Some((conference_uid, breakout)) = breakout else { continue };
+            let live = {
+                let state = self.state();
+                state
+                    .conferences
+                    .get(&conference_uid)
+                    .and_then(|c| c.breakouts.get(&breakout.uid).map(|id| (c.room.clone(), *id)))
+            };
+            if let Some((room, id)) = live {
+                let _ = room.breakout_private(id, breakout.private).await;
+            }
+        }
+    }
+
+    /// Moves a live caller into another conference: out of its room and call
+    /// session, into the other's (started if it has none), with the same caller
+    /// UID, dialog and settings. The destination's admission rules apply (locked,
+    /// full, outside its reservation); a breakout group is left behind.
+    pub(super) async fn relocate(
+        &self,
+        caller_uid: &str,
+        conference_uid: &str,
+    ) -> Result<(), LiveError> {
+        let target: Conference = self
+            .inner
+            .store
+            .find(conference_uid)
+            .await
+            .map_err(|e| LiveError::Unavailable(e.to_string()))?
+            .ok_or(LiveError::NotFound("conference"))?;
+        let (from_uid, from_room, leg) = {
+            let state = self.state();
+            let live = state.callers.get(caller_uid).ok_or(LiveError::NotFound("caller"))?;
+            let room = state.conferences.get(&live.conference_uid).map(|c| c.room.clone());
+            (live.conference_uid.clone(), room, live.leg)
+        };
+        if from_uid == target.uid {
+            return Ok(());
+        }
+        let from_room = from_room.ok_or(LiveError::NotFound("call"))?;
+        let seat = self.admission(&target).await.map_err(|refusal| refusal.as_live_error())?;
+        let (room, call_uid) = self
+            .open_conference(&target)
+            .await
+            .map_err(|e| LiveError::Unavailable(e.to_string()))?;
+
+        // Out of the old room. The caller may hang up meanwhile: its own task
+        // then finds it gone from the table and stops.
+        let leg_io = from_room
+            .leave(leg)
+            .await
+            .map_err(|e| LiveError::Unavailable(e.to_string()))?
+            .ok_or(LiveError::NotFound("caller"))?;
+        let (left, from_empty) = {
+            let mut state = self.state();
+            let Some(live) = state.callers.get_mut(caller_uid) else {
+                return Err(LiveError::NotFound("caller"));
+            };
+            let left = live.caller.clone();
+            live.conference_uid = target.uid.clone();
+            live.caller.call_uid = call_uid.clone();
+            live.caller.breakout_uid = None;
+            let from_empty = match state.conferences.get_mut(&from_uid) {
+                Some(conf) => {
+                    conf.members = conf.members.saturating_sub(1);
+                    conf.members == 0
+                }
+                None => false,
+            };
+            (left, from_empty)
+        };
+        self.update_music_on_hold(&from_uid);
+        let mut gone = left.clone();
+        gone.active = false;
+        self.inner
+            .events
+            .publish(Event::CallerLeft { conference_uid: from_uid.clone(), caller: gone });
+        if from_empty {
+            self.close_session(&from_uid).await;
+        }
+
+        // Into the new one, as it was: muted stays muted.
+        room.join(leg_io).await.map_err(|e| LiveError::Unavailable(e.to_string()))?;
+        for change in [
+            MemberChange::Mute(left.mute),
+            MemberChange::Deaf(left.deaf),
+            MemberChange::Mike(left.mike),
+            MemberChange::ListenOnly(left.listen_only),
+        ] {
+            let _ = room.change(leg, change).await;
+        }
+        let caller = {
+            let mut state = self.state();
+            let caller = state.callers.get(caller_uid).map(|c| c.caller.clone());
+            // Hung up on the way: its task has already counted it out.
+            if caller.is_some()
+                && let Some(conf) = state.conferences.get_mut(&target.uid)
+            {
+                conf.members += 1;
+            }
+            seat.release(&mut state);
+            caller
+        };
+        let Some(caller) = caller else {
+            let _ = room.leave(leg).await;
+            return Err(LiveError::NotFound("caller"));
+        };
+        self.update_music_on_hold(&target.uid);
+        if let Err(e) = self.inner.store.update(&caller).await {
+            tracing::error!(error = %e, caller = %caller_uid, "the move was not stored");
+        }
+        tracing::info!(caller = %caller_uid, from = %from_uid, to = %target.uid, "caller moved");
+        self.inner
+            .events
+            .publish(Event::CallerJoined { conference_uid: target.uid.clone(), caller });
+        Ok(())
+    }
+}

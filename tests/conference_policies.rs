@@ -1,0 +1,370 @@
+//! Conference policies as callers meet them, against the real binary over SIP
+//! and RTP on loopback: music on hold for a caller alone, the entry beep heard
+//! by the others, a full conference turning the next caller away, and a
+//! reserved conference's schedule (early callers refused, statuses kept right
+//! across a restart). Audio is checked with a Goertzel filter.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::Server;
+use support::phone::{Control, LOOPBACK, Phone, dial, level, talk, try_dial};
+use tokio::sync::mpsc;
+use tutti_api::model::{Conference, ConferenceStatus, Reservation, ReservationState};
+use tutti_api::{Store, Time};
+use tutti_media::io::LegNotice;
+use tutti_media::ports::PortPool;
+use tutti_media::tone::goertzel_amplitude;
+use tutti_sip::ua::{SipConfig, SipUa, UaEvent};
+
+/// The notes of the bundled music on hold (scripts/make_music_on_hold.py).
+const MUSIC_NOTES: [f64; 8] = [196.00, 220.00, 246.94, 261.63, 293.66, 329.63, 349.23, 392.00];
+/// The entry beep's two notes (tutti_media::tone::ENTRY_BEEP_HZ).
+const BEEP_NOTES: [f64; 2] = [660.0, 880.0];
+
+/// How loud the music on hold is in the second half of what `phone` heard.
+fn music_level(phone: &Phone) -> f64 {
+    MUSIC_NOTES.iter().map(|f| level(phone, *f)).fold(0.0, f64::max)
+}
+
+/// The loudest a note is in any 120 ms window of what `phone` heard.
+fn peak_in_windows(phone: &Phone, freq: f64) -> f64 {
+    let rate = phone.codec.sample_rate() as usize;
+    let window = rate * 120 / 1000;
+    let step = rate / 50;
+    (0..phone.heard.len().saturating_sub(window))
+        .step_by(step)
+        .map(|start| goertzel_amplitude(&phone.heard[start..start + window], rate as u32, freq))
+        .fold(0.0, f64::max)
+}
+
+struct Phones {
+    ua: SipUa,
+    events: mpsc::Receiver<UaEvent>,
+    pool: PortPool,
+    notices: mpsc::Sender<LegNotice>,
+    _notices_rx: mpsc::Receiver<LegNotice>,
+}
+
+impl Phones {
+    async fn new() -> Self {
+        let mut config = SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK);
+        config.max_calls = 10;
+        let (ua, events) = SipUa::start(config).await.expect("phone UA");
+        let rtp = support::free_udp_range(16);
+        let pool = PortPool::new(rtp, rtp + 15).expect("phone ports");
+        let (notices, notices_rx) = mpsc::channel(64);
+        Self { ua, events, pool, notices, _notices_rx: notices_rx }
+    }
+
+    async fn dial(&mut self, target: &str, key: u64, tone: f64) -> Phone {
+        let leg = dial(&self.ua, &mut self.events, &self.pool, target, key, &self.notices).await;
+        let codec = leg.codec().new_codec();
+        Phone { leg, codec, tone, heard: Vec::new() }
+    }
+
+    async fn try_dial(&mut self, target: &str, key: u64) -> Result<(), String> {
+        try_dial(&self.ua, &mut self.events, &self.pool, target, key, &self.notices).await.map(drop)
+    }
+}
+
+/// Creates a conference over TCP 4011 and returns the logged-in client.
+async fn new_conference(server: &Server, fields: &str) -> Control {
+    let addr = server.logged_addr("control protocol listening", "addr");
+    let fields = fields.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut control = Control::connect(addr, "secret");
+        assert_eq!(control.command(&format!("NEWCONF,{fields}"), "NEWCONF"), ["NEWCONF,OK"]);
+        control.event("NEWCONF,");
+        control
+    })
+    .await
+    .expect("4011 setup")
+}
+
+/// Talks in 0.5 s rounds until `check` holds, for at most 5 s.
+async fn talk_until(phones: &mut [Phone], check: impl Fn(&[Phone]) -> bool) -> bool {
+    for _ in 0..10 {
+        talk(phones, 25).await;
+        if check(phones) {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_caller_hears_music_on_hold_and_the_room_hears_the_entry_beep() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &["--control-password", "secret"]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let control = new_conference(&server, "4101,Acme,Ann,10,,,,").await;
+    let target = format!("sip:4101@{sip}");
+    let mut ua = Phones::new().await;
+
+    // Alone: music on hold.
+    let mut phones = vec![ua.dial(&target, 1, 1700.0).await];
+    let heard = talk_until(&mut phones, |p| music_level(&p[0]) > 300.0).await;
+    assert!(
+        heard,
+        "no music on hold for a lone caller ({:.0}):\n{}",
+        music_level(&phones[0]),
+        server.logs()
+    );
+
+    // A second caller joins while the first listens: the first hears the entry
+    // beep, then the newcomer instead of the music.
+    let (second, ()) = tokio::join!(ua.dial(&target, 2, 1000.0), talk(&mut phones, 150));
+    let beep = BEEP_NOTES.map(|f| peak_in_windows(&phones[0], f));
+    assert!(
+        beep.iter().all(|b| *b > 800.0),
+        "the entry beep was not heard by the caller already in ({beep:.0?})"
+    );
+    phones.push(second);
+    let together = talk_until(&mut phones, |p| {
+        level(&p[0], 1000.0) > 500.0 && music_level(&p[0]) < 100.0 && music_level(&p[1]) < 100.0
+    })
+    .await;
+    assert!(
+        together,
+        "with two in the room the music stops and they hear each other: first hears {:.0} \
+         (music {:.0}), second hears {:.0} (music {:.0})",
+        level(&phones[0], 1000.0),
+        music_level(&phones[0]),
+        level(&phones[1], 1700.0),
+        music_level(&phones[1]),
+    );
+
+    // The second caller is dropped: the first is alone again and the music returns.
+    let conf_guid = {
+        let store = open_store(dir.path()).await;
+        store.conference_by_number("4101").await.expect("lookup").expect("conference").uid
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut control = control;
+        let users = control.command(&format!("LISTUSER,{conf_guid}"), "LISTUSER");
+        let second = users.iter().find(|l| l.contains("phone2")).expect("phone2 listed");
+        let call_guid = second.split(',').nth(2).expect("call guid");
+        assert_eq!(control.command(&format!("DROPUSER,{call_guid}"), "DROPUSER"), ["DROPUSER,OK"]);
+    })
+    .await
+    .expect("4011 drop");
+    phones.truncate(1);
+    let back = talk_until(&mut phones, |p| music_level(&p[0]) > 300.0).await;
+    assert!(back, "the music did not come back for the caller left alone");
+    assert!(level(&phones[0], 1000.0) < 100.0, "the dropped caller is still heard");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_conference_turns_the_next_caller_away() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &["--control-password", "secret"]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let _control = new_conference(&server, "4102,Acme,Ann,2,,,,").await;
+    let target = format!("sip:4102@{sip}");
+    let mut ua = Phones::new().await;
+    let mut phones = vec![ua.dial(&target, 1, 440.0).await, ua.dial(&target, 2, 1000.0).await];
+    assert_eq!(ua.try_dial(&target, 3).await, Err("busy".into()), "a third caller gets 486");
+    // The two inside are unaffected.
+    let fine =
+        talk_until(&mut phones, |p| level(&p[0], 1000.0) > 500.0 && level(&p[1], 440.0) > 500.0)
+            .await;
+    assert!(fine, "the members stopped hearing each other:\n{}", server.logs());
+}
+
+async fn open_store(dir: &Path) -> Store {
+    Store::open(&format!("sqlite://{}", dir.join("tutti.db").display())).await.expect("store")
+}
+
+/// The conference's status and its reservations' states, as stored now.
+async fn stored(dir: &Path, number: &str) -> (ConferenceStatus, Vec<ReservationState>) {
+    let store = open_store(dir).await;
+    let conference = store.conference_by_number(number).await.expect("lookup").expect("conference");
+    let reservations = store.reservations_of(&conference.uid).await.expect("reservations");
+    let states = reservations.iter().map(|r| r.state).collect();
+    store.close().await;
+    (conference.status, states)
+}
+
+/// Waits (at most `within`) until the stored statuses are `want`.
+async fn until_stored(
+    server: &mut Server,
+    number: &str,
+    want: (ConferenceStatus, Vec<ReservationState>),
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let now = stored(&server.data_dir, number).await;
+        if now == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "conference {number}: stored {now:?}, expected {want:?}:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn in_ms(ms: i64) -> Time {
+    Time::from_unix_millis(Time::now().unix_millis() + ms).expect("time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserved_conference_follows_its_schedule_across_restarts() {
+    use ConferenceStatus as C;
+    use ReservationState as R;
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A first run creates the database and the default customer.
+    let mut server = Server::start(dir.path(), &["--control-password", "secret"]);
+    assert!(server.stop_with("TERM").success());
+
+    // While the server is down: one reserved conference starting in a few
+    // seconds, and one whose only reservation ended while nobody watched (its
+    // stored states are stale, as a crash would leave them).
+    let store = open_store(dir.path()).await;
+    let customer = store.default_customer().await.expect("customer");
+    let mut soon = Conference::new(&customer, "Board");
+    soon.reserved = true;
+    soon.dial_in_number = Some("5001".into());
+    store.create_conference(&soon).await.expect("conference");
+    let start = in_ms(6000);
+    store.insert(&Reservation::new(&soon.uid, start, 1)).await.expect("reservation");
+    let mut over = Conference::new(&customer, "Yesterday");
+    over.reserved = true;
+    over.dial_in_number = Some("5002".into());
+    over.status = C::Active;
+    store.create_conference(&over).await.expect("conference");
+    let mut past = Reservation::new(&over.uid, in_ms(-3 * 60_000), 1);
+    past.state = R::Active;
+    store.insert(&past).await.expect("reservation");
+    store.close().await;
+
+    let mut server = Server::start(dir.path(), &["--control-password", "secret"]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let wait = Duration::from_secs(5);
+    until_stored(&mut server, "5002", (C::Closed, vec![R::Completed]), wait).await;
+    until_stored(&mut server, "5001", (C::Sched, vec![R::Reserved]), wait).await;
+
+    // Early callers are turned away (486); the finished conference says 480.
+    let mut ua = Phones::new().await;
+    assert_eq!(ua.try_dial(&format!("sip:5001@{sip}"), 1).await, Err("busy".into()));
+    assert_eq!(ua.try_dial(&format!("sip:5002@{sip}"), 2).await, Err("480".into()));
+
+    // The reservation starts: the scheduler wakes for it, callers get in.
+    let until_start = start.unix_millis() - Time::now().unix_millis();
+    tokio::time::sleep(Duration::from_millis(until_start.max(0) as u64)).await;
+    until_stored(&mut server, "5001", (C::Idle, vec![R::Holding]), wait).await;
+    let target = format!("sip:5001@{sip}");
+    let mut phones = vec![ua.dial(&target, 3, 440.0).await];
+    until_stored(&mut server, "5001", (C::Active, vec![R::Holding]), wait).await;
+    phones.push(ua.dial(&target, 4, 1000.0).await);
+    until_stored(&mut server, "5001", (C::Active, vec![R::Active]), wait).await;
+    let talking = talk_until(&mut phones, |p| level(&p[0], 1000.0) > 500.0).await;
+    assert!(talking, "the reserved conference's callers hear each other");
+
+    // Restarted in the middle of the reservation: the calls ended with the old
+    // process, the conference is between calls and still open to callers.
+    assert!(server.stop_with("TERM").success());
+    drop(phones);
+    let mut server = Server::start(dir.path(), &["--control-password", "secret"]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    until_stored(&mut server, "5001", (C::Idle, vec![R::Holding]), wait).await;
+    until_stored(&mut server, "5002", (C::Closed, vec![R::Completed]), wait).await;
+    let _again = ua.dial(&format!("sip:5001@{sip}"), 5, 440.0).await;
+    until_stored(&mut server, "5001", (C::Active, vec![R::Holding]), wait).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moveuser_takes_a_caller_into_another_conference() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &["--control-password", "secret"]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let mut control = new_conference(&server, "4201,Acme,Ann,10,,,,").await;
+    control = tokio::task::spawn_blocking(move || {
+        assert_eq!(control.command("NEWCONF,4202,Acme,Bob,10,,,,", "NEWCONF"), ["NEWCONF,OK"]);
+        control.event("NEWCONF,");
+        control
+    })
+    .await
+    .expect("4011");
+    let (main, side) = {
+        let store = open_store(dir.path()).await;
+        let uid = |c: Option<Conference>| c.expect("conference").uid;
+        (
+            uid(store.conference_by_number("4201").await.expect("lookup")),
+            uid(store.conference_by_number("4202").await.expect("lookup")),
+        )
+    };
+    let mut ua = Phones::new().await;
+    let mut phones = vec![
+        ua.dial(&format!("sip:4201@{sip}"), 1, 440.0).await,
+        ua.dial(&format!("sip:4201@{sip}"), 2, 1000.0).await,
+        ua.dial(&format!("sip:4202@{sip}"), 3, 1700.0).await,
+    ];
+    let apart = talk_until(&mut phones, |p| {
+        level(&p[0], 1000.0) > 500.0 && level(&p[2], 1000.0) < 100.0 && level(&p[0], 1700.0) < 100.0
+    })
+    .await;
+    assert!(apart, "two conferences, two mixes:\n{}", server.logs());
+
+    // Phone 2 moves to the other conference, keeping its call GUID.
+    let (main_c, side_c) = (main, side);
+    let events = tokio::task::spawn_blocking(move || {
+        let users = control.command(&format!("LISTUSER,{main_c}"), "LISTUSER");
+        let line = users.iter().find(|l| l.contains("phone2")).expect("phone2 listed");
+        let guid = line.split(',').nth(2).expect("call guid").to_owned();
+        assert_eq!(
+            control.command(&format!("MOVEUSER,{guid},{side_c}"), "MOVEUSER"),
+            ["MOVEUSER,OK"]
+        );
+        let events = [
+            control.event(&format!("DELUSER,{main_c},{guid},")),
+            control.event(&format!("NEWUSER,{side_c},{guid},")),
+        ];
+        let listed = control.command(&format!("LISTUSER,{side_c}"), "LISTUSER");
+        assert!(
+            listed.iter().any(|l| l.contains(&guid)),
+            "LISTUSER of the new conference: {listed:?}"
+        );
+        let listed = control.command(&format!("LISTUSER,{main_c}"), "LISTUSER");
+        assert!(
+            !listed.iter().any(|l| l.contains(&guid)),
+            "LISTUSER of the old conference: {listed:?}"
+        );
+        assert_eq!(
+            control.command(&format!("MOVEUSER,nobody,{side_c}"), "MOVEUSER"),
+            ["MOVEUSER,ERROR,\"User not found\""]
+        );
+        events
+    })
+    .await
+    .expect("4011 move");
+    assert!(events.iter().all(|e| e.contains("\"phone2\",\"Phone 2\"")), "{events:?}");
+
+    let moved = talk_until(&mut phones, |p| {
+        level(&p[2], 1000.0) > 500.0
+            && level(&p[1], 1700.0) > 500.0
+            && level(&p[0], 1000.0) < 100.0
+            && level(&p[1], 440.0) < 100.0
+    })
+    .await;
+    assert!(
+        moved,
+        "after the move phone 2 talks with phone 3 only: 1 hears 2 at {:.0}, 3 hears 2 at {:.0}, \
+         2 hears 3 at {:.0} and 1 at {:.0}:\n{}",
+        level(&phones[0], 1000.0),
+        level(&phones[2], 1000.0),
+        level(&phones[1], 1700.0),
+        level(&phones[1], 440.0),
+        server.logs()
+    );
+    // Phone 1 is alone now: music on hold.
+    let music = talk_until(&mut phones, |p| music_level(&p[0]) > 300.0).await;
+    assert!(music, "the caller left alone by the move gets music on hold");
+}
