@@ -1,0 +1,138 @@
+//! Breakout groups through the engine's `LiveControl`, as the MaestroConference
+//! facades will drive them: the engine runs in this process with a real SQLite
+//! store and SIP user agent on loopback, and four phones call it over SIP and RTP.
+//! Who hears whom is checked with a Goertzel filter.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use support::phone::{LOOPBACK, Phone, dial, level, talk};
+use tokio::sync::mpsc;
+use tutti::engine::core::{Engine, EngineConfig};
+use tutti_api::Store;
+use tutti_api::live::{CallerUpdate, Event, EventBus, LiveControl, LiveError};
+use tutti_api::model::{Breakout, Conference};
+use tutti_media::ports::PortPool;
+use tutti_sip::ua::{SipConfig, SipUa};
+
+const TONES: [f64; 4] = [440.0, 1000.0, 1300.0, 1700.0];
+
+/// Talks in 0.5 s rounds until everyone hears exactly what `hears` says
+/// (listener, tone index) -> bool, for at most 5 s; returns the last matrix.
+async fn until_matrix(
+    phones: &mut [Phone],
+    hears: impl Fn(usize, usize) -> bool,
+) -> Result<(), Vec<Vec<f64>>> {
+    let mut matrix = Vec::new();
+    for _ in 0..10 {
+        talk(phones, 25).await;
+        matrix = phones.iter().map(|p| TONES.iter().map(|t| level(p, *t)).collect()).collect();
+        let right = matrix.iter().enumerate().all(|(l, row): (usize, &Vec<f64>)| {
+            row.iter().enumerate().all(|(t, v)| {
+                if l == t {
+                    *v < 100.0
+                } else if hears(l, t) {
+                    *v > 500.0
+                } else {
+                    *v < 100.0
+                }
+            })
+        });
+        if right {
+            return Ok(());
+        }
+    }
+    Err(matrix)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breakout_groups_hear_each_other_apart_from_the_main_room() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("tutti.db").display()))
+        .await
+        .expect("store");
+    let customer = tutti_api::model::Customer::new("Acme");
+    store.create_customer(&customer).await.expect("customer");
+    let mut conference = Conference::new(&customer, "Workshop");
+    conference.dial_in_number = Some("4301".into());
+    store.create_conference(&conference).await.expect("conference");
+
+    let events = EventBus::new();
+    let (ua, ua_events) = SipUa::start(SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK))
+        .await
+        .expect("server UA");
+    let sip = ua.udp_addr();
+    let rtp = support::free_udp_range(16);
+    let engine = Engine::start(
+        EngineConfig {
+            media_address: LOOPBACK,
+            rtp_ports: (rtp, rtp + 15),
+            sounds_dir: dir.path().join("sounds"),
+            recordings_dir: dir.path().join("recordings"),
+            tts_dir: dir.path().join("tts"),
+        },
+        store.clone(),
+        events.clone(),
+        ua,
+        ua_events,
+    )
+    .expect("engine");
+
+    let (phone_ua, mut phone_events) =
+        SipUa::start(SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK)).await.expect("UA");
+    let phone_rtp = support::free_udp_range(16);
+    let pool = PortPool::new(phone_rtp, phone_rtp + 15).expect("pool");
+    let (notices, _notices_rx) = mpsc::channel(64);
+    let mut phones = Vec::new();
+    for (i, tone) in TONES.iter().enumerate() {
+        let target = format!("sip:4301@{sip}");
+        let leg = dial(&phone_ua, &mut phone_events, &pool, &target, i as u64 + 1, &notices).await;
+        let codec = leg.codec().new_codec();
+        phones.push(Phone { leg, codec, tone: *tone, heard: Vec::new() });
+    }
+    until_matrix(&mut phones, |_, _| true).await.expect("everyone hears everyone");
+
+    // Phones 3 and 4 go into a breakout of this call.
+    let call = store.calls_of(&conference.uid).await.expect("calls").remove(0);
+    let callers = store.callers_of(&call.uid).await.expect("callers");
+    let uid_of = |ani: &str| callers.iter().find(|c| c.ani == ani).expect("caller").uid.clone();
+    let mut group = Breakout::new(&call.uid, "Table 1");
+    store.insert(&group).await.expect("breakout");
+    for ani in ["phone3", "phone4"] {
+        engine
+            .update_caller(uid_of(ani), CallerUpdate::Breakout(Some(group.uid.clone())))
+            .await
+            .expect("into the breakout");
+    }
+    let stored = store.get::<tutti_api::model::Caller>(&uid_of("phone3")).await.expect("caller");
+    assert_eq!(stored.breakout_uid.as_deref(), Some(group.uid.as_str()));
+    // The group hears itself and the main room; the main room does not hear it.
+    until_matrix(&mut phones, |l, t| l >= 2 || t < 2)
+        .await
+        .unwrap_or_else(|m| panic!("open breakout: {m:.0?}"));
+
+    // Made private (as a facade does: store, then the bus): the main room is gone too.
+    group.private = true;
+    store.update(&group).await.expect("private");
+    events.publish(Event::BreakoutUpdated {
+        conference_uid: conference.uid.clone(),
+        breakout: group.clone(),
+    });
+    until_matrix(&mut phones, |l, t| (l < 2) == (t < 2))
+        .await
+        .unwrap_or_else(|m| panic!("private breakout: {m:.0?}"));
+
+    // A breakout of another call is refused; back to the main room for everyone.
+    let stranger = Breakout::new("no-such-call", "Elsewhere");
+    let refused =
+        engine.update_caller(uid_of("phone1"), CallerUpdate::Breakout(Some(stranger.uid))).await;
+    assert_eq!(refused, Err(LiveError::NotFound("breakout")));
+    for ani in ["phone3", "phone4"] {
+        engine.update_caller(uid_of(ani), CallerUpdate::Breakout(None)).await.expect("back");
+    }
+    until_matrix(&mut phones, |_, _| true)
+        .await
+        .unwrap_or_else(|m| panic!("back in the main room: {m:.0?}"));
+    engine.shutdown().await;
+}
