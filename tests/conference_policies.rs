@@ -368,3 +368,74 @@ async fn moveuser_takes_a_caller_into_another_conference() {
     let music = talk_until(&mut phones, |p| music_level(&p[0]) > 300.0).await;
     assert!(music, "the caller left alone by the move gets music on hold");
 }
+
+/// Sets each phone's tone (0 = silence) and talks for `frames` ticks.
+async fn talk_with(phones: &mut [Phone], tones: &[f64], frames: usize) {
+    for (phone, tone) in phones.iter_mut().zip(tones) {
+        phone.tone = *tone;
+    }
+    talk(phones, frames).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_names_are_recorded_and_announced() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &["--control-password", "secret"]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let control = new_conference(&server, "4401,Acme,Ann,10,,,,").await;
+    // announce_caller_name is a PBX conference property: set in the store, as
+    // the PBX API does.
+    let conf_guid = {
+        let store = open_store(dir.path()).await;
+        let mut conference =
+            store.conference_by_number("4401").await.expect("lookup").expect("conference");
+        conference.announce_caller_name = true;
+        store.update(&conference).await.expect("announce names");
+        conference.uid
+    };
+    let target = format!("sip:4401@{sip}");
+    let mut ua = Phones::new().await;
+
+    // Each caller hears "please say your name after the tone" (2.1 s), then has
+    // 2.5 s from just after the cue to say it. The names are tones: 1000 Hz for
+    // the first caller, 1700 Hz for the second; both are silent once inside.
+    let mut phones = vec![ua.dial(&target, 1, 0.0).await];
+    talk_with(&mut phones, &[0.0], 110).await;
+    let prompt = tutti_media::tone::rms(&phones[0].heard);
+    assert!(prompt > 300.0, "no 'say your name' prompt (RMS {prompt:.0})");
+    talk_with(&mut phones, &[1000.0], 120).await;
+    talk_with(&mut phones, &[0.0], 150).await;
+    let own = peak_in_windows(&phones[0], 1000.0);
+    assert!(own > 500.0, "the first caller's name was not announced on entry ({own:.0})");
+
+    phones.push(ua.dial(&target, 2, 0.0).await);
+    talk_with(&mut phones, &[0.0, 0.0], 120).await;
+    talk_with(&mut phones, &[0.0, 1700.0], 120).await;
+    let early = peak_in_windows(&phones[0], 1700.0);
+    assert!(early < 100.0, "the room heard the second caller before it entered ({early:.0})");
+    talk_with(&mut phones, &[0.0, 0.0], 150).await;
+    let joined = peak_in_windows(&phones[0], 1700.0);
+    assert!(
+        joined > 500.0,
+        "the second caller's name was not announced to the first ({joined:.0}):\n{}",
+        server.logs()
+    );
+
+    // The second caller is dropped: "<name> has left the conference".
+    tokio::task::spawn_blocking(move || {
+        let mut control = control;
+        let users = control.command(&format!("LISTUSER,{conf_guid}"), "LISTUSER");
+        let second = users.iter().find(|l| l.contains("phone2")).expect("phone2 listed");
+        let call_guid = second.split(',').nth(2).expect("call guid");
+        assert_eq!(control.command(&format!("DROPUSER,{call_guid}"), "DROPUSER"), ["DROPUSER,OK"]);
+    })
+    .await
+    .expect("4011 drop");
+    phones.truncate(1);
+    talk_with(&mut phones, &[0.0], 150).await;
+    let left = peak_in_windows(&phones[0], 1700.0);
+    assert!(left > 500.0, "the departure was not announced ({left:.0})");
+    // Names are kept in memory only.
+    let names = std::fs::read_dir(dir.path().join("recordings/names")).expect("names dir");
+    assert_eq!(names.count(), 0, "recorded names left on disk");
+}

@@ -75,6 +75,8 @@ pub(super) struct LiveCaller {
     /// Steers the leg while the room owns it (re-INVITE, outgoing digits).
     pub leg_handle: LegHandle,
     pub control: CallControl,
+    /// The caller's recorded name, for `announce_caller_name`.
+    pub name: Option<Audio>,
 }
 
 /// A conference with people in it.
@@ -121,7 +123,7 @@ pub struct Inner {
     state: Mutex<State>,
     next_id: AtomicU64,
     notices: mpsc::Sender<LegNotice>,
-    room_events: mpsc::Sender<RoomEvent>,
+    pub(super) room_events: mpsc::Sender<RoomEvent>,
 }
 
 /// The call engine. Cheap to clone.
@@ -414,7 +416,12 @@ impl Engine {
     }
 
     /// Plays one of the engine's prompts to one member; returns its length in ms.
-    async fn play_prompt(&self, room: &RoomHandle, key: LegKey, name: PromptName) -> u64 {
+    pub(super) async fn play_prompt(
+        &self,
+        room: &RoomHandle,
+        key: LegKey,
+        name: PromptName,
+    ) -> u64 {
         match prompts::load(name, &self.inner.config.sounds_dir) {
             Ok(prompt) => {
                 let ms = prompt.duration_ms();
@@ -614,7 +621,9 @@ impl Engine {
         let joined = match (connected, negotiated) {
             (true, Some(negotiated)) => match self.start_leg(call, &negotiated, sockets) {
                 Ok(leg) => match self.inner.ua.call(call) {
-                    Some(control) => self.join(&conference, caller, leg, control, None).await.ok(),
+                    Some(control) => {
+                        self.join(&conference, caller, leg, control, None, None).await.ok()
+                    }
                     None => None,
                 },
                 Err(e) => {
@@ -754,6 +763,17 @@ impl Engine {
             }
         };
 
+        let (leg, spoken_name) = if conference.announce_caller_name {
+            match self.record_name(leg, inputs).await {
+                Some(recorded) => recorded,
+                None => {
+                    self.state().legs.remove(&key);
+                    return Err(Refusal::HangUp);
+                }
+            }
+        } else {
+            (leg, None)
+        };
         let caller = Caller {
             person_uid,
             name: incoming.from_display_name.clone().unwrap_or_default(),
@@ -762,7 +782,8 @@ impl Engine {
             pin,
             ..Caller::new("", Direction::Inbound, role, Time::now())
         };
-        match self.join(&conference, caller, leg, incoming.control.clone(), seat).await {
+        let control = incoming.control.clone();
+        match self.join(&conference, caller, leg, control, seat, spoken_name).await {
             Ok(uid) => Ok(uid),
             Err(e) => {
                 tracing::error!(error = %e, "joining the conference failed");
@@ -783,6 +804,7 @@ impl Engine {
         leg: LegIo,
         control: CallControl,
         seat: Option<Seat>,
+        spoken_name: Option<Audio>,
     ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
         let store = &self.inner.store;
         let (room, call_uid) = self.open_conference(conference).await?;
@@ -828,12 +850,22 @@ impl Engine {
                     leg: key,
                     leg_handle,
                     control,
+                    name: spoken_name.clone(),
                 },
             );
         }
         self.update_music_on_hold(&conference.uid);
-        if conference.beep_on_entry && conference.entry_notifications {
-            self.play_internal(&room, PlayTarget::Room, entry_beep()).await;
+        // Read again: `*94` may have turned notifications off since the caller
+        // was admitted (PIN and name entry take a while).
+        let now = store.find::<Conference>(&conference.uid).await.ok().flatten();
+        let settings = now.as_ref().unwrap_or(conference);
+        if settings.entry_notifications {
+            if settings.beep_on_entry {
+                self.play_internal(&room, PlayTarget::Room, entry_beep()).await;
+            }
+            if let Some(name) = spoken_name.as_ref().filter(|_| settings.announce_caller_name) {
+                self.announce(&room, name, true).await;
+            }
         }
         tracing::info!(conference = %conference.uid, caller = %caller_uid, role = %caller.role, "caller joined");
         self.inner
@@ -909,6 +941,15 @@ impl Engine {
         };
         if let Some(room) = &room {
             let _ = room.leave(live.leg).await;
+            if let Some(name) = live.name.as_ref().filter(|_| !last) {
+                let settings = self.inner.store.find::<Conference>(&live.conference_uid).await;
+                if let Ok(Some(c)) = settings
+                    && c.announce_caller_name
+                    && c.entry_notifications
+                {
+                    self.announce(room, name, false).await;
+                }
+            }
         }
         self.update_music_on_hold(&live.conference_uid);
         let mut caller = live.caller;

@@ -2,6 +2,7 @@
 //! conferences at once. Its decision logic is sans-IO and lives in the
 //! submodules; the tokio tasks that drive it are thin shells around them.
 
+mod announce;
 pub mod core;
 pub mod dialplan;
 pub mod ivr;

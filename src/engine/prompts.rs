@@ -15,6 +15,11 @@ pub enum PromptName {
     Goodbye,
     Locked,
     Invite,
+    /// Before recording a caller's name for `announce_caller_name`.
+    SayName,
+    /// Said after a caller's recorded name.
+    HasJoined,
+    HasLeft,
     /// Played in a loop to a caller alone in a conference
     /// (scripts/make_music_on_hold.py makes it).
     MusicOnHold,
@@ -29,6 +34,9 @@ impl PromptName {
             Self::Goodbye => "goodbye.wav",
             Self::Locked => "locked.wav",
             Self::Invite => "invite.wav",
+            Self::SayName => "say_name.wav",
+            Self::HasJoined => "has_joined.wav",
+            Self::HasLeft => "has_left.wav",
             Self::MusicOnHold => "music_on_hold.wav",
         }
     }
@@ -40,6 +48,9 @@ impl PromptName {
             Self::Goodbye => include_bytes!("../../sounds/prompts/goodbye.wav"),
             Self::Locked => include_bytes!("../../sounds/prompts/locked.wav"),
             Self::Invite => include_bytes!("../../sounds/prompts/invite.wav"),
+            Self::SayName => include_bytes!("../../sounds/prompts/say_name.wav"),
+            Self::HasJoined => include_bytes!("../../sounds/prompts/has_joined.wav"),
+            Self::HasLeft => include_bytes!("../../sounds/prompts/has_left.wav"),
             Self::MusicOnHold => include_bytes!("../../sounds/prompts/music_on_hold.wav"),
         }
     }
@@ -58,12 +69,15 @@ pub fn load(name: PromptName, sounds_dir: &Path) -> Result<Prompt, WavError> {
 mod tests {
     use super::*;
 
-    const SPOKEN: [PromptName; 5] = [
+    const SPOKEN: [PromptName; 8] = [
         PromptName::EnterPin,
         PromptName::WrongPin,
         PromptName::Goodbye,
         PromptName::Locked,
         PromptName::Invite,
+        PromptName::SayName,
+        PromptName::HasJoined,
+        PromptName::HasLeft,
     ];
 
     #[test]
