@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tutti::engine::core::{Engine, EngineConfig};
 use tutti_api::Store;
 use tutti_api::live::{CallerUpdate, Event, EventBus, LiveControl, LiveError};
-use tutti_api::model::{Breakout, Conference};
+use tutti_api::model::{Breakout, Conference, Person, Role};
 use tutti_media::ports::PortPool;
 use tutti_sip::ua::{SipConfig, SipUa};
 
@@ -46,6 +46,56 @@ async fn until_matrix(
     Err(matrix)
 }
 
+/// The call engine in this process, on a real store and SIP stack.
+async fn start_engine(
+    store: &Store,
+    events: &EventBus,
+    dir: &std::path::Path,
+) -> (Engine, SocketAddr) {
+    let (ua, ua_events) = SipUa::start(SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK))
+        .await
+        .expect("server UA");
+    let sip = ua.udp_addr();
+    let rtp = support::free_udp_range(16);
+    let engine = Engine::start(
+        EngineConfig {
+            media_address: LOOPBACK,
+            rtp_ports: (rtp, rtp + 15),
+            sounds_dir: dir.join("sounds"),
+            recordings_dir: dir.join("recordings"),
+            tts_dir: dir.join("tts"),
+        },
+        store.clone(),
+        events.clone(),
+        ua,
+        ua_events,
+    )
+    .expect("engine");
+    (engine, sip)
+}
+
+/// What the phones' calls need kept alive.
+struct PhoneLine {
+    _ua: SipUa,
+    _notices: mpsc::Receiver<tutti_media::io::LegNotice>,
+}
+
+/// One phone per target, sending TONES in order.
+async fn dial_all(targets: &[String]) -> (Vec<Phone>, PhoneLine) {
+    let (phone_ua, mut phone_events) =
+        SipUa::start(SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK)).await.expect("UA");
+    let phone_rtp = support::free_udp_range(16);
+    let pool = PortPool::new(phone_rtp, phone_rtp + 15).expect("pool");
+    let (notices, notices_rx) = mpsc::channel(64);
+    let mut phones = Vec::new();
+    for (i, (target, tone)) in targets.iter().zip(TONES).enumerate() {
+        let leg = dial(&phone_ua, &mut phone_events, &pool, target, i as u64 + 1, &notices).await;
+        let codec = leg.codec().new_codec();
+        phones.push(Phone { leg, codec, tone, heard: Vec::new() });
+    }
+    (phones, PhoneLine { _ua: phone_ua, _notices: notices_rx })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breakout_groups_hear_each_other_apart_from_the_main_room() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -59,38 +109,9 @@ async fn breakout_groups_hear_each_other_apart_from_the_main_room() {
     store.create_conference(&conference).await.expect("conference");
 
     let events = EventBus::new();
-    let (ua, ua_events) = SipUa::start(SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK))
-        .await
-        .expect("server UA");
-    let sip = ua.udp_addr();
-    let rtp = support::free_udp_range(16);
-    let engine = Engine::start(
-        EngineConfig {
-            media_address: LOOPBACK,
-            rtp_ports: (rtp, rtp + 15),
-            sounds_dir: dir.path().join("sounds"),
-            recordings_dir: dir.path().join("recordings"),
-            tts_dir: dir.path().join("tts"),
-        },
-        store.clone(),
-        events.clone(),
-        ua,
-        ua_events,
-    )
-    .expect("engine");
-
-    let (phone_ua, mut phone_events) =
-        SipUa::start(SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK)).await.expect("UA");
-    let phone_rtp = support::free_udp_range(16);
-    let pool = PortPool::new(phone_rtp, phone_rtp + 15).expect("pool");
-    let (notices, _notices_rx) = mpsc::channel(64);
-    let mut phones = Vec::new();
-    for (i, tone) in TONES.iter().enumerate() {
-        let target = format!("sip:4301@{sip}");
-        let leg = dial(&phone_ua, &mut phone_events, &pool, &target, i as u64 + 1, &notices).await;
-        let codec = leg.codec().new_codec();
-        phones.push(Phone { leg, codec, tone: *tone, heard: Vec::new() });
-    }
+    let (engine, sip) = start_engine(&store, &events, dir.path()).await;
+    let targets = vec![format!("sip:4301@{sip}"); 4];
+    let (mut phones, _ua) = dial_all(&targets).await;
     until_matrix(&mut phones, |_, _| true).await.expect("everyone hears everyone");
 
     // Phones 3 and 4 go into a breakout of this call.
@@ -134,5 +155,49 @@ async fn breakout_groups_hear_each_other_apart_from_the_main_room() {
     until_matrix(&mut phones, |_, _| true)
         .await
         .unwrap_or_else(|m| panic!("back in the main room: {m:.0?}"));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_green_room_keeps_presenters_apart_until_the_call_goes_live() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("tutti.db").display()))
+        .await
+        .expect("store");
+    let mut customer = tutti_api::model::Customer::new("Acme");
+    customer.did = Some("5550100".into());
+    store.create_customer(&customer).await.expect("customer");
+    let mut conference = Conference::new(&customer, "Launch");
+    conference.greenroom = true;
+    store.create_conference(&conference).await.expect("conference");
+    for (pin, role) in [
+        ("1111", Role::Presenter),
+        ("2222", Role::Assistant),
+        ("3333", Role::Participant),
+        ("4444", Role::Participant),
+    ] {
+        store.insert(&Person::new(&conference, pin, role)).await.expect("person");
+    }
+    let events = EventBus::new();
+    let (engine, sip) = start_engine(&store, &events, dir.path()).await;
+    let targets: Vec<String> = ["1111", "2222", "3333", "4444"]
+        .iter()
+        .map(|pin| format!("sip:5550100*{pin}@{sip}"))
+        .collect();
+    let (mut phones, _ua) = dial_all(&targets).await;
+
+    // Presenter and assistant (0, 1) talk in the green room; the participants
+    // (2, 3) hear each other and not them.
+    until_matrix(&mut phones, |l, t| (l < 2) == (t < 2))
+        .await
+        .unwrap_or_else(|m| panic!("green room: {m:.0?}"));
+
+    // The call goes live (as MaestroConference's updateCall greenroom=false
+    // does: store, then the bus): one room.
+    let mut call = store.calls_of(&conference.uid).await.expect("calls").remove(0);
+    call.greenroom = false;
+    store.update(&call).await.expect("live");
+    events.publish(Event::CallUpdated { call_uid: call.uid.clone(), field: "greenroom".into() });
+    until_matrix(&mut phones, |_, _| true).await.unwrap_or_else(|m| panic!("live: {m:.0?}"));
     engine.shutdown().await;
 }

@@ -77,6 +77,8 @@ pub(super) struct LiveCaller {
     pub control: CallControl,
     /// The caller's recorded name, for `announce_caller_name`.
     pub name: Option<Audio>,
+    /// Waiting in the green room (see engine/rooms.rs).
+    pub green: bool,
 }
 
 /// A conference with people in it.
@@ -830,6 +832,7 @@ impl Engine {
         ] {
             room.change(key, change).await?;
         }
+        let green = self.enter_green_room(&room, key, caller.role, &call_uid).await;
         let caller_uid = caller.uid.clone();
         {
             let mut state = self.state();
@@ -851,6 +854,7 @@ impl Engine {
                     leg_handle,
                     control,
                     name: spoken_name.clone(),
+                    green,
                 },
             );
         }

@@ -6,11 +6,20 @@
 use tokio::sync::broadcast::error::RecvError;
 use tutti_api::Time;
 use tutti_api::live::{CallerField, Event, LiveError};
-use tutti_api::model::{Breakout, Conference};
+use tutti_api::model::{Breakout, Call, Conference, Role};
+use tutti_media::io::LegKey;
 use tutti_media::mixer::BreakoutId;
-use tutti_media::room::MemberChange;
+use tutti_media::room::{MemberChange, RoomHandle};
 
 use super::core::Engine;
+
+/// The room's number for the green room: a private group no breakout uses.
+const GREEN_ROOM: BreakoutId = BreakoutId(u32::MAX);
+
+/// Who waits in the green room while it is on: the people running the call.
+fn green_room_role(role: Role) -> bool {
+    matches!(role, Role::Presenter | Role::Assistant | Role::Operator)
+}
 
 impl Engine {
     /// Puts a caller into one of its call's breakout groups (`Some`) or back
@@ -51,6 +60,10 @@ impl Engine {
         room.change(leg, MemberChange::Breakout(group))
             .await
             .map_err(|e| LiveError::Unavailable(e.to_string()))?;
+        if let Some(live) = self.state().callers.get_mut(caller_uid) {
+            // An explicit move takes the caller out of the green room.
+            live.green = false;
+        }
         self.set_caller(caller_uid, CallerField::Breakout, move |c| {
             c.breakout_uid = breakout_uid;
             c.breakout_time = Some(Time::now());
@@ -58,6 +71,75 @@ impl Engine {
         .await
         .map(drop)
         .ok_or(LiveError::NotFound("caller"))
+    }
+
+    /// Whether a caller of `role` joining call `call_uid` waits in the green
+    /// room; if so, puts its member there. MaestroConference's green room lets
+    /// presenters, assistants and operators talk among themselves before the
+    /// call goes live: they hear only each other, and the main room does not
+    /// hear them.
+    pub(super) async fn enter_green_room(
+        &self,
+        room: &RoomHandle,
+        leg: LegKey,
+        role: Role,
+        call_uid: &str,
+    ) -> bool {
+        if !green_room_role(role) {
+            return false;
+        }
+        let on = self
+            .inner
+            .store
+            .find::<Call>(call_uid)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.greenroom);
+        if !on {
+            return false;
+        }
+        let _ = room.breakout_private(GREEN_ROOM, true).await;
+        room.change(leg, MemberChange::Breakout(Some(GREEN_ROOM))).await.is_ok()
+    }
+
+    /// Applies a call's green-room flag to the callers in it: off sends
+    /// everyone waiting there to the main room (the call goes live); on sends
+    /// the presenters, assistants and operators of the main room there.
+    async fn apply_green_room(&self, call_uid: &str) {
+        let Ok(Some(call)) = self.inner.store.find::<Call>(call_uid).await else { return };
+        let (room, moving) = {
+            let mut guard = self.state();
+            let state = &mut *guard;
+            let Some(room) =
+                state.conferences.values().find(|c| c.call_uid == call_uid).map(|c| c.room.clone())
+            else {
+                return;
+            };
+            let mut moving = Vec::new();
+            for live in state.callers.values_mut().filter(|c| c.caller.call_uid == call_uid) {
+                let goes = if call.greenroom {
+                    !live.green
+                        && live.caller.breakout_uid.is_none()
+                        && green_room_role(live.caller.role)
+                } else {
+                    live.green
+                };
+                if goes {
+                    live.green = call.greenroom;
+                    moving.push(live.leg);
+                }
+            }
+            (room, moving)
+        };
+        if call.greenroom {
+            let _ = room.breakout_private(GREEN_ROOM, true).await;
+        }
+        let group = call.greenroom.then_some(GREEN_ROOM);
+        for leg in &moving {
+            let _ = room.change(*leg, MemberChange::Breakout(group)).await;
+        }
+        tracing::info!(call = %call_uid, on = call.greenroom, moved = moving.len(), "green room");
     }
 
     /// The room's number for a breakout of a live conference, given on first use.
@@ -69,7 +151,7 @@ impl Engine {
     }
 
     /// Applies breakout changes made through the APIs (a group made private or
-    /// public) to live rooms.
+    /// public, a call's green room turned on or off) to live rooms.
     pub(super) async fn breakout_watch(self) {
         let mut events = self.inner.events.subscribe();
         loop {
@@ -77,6 +159,10 @@ impl Engine {
                 Ok(event) => match &*event {
                     Event::BreakoutUpdated { conference_uid, breakout } => {
                         Some((conference_uid.clone(), breakout.clone()))
+                    }
+                    Event::CallUpdated { call_uid, field } if field == "greenroom" => {
+                        self.apply_green_room(call_uid).await;
+                        None
                     }
                     _ => None,
                 },
