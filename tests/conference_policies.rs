@@ -439,3 +439,56 @@ async fn caller_names_are_recorded_and_announced() {
     let names = std::fs::read_dir(dir.path().join("recordings/names")).expect("names dir");
     assert_eq!(names.count(), 0, "recorded names left on disk");
 }
+
+/// Writes a one-tone WAV (16 kHz) into the server's sounds directory.
+fn tone_wav(dir: &Path, name: &str, freq: f64, ms: usize) {
+    let sounds = dir.join("sounds");
+    std::fs::create_dir_all(&sounds).expect("sounds dir");
+    let samples: Vec<i16> = (0..16 * ms)
+        .map(|n| (8000.0 * (2.0 * std::f64::consts::PI * freq * n as f64 / 16_000.0).sin()) as i16)
+        .collect();
+    let mut writer =
+        tutti_media::wav::WavWriter::create(&sounds.join(name), 16_000).expect("create wav");
+    writer.write(&samples).expect("write wav");
+    writer.finish().expect("finish wav");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conference_plays_its_own_enter_sound_and_music_on_hold() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &["--control-password", "secret"]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let _control = new_conference(&server, "4501,Acme,Ann,10,,,,").await;
+    // The PBX API uploads sounds and names them by id; done here in the store.
+    tone_wav(dir.path(), "hold.wav", 1200.0, 2000);
+    tone_wav(dir.path(), "enter.wav", 1300.0, 400);
+    {
+        let store = open_store(dir.path()).await;
+        let hold = store.add_sound(None, "Hold", "hold.wav").await.expect("sound");
+        let enter = store.add_sound(None, "Enter", "enter.wav").await.expect("sound");
+        let mut conference =
+            store.conference_by_number("4501").await.expect("lookup").expect("conference");
+        conference.music_on_hold_sound = Some(hold.id);
+        conference.enter_sound = Some(enter.id);
+        store.update(&conference).await.expect("sounds");
+    }
+    let target = format!("sip:4501@{sip}");
+    let mut ua = Phones::new().await;
+    let mut phones = vec![ua.dial(&target, 1, 0.0).await];
+    let held = talk_until(&mut phones, |p| level(&p[0], 1200.0) > 500.0).await;
+    assert!(
+        held,
+        "the conference's own music on hold ({:.0}):\n{}",
+        level(&phones[0], 1200.0),
+        server.logs()
+    );
+    assert!(music_level(&phones[0]) < 100.0, "the default music plays as well");
+
+    let (second, ()) = tokio::join!(ua.dial(&target, 2, 0.0), talk(&mut phones, 100));
+    drop(second);
+    let enter = peak_in_windows(&phones[0], 1300.0);
+    let beep = BEEP_NOTES.map(|f| peak_in_windows(&phones[0], f));
+    assert!(enter > 800.0, "the enter sound was not heard ({enter:.0})");
+    // The beep would be about 5000; the hold tone leaks a little into the window.
+    assert!(beep.iter().all(|b| *b < 400.0), "the beep played instead ({beep:.0?})");
+}

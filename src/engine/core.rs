@@ -22,6 +22,7 @@ use tutti_media::leg::Leg;
 use tutti_media::mixer::MixerConfig;
 use tutti_media::ports::PortPool;
 use tutti_media::room::{MemberChange, PlayTarget, PlaybackId, RoomEvent, RoomHandle};
+use tutti_media::source::FrameSource;
 use tutti_media::tone::Tone;
 use tutti_media::wav::{self, Player, Prompt as Audio};
 use tutti_sip::sdp::{LocalMedia, MediaDirection, Negotiated};
@@ -865,7 +866,8 @@ impl Engine {
         let settings = now.as_ref().unwrap_or(conference);
         if settings.entry_notifications {
             if settings.beep_on_entry {
-                self.play_internal(&room, PlayTarget::Room, entry_beep()).await;
+                let sound = self.entry_sound(settings).await;
+                self.play_internal(&room, PlayTarget::Room, sound).await;
             }
             if let Some(name) = spoken_name.as_ref().filter(|_| settings.announce_caller_name) {
                 self.announce(&room, name, true).await;
@@ -971,22 +973,22 @@ impl Engine {
         }
     }
 
+    /// A stored sound (the PBX's `enter_sound`, `music_on_hold_sound`), read
+    /// from `<data-dir>/sounds/`.
+    async fn stored_sound(&self, id: i64) -> Result<Audio, String> {
+        let sound = self.inner.store.sound(id).await.map_err(|e| e.to_string())?;
+        let path = confined(&self.inner.config.sounds_dir, &sound.file_name)
+            .ok_or_else(|| format!("{:?} is outside the sounds directory", sound.file_name))?;
+        let audio = wav::read(&path).map_err(|e| e.to_string())?;
+        let rate = audio.sample_rate;
+        Audio::from_audio(audio, rate).map_err(|e| e.to_string())
+    }
+
     /// The conference's music on hold: its `music_on_hold_sound` when that is
     /// set and readable, else the bundled one (replaceable in `<data-dir>/sounds/`).
     async fn music_on_hold(&self, conference: &Conference) -> Option<Audio> {
-        let sounds_dir = &self.inner.config.sounds_dir;
         if let Some(id) = conference.music_on_hold_sound {
-            let chosen = match self.inner.store.sound(id).await {
-                Ok(sound) => confined(sounds_dir, &sound.file_name)
-                    .ok_or_else(|| format!("{:?} is outside the sounds directory", sound.file_name))
-                    .and_then(|path| wav::read(&path).map_err(|e| e.to_string()))
-                    .and_then(|audio| {
-                        let rate = audio.sample_rate;
-                        Audio::from_audio(audio, rate).map_err(|e| e.to_string())
-                    }),
-                Err(e) => Err(e.to_string()),
-            };
-            match chosen {
+            match self.stored_sound(id).await {
                 Ok(prompt) => return Some(prompt),
                 Err(e) => tracing::warn!(
                     conference = %conference.uid, sound = id, error = %e,
@@ -994,13 +996,28 @@ impl Engine {
                 ),
             }
         }
-        match prompts::load(PromptName::MusicOnHold, sounds_dir) {
+        match prompts::load(PromptName::MusicOnHold, &self.inner.config.sounds_dir) {
             Ok(prompt) => Some(prompt),
             Err(e) => {
                 tracing::error!(error = %e, "default music on hold unusable");
                 None
             }
         }
+    }
+
+    /// What the room hears when someone enters: the conference's `enter_sound`
+    /// when set and readable, else the entry beep.
+    async fn entry_sound(&self, conference: &Conference) -> Option<Box<dyn FrameSource>> {
+        if let Some(id) = conference.enter_sound {
+            match self.stored_sound(id).await {
+                Ok(sound) => return Some(Box::new(Player::new(sound, false))),
+                Err(e) => tracing::warn!(
+                    conference = %conference.uid, sound = id, error = %e,
+                    "enter sound unusable; beeping instead"
+                ),
+            }
+        }
+        entry_beep()
     }
 
     /// Plays the music on hold to a caller alone in the conference, and stops
@@ -1333,9 +1350,9 @@ async fn sleep_until_option(deadline: Option<std::time::Instant>) {
     }
 }
 
-fn entry_beep() -> Option<Box<dyn tutti_media::source::FrameSource>> {
+fn entry_beep() -> Option<Box<dyn FrameSource>> {
     // The room converts the tone's rate to its own.
-    Tone::entry_beep(8000).ok().map(|t| Box::new(t) as Box<dyn tutti_media::source::FrameSource>)
+    Tone::entry_beep(8000).ok().map(|t| Box::new(t) as Box<dyn FrameSource>)
 }
 
 /// Why a call was not joined.
