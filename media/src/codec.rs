@@ -174,6 +174,12 @@ pub trait Codec: Send {
         let _ = next;
         self.conceal(out)
     }
+
+    /// Frees the decoder's state after the stream has been silent so long that
+    /// concealment has nothing left to continue; the next packet is decoded by a fresh
+    /// decoder, as the first one was. For codecs whose state is large (Opus); the
+    /// others keep their few bytes (the default does nothing).
+    fn release_decoder(&mut self) {}
 }
 
 fn check_output(needed: usize, capacity: usize) -> Result<(), CodecError> {

@@ -5,7 +5,9 @@
 //!
 //! The real-time path allocates nothing after construction: [`Leg::pull_frame`]
 //! decodes into the caller's buffer and [`Leg::write_audio`] writes the packet into
-//! the caller's buffer (SRTP is the exception: rtc-srtp returns a new buffer).
+//! the caller's buffer (SRTP is the exception: rtc-srtp returns a new buffer; and an
+//! Opus decoder is created by the first packet, and again by the first after
+//! [`DECODER_IDLE_FRAMES`] of silence).
 //! Infrequent outputs (RTCP reports, digits) queue up for [`Leg::poll_output`].
 
 use std::collections::VecDeque;
@@ -25,6 +27,13 @@ use crate::rtp::{
 /// Smallest jitter-buffer delay of an Opus leg: two frames, so the packet after a
 /// lost one is there for in-band FEC.
 const OPUS_MIN_DELAY_MS: u32 = 40;
+
+/// Ticks in a row with nothing to play (the peer sends nothing: hold, a one-way
+/// stream) after which the leg frees its decoder's state, 5 s: concealment ended long
+/// before, and the next packet is decoded afresh as the first one was. An `opus-rs`
+/// decoder holds about 175 KB. A leg receiving packets, even with gaps and losses,
+/// never gets near this, so concealment and FEC are unaffected.
+pub const DECODER_IDLE_FRAMES: u32 = 250;
 
 /// RFC 3550's recommended report interval for a two-party session.
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
@@ -113,6 +122,9 @@ pub struct Leg {
     sending_speech: bool,
     /// False while the peer holds the call (it sent sendonly or inactive).
     sending: bool,
+    /// Ticks in a row [`Leg::pull_frame`] had nothing to play (see
+    /// [`DECODER_IDLE_FRAMES`]).
+    idle_frames: u32,
 }
 
 impl std::fmt::Debug for Leg {
@@ -158,6 +170,7 @@ impl Leg {
             rejects: RejectCounts::default(),
             sending_speech: false,
             sending: true,
+            idle_frames: 0,
             config,
         })
     }
@@ -271,7 +284,16 @@ impl Leg {
     /// started, or silent beyond concealment).
     pub fn pull_frame(&mut self, now: Instant, out: &mut [i16]) -> Result<Option<usize>, LegError> {
         let now_ms = self.ms_since_epoch(now);
-        let reason = match self.jitter.pop(now_ms) {
+        let playout = self.jitter.pop(now_ms);
+        if matches!(playout, Playout::Empty) {
+            self.idle_frames = self.idle_frames.saturating_add(1);
+            if self.idle_frames == DECODER_IDLE_FRAMES {
+                self.codec.release_decoder();
+            }
+        } else {
+            self.idle_frames = 0;
+        }
+        let reason = match playout {
             Playout::Frame(frame) => return Ok(Some(self.codec.decode(frame.payload, out)?)),
             Playout::Conceal(reason) => reason,
             Playout::Empty => return Ok(None),

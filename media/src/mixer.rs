@@ -52,14 +52,24 @@
 //! the listener's decoder is briefly out of step on a switch and reconverges within a
 //! few milliseconds.
 //!
+//! A member's own encoder exists only while it is needed: it is created for the first
+//! personal mix and dropped after [`MixerConfig::idle_release_ticks`] (by default
+//! [`IDLE_RELEASE_TICKS`], 5 s) without one, so a room keeps one encoder per recent
+//! speaker rather than one per member who ever spoke (an `opus-rs` encoder holds about
+//! 225 KB). When the member speaks again it gets a fresh encoder, exactly as the first
+//! time: the listener's decoder sees the same kind of switch as above, and the RTP
+//! sequence and timestamps, which belong to the leg, run on. Pooled resamplers that
+//! nobody used for that long are freed the same way.
+//!
 //! # Allocation
 //!
 //! Every buffer is sized when a member joins or a setting changes (a breakout, deafness,
 //! output volume, the room rate). A tick allocates nothing after warm-up; the warm-up
 //! cases are the resampler pools growing to the room's peak number of simultaneous
-//! speakers and the first prompt injected to a given member. The event queue, sized
-//! for two events per member, drops the oldest event rather than grow when the caller
-//! does not poll.
+//! speakers, a member's own encoder when it starts speaking (again, after
+//! [`MixerConfig::idle_release_ticks`] of silence) and the first prompt injected to a
+//! given member. The event queue, sized for two events per member, drops the oldest
+//! event rather than grow when the caller does not poll.
 
 use std::cmp::Reverse;
 use std::collections::VecDeque;
@@ -95,6 +105,11 @@ pub const LIMITER_KNEE: i32 = 24_576;
 /// energy raised by this factor in Q4 (23/16 = 1.44, about +3 dB), so that two talkers
 /// of about the same level do not take turns every 20 ms, which would chop both.
 pub const SPEAKER_INCUMBENT_BONUS_Q4: u32 = 23;
+
+/// The default of [`MixerConfig::idle_release_ticks`]: 250 ticks, 5 s. Long enough that
+/// a speaker pausing between sentences keeps its encoder, short enough that a room
+/// holds encoders for its recent speakers only.
+pub const IDLE_RELEASE_TICKS: u32 = 250;
 
 /// Fixed-point position of the volume gains.
 const GAIN_SHIFT: u32 = 14;
@@ -234,6 +249,10 @@ pub struct MixerConfig {
     /// Run each member's encoder on its output. `false` leaves payloads empty for a
     /// caller that only wants PCM.
     pub encode: bool,
+    /// A member's own encoder is dropped after this many ticks without a personal mix,
+    /// and a pooled resampler after this many ticks unused (see the module docs);
+    /// `None` keeps them for the member's whole stay. Default [`IDLE_RELEASE_TICKS`].
+    pub idle_release_ticks: Option<u32>,
 }
 
 impl Default for MixerConfig {
@@ -245,6 +264,7 @@ impl Default for MixerConfig {
             talk: TalkDetection::default(),
             shared_mixes: true,
             encode: true,
+            idle_release_ticks: Some(IDLE_RELEASE_TICKS),
         }
     }
 }
@@ -492,7 +512,11 @@ struct Member {
     personal_last: bool,
     /// The pooled room -> native resampler this member used last.
     out_lease: Option<usize>,
-    encoder: Box<dyn Codec>,
+    /// Its own encoder, for personal mixes: created on the first one, dropped after
+    /// [`MixerConfig::idle_release_ticks`] without one.
+    encoder: Option<Box<dyn Codec>>,
+    /// The tick of its last personal mix.
+    personal_tick: u64,
     out_pcm: Vec<i16>,
     payload: Vec<u8>,
     payload_len: usize,
@@ -661,6 +685,15 @@ impl ResamplerPool {
         lease.owner = owner;
         lease.used_at = tick;
         Ok((index, false))
+    }
+
+    /// Frees the resamplers at the end of the pool unused for `idle` ticks. Only from
+    /// the end, so the indices members hold stay valid: [`ResamplerPool::lease`] hands
+    /// out the lowest free index first, so the resamplers in use gather at the front.
+    fn release_idle(&mut self, tick: u64, idle: u64) {
+        while self.leases.last().is_some_and(|lease| tick.saturating_sub(lease.used_at) >= idle) {
+            self.leases.pop();
+        }
     }
 }
 
@@ -867,7 +900,8 @@ impl Mixer {
             personal: false,
             personal_last: false,
             out_lease: None,
-            encoder: codec.new_codec(),
+            encoder: None,
+            personal_tick: 0,
             out_pcm: vec![0; native_len],
             // Exact for constant-rate codecs, the largest frame for Opus.
             payload: vec![0; codec.bytes_per_frame()],
@@ -1499,19 +1533,32 @@ impl Mixer {
             } else {
                 member.out_pcm.copy_from_slice(scratch_pcm);
             }
-            member.payload_len = encode(
-                member.encoder.as_mut(),
-                &member.out_pcm,
-                &mut member.payload,
-                config.encode,
-            );
+            member.payload_len = if config.encode {
+                let codec = member.codec;
+                // Allocates on the member's first personal mix after an idle spell.
+                let encoder = member.encoder.get_or_insert_with(|| codec.new_codec());
+                encode(encoder.as_mut(), &member.out_pcm, &mut member.payload, true)
+            } else {
+                0
+            };
         }
     }
 
-    /// Step 4: remember what continuity needs and clear the inputs.
+    /// Step 4: remember what continuity needs, clear the inputs and free what has been
+    /// idle for [`MixerConfig::idle_release_ticks`].
     fn end_tick(&mut self) {
         self.has_room_injection = false;
+        let ticks = self.ticks;
+        let idle = self.config.idle_release_ticks.map(u64::from);
         for member in self.slots.iter_mut().filter_map(|slot| slot.member.as_mut()) {
+            if member.personal {
+                member.personal_tick = ticks;
+            } else if let Some(idle) = idle
+                && member.encoder.is_some()
+                && ticks.saturating_sub(member.personal_tick) >= idle
+            {
+                member.encoder = None;
+            }
             member.contributed_last = member.contributing;
             member.personal_last = member.personal;
             if member.has_input {
@@ -1521,11 +1568,29 @@ impl Mixer {
             member.has_input = false;
             member.has_injection = false;
         }
+        if let Some(idle) = idle {
+            for pool in &mut self.pools {
+                pool.release_idle(ticks, idle);
+            }
+        }
+    }
+
+    /// Members holding an encoder of their own now: those that had a personal mix in
+    /// the last [`MixerConfig::idle_release_ticks`]. The others are served by the
+    /// shared mixes' encoders.
+    #[must_use]
+    pub fn own_encoder_count(&self) -> usize {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.member.as_ref())
+            .filter(|member| member.encoder.is_some())
+            .count()
     }
 
     /// An estimate of the heap memory one member costs, in bytes: its slot, buffers and
-    /// encoder. Resamplers are pooled per speaker, not per member: see
-    /// [`Mixer::resampler_memory_estimate`].
+    /// the encoder it holds while it speaks (G.711/G.722 state; an Opus encoder is far
+    /// larger, see docs/performance.md). Resamplers are pooled per speaker, not per
+    /// member: see [`Mixer::resampler_memory_estimate`].
     #[must_use]
     pub fn member_memory_estimate(&self, id: MemberId) -> Option<usize> {
         let member = self.member(id).ok()?;

@@ -183,7 +183,7 @@ fn f32_to_i16(input: &[f32], out: &mut [i16]) {
 
 /// The encoder and decoder are created on first use: a leg only decodes (the
 /// mixer encodes for it) and a mixer member only encodes, and each opus-rs half
-/// costs about 200 KB.
+/// costs about 200 KB. [`Codec::release_decoder`] frees the decoder again.
 struct PureRust {
     config: OpusConfig,
     encoder: Option<opus_rs::OpusEncoder>,
@@ -223,6 +223,11 @@ impl PureRust {
 
     fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
         self.encoder()?.encode_i16(pcm, FRAME_SAMPLES, out).map_err(backend_error)
+    }
+
+    fn release_decoder(&mut self) {
+        self.decoder = None;
+        self.scratch = Box::default();
     }
 
     /// `payload` empty means a lost frame of `samples`.
@@ -291,6 +296,10 @@ impl Libopus {
 
     fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
         self.encoder()?.encode(pcm, out).map_err(libopus_error)
+    }
+
+    fn release_decoder(&mut self) {
+        self.decoder = None;
     }
 
     fn decode(
@@ -439,6 +448,16 @@ impl Codec for Opus {
         }
         self.run_decoder(next, FRAME_SAMPLES, true, out)
     }
+
+    fn release_decoder(&mut self) {
+        match &mut self.engine {
+            Engine::PureRust(engine) => engine.release_decoder(),
+            #[cfg(feature = "libopus")]
+            Engine::Libopus(engine) => engine.release_decoder(),
+        }
+        // A fresh decoder has nothing to conceal from.
+        self.started = false;
+    }
 }
 
 #[cfg(test)]
@@ -514,6 +533,43 @@ mod tests {
                 let _ = codec.conceal_from_next(&junk[..len], &mut big);
                 let _ = codec.conceal(&mut big);
             }
+        }
+    }
+
+    #[test]
+    fn a_released_decoder_is_freed_and_starts_afresh() {
+        let tone: Vec<i16> = (0..FRAME_SAMPLES)
+            .map(|n| {
+                (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * n as f64 / 48_000.0).sin()) as i16
+            })
+            .collect();
+        for &backend in OpusBackend::available() {
+            let mut sender = Opus::with_config(backend, OpusConfig::default()).unwrap();
+            let mut codec = Opus::with_config(backend, OpusConfig::default()).unwrap();
+            let mut payload = [0u8; MAX_PAYLOAD_BYTES];
+            let mut out = [0i16; FRAME_SAMPLES];
+            let has_decoder = |codec: &Opus| match &codec.engine {
+                Engine::PureRust(engine) => engine.decoder.is_some(),
+                #[cfg(feature = "libopus")]
+                Engine::Libopus(engine) => engine.decoder.is_some(),
+            };
+            for _ in 0..5 {
+                let n = sender.encode(&tone, &mut payload).unwrap();
+                assert_eq!(codec.decode(&payload[..n], &mut out), Ok(FRAME_SAMPLES));
+            }
+            assert!(has_decoder(&codec));
+            codec.release_decoder();
+            assert!(!has_decoder(&codec), "{backend:?}");
+            // Nothing to conceal from until the next packet.
+            out.fill(7);
+            assert_eq!(codec.conceal(&mut out), Ok(FRAME_SAMPLES));
+            assert!(out.iter().all(|&s| s == 0));
+            for _ in 0..5 {
+                let n = sender.encode(&tone, &mut payload).unwrap();
+                assert_eq!(codec.decode(&payload[..n], &mut out), Ok(FRAME_SAMPLES));
+            }
+            let peak = out.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+            assert!(peak > 4000, "{backend:?}: peak {peak} after the decoder came back");
         }
     }
 

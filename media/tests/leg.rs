@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tutti_media::codec::CodecKind;
 use tutti_media::dtmf::Digit;
-use tutti_media::leg::{Leg, LegConfig, Output, SrtpKeys};
+use tutti_media::leg::{DECODER_IDLE_FRAMES, Leg, LegConfig, Output, SrtpKeys};
 use tutti_media::rtp::SrtpSuite;
 use tutti_media::tone::goertzel_amplitude;
 
@@ -236,4 +236,43 @@ fn a_lost_opus_frame_is_rebuilt_from_the_next_packets_fec() {
     );
     assert!(dominant_440 >= LOST - 2, "{dominant_440} frames of 440 Hz for {LOST} sent");
     assert_eq!(b.jitter_stats().lost, 1, "exactly the one packet was lost");
+}
+
+/// A peer that sends nothing for longer than DECODER_IDLE_FRAMES (hold, a one-way
+/// stream): the Opus leg frees its decoder, and when the peer comes back it decodes
+/// as well as at the start of the call.
+#[test]
+fn an_opus_leg_silent_for_long_frees_its_decoder_and_decodes_again_when_the_peer_returns() {
+    let t0 = Instant::now();
+    let opus = |remote| LegConfig {
+        send_payload_type: 96,
+        recv_payload_type: 96,
+        ..config(CodecKind::Opus, remote, None)
+    };
+    let mut a = Leg::new(opus(B), t0).expect("leg a");
+    let mut b = Leg::new(opus(A), t0).expect("leg b");
+    let dominant = |heard: &[i16], freq: f64, other: f64| {
+        let tail = &heard[heard.len() / 2..];
+        goertzel_amplitude(tail, 48_000, freq) > 30.0 * goertzel_amplitude(tail, 48_000, other)
+    };
+    let heard = stream(&mut a, &mut b, t0, 50, 1000.0);
+    assert!(dominant(&heard, 1000.0, 1700.0));
+    // The peer goes quiet: a few concealed frames, then nothing, for over 5 s.
+    let mut pcm = vec![0i16; 960];
+    let quiet_from = t0 + Duration::from_millis(20 * 50);
+    let quiet = DECODER_IDLE_FRAMES as u64 + 20;
+    let mut played = 0;
+    for i in 0..quiet {
+        if b.pull_frame(quiet_from + Duration::from_millis(20 * i), &mut pcm)
+            .expect("pull")
+            .is_some()
+        {
+            played += 1;
+        }
+    }
+    assert!(played <= 5, "{played} frames played while the peer sent nothing");
+    let back = quiet_from + Duration::from_millis(20 * quiet);
+    let heard = stream(&mut a, &mut b, back, 50, 1700.0);
+    assert!(heard.len() >= 40 * 960, "heard {} samples after the pause", heard.len());
+    assert!(dominant(&heard, 1700.0, 1000.0));
 }

@@ -3,8 +3,8 @@
 
 use tutti_media::codec::{Codec, CodecKind};
 use tutti_media::mixer::{
-    BreakoutId, Delivery, InjectTarget, MemberId, Mixer, MixerConfig, MixerEvent, RoomRate,
-    VolumeStep,
+    BreakoutId, Delivery, IDLE_RELEASE_TICKS, InjectTarget, MemberId, Mixer, MixerConfig,
+    MixerEvent, RoomRate, VolumeStep,
 };
 
 /// A tone amplitude that leaves headroom for a few talkers and +12 dB of volume.
@@ -664,4 +664,85 @@ fn a_member_leaving_and_joining_mid_call_keeps_the_others_mixing() {
     room.settle_and_measure();
     room.assert_hears(a, b, 0.0, 0.1);
     assert!(room.mixer.output(gone.id).is_err());
+}
+
+#[test]
+fn a_speaker_idle_for_five_seconds_loses_its_encoder_and_hears_on_when_it_speaks_again() {
+    let mut room = Room::new(MixerConfig::default());
+    let a = room.add(CodecKind::Opus, 1000.0, true);
+    let b = room.add(CodecKind::Opus, 1700.0, true);
+    // A G.711 caller in the 48 kHz room: its own encoder and pooled resamplers too.
+    let p = room.add(CodecKind::Pcmu, 440.0, true);
+    let listeners: Vec<usize> =
+        [CodecKind::Opus, CodecKind::Pcmu].into_iter().map(|c| room.add(c, 0.0, true)).collect();
+    assert_eq!(room.mixer.room_rate(), 48_000);
+    let everyone: Vec<usize> = [a, b, p].iter().chain(&listeners).copied().collect();
+    let assert_all_hear = |room: &Room, speakers: &[usize], tolerance_db: f64| {
+        for &listener in &everyone {
+            for &speaker in &[a, b, p] {
+                if listener == speaker || !speakers.contains(&speaker) {
+                    room.assert_not_hears(listener, speaker);
+                } else {
+                    room.assert_hears(listener, speaker, 0.0, tolerance_db);
+                }
+            }
+        }
+    };
+
+    room.settle_and_measure();
+    assert_all_hear(&room, &[a, b, p], 2.0);
+    assert_eq!(room.mixer.own_encoder_count(), 3);
+    // Only the shared mixes' resampler (48 -> 8 kHz for G.711 listeners) is not pooled.
+    let (shared_resamplers, _) = {
+        let mut quiet = Mixer::new(MixerConfig::default()).unwrap();
+        quiet.add_member(CodecKind::Opus).unwrap();
+        quiet.add_member(CodecKind::Pcmu).unwrap();
+        quiet.resampler_memory_estimate()
+    };
+    assert!(room.mixer.resampler_memory_estimate().0 > shared_resamplers);
+
+    // A and P fall silent; B talks on. They keep their encoders through a pause...
+    room.members[a].speaking = false;
+    room.members[p].speaking = false;
+    let idle = IDLE_RELEASE_TICKS as usize;
+    room.run(idle - 20);
+    assert_eq!(room.mixer.own_encoder_count(), 3);
+    // ...and lose them (and the resamplers) once silent for the idle period (plus the
+    // gate's hangover).
+    room.run(40);
+    assert_eq!(room.mixer.own_encoder_count(), 1);
+    assert_eq!(room.mixer.resampler_memory_estimate().0, shared_resamplers);
+    for m in &mut room.members {
+        m.received.clear();
+    }
+    room.run(MEASURE_TICKS);
+    assert_all_hear(&room, &[b], 2.0);
+
+    // They speak again: from the very first frames, on fresh encoders, what A and P
+    // receive (now personal mixes) still decodes to B at its level.
+    room.members[a].speaking = true;
+    room.members[p].speaking = true;
+    for m in &mut room.members {
+        m.received.clear();
+    }
+    room.run(MEASURE_TICKS);
+    assert_eq!(room.mixer.personal_mix_count(), 3);
+    room.assert_hears(a, b, 0.0, 3.0);
+    room.assert_hears(p, b, 0.0, 3.0);
+    room.settle_and_measure();
+    assert_all_hear(&room, &[a, b, p], 2.0);
+    assert_eq!(room.mixer.own_encoder_count(), 3);
+}
+
+#[test]
+fn idle_release_can_be_turned_off() {
+    let config = MixerConfig { idle_release_ticks: None, ..MixerConfig::default() };
+    let mut room = Room::new(config);
+    let a = room.add(CodecKind::Pcmu, 440.0, false);
+    room.add(CodecKind::Pcmu, 1000.0, false);
+    room.run(5);
+    assert_eq!(room.mixer.own_encoder_count(), 2);
+    room.members[a].speaking = false;
+    room.run(IDLE_RELEASE_TICKS as usize + 50);
+    assert_eq!(room.mixer.own_encoder_count(), 2);
 }
