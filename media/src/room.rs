@@ -6,7 +6,7 @@
 //! members and without anything playing sleeps and costs nothing.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
@@ -109,6 +109,18 @@ pub enum RoomCommand {
     StopRecording {
         reply: oneshot::Sender<Result<Recording, RoomError>>,
     },
+    /// Starts recording one member's side of the conference (what it says and
+    /// what it hears, mixed) to `<dir>/<name>.wav` at its codec's rate.
+    RecordMember {
+        key: LegKey,
+        dir: PathBuf,
+        name: String,
+        reply: oneshot::Sender<Result<PathBuf, RoomError>>,
+    },
+    StopRecordingMember {
+        key: LegKey,
+        reply: oneshot::Sender<Result<Recording, RoomError>>,
+    },
 }
 
 /// What the room tells the engine. Sent without waiting; when the engine falls
@@ -209,6 +221,21 @@ impl RoomHandle {
         self.ask(|reply| RoomCommand::StopRecording { reply }).await?
     }
 
+    /// Records one member: its voice and what it hears, mixed, at its codec's
+    /// rate. A member that leaves ends its recording (the file is finalised).
+    pub async fn record_member(
+        &self,
+        key: LegKey,
+        dir: PathBuf,
+        name: String,
+    ) -> Result<PathBuf, RoomError> {
+        self.ask(|reply| RoomCommand::RecordMember { key, dir, name, reply }).await?
+    }
+
+    pub async fn stop_recording_member(&self, key: LegKey) -> Result<Recording, RoomError> {
+        self.ask(|reply| RoomCommand::StopRecordingMember { key, reply }).await?
+    }
+
     async fn send(&self, command: RoomCommand) -> Result<(), RoomError> {
         self.commands.send(command).await.map_err(|_| RoomError::Gone)
     }
@@ -217,6 +244,26 @@ impl RoomHandle {
 struct Member {
     id: MemberId,
     leg: LegIo,
+    recording: Option<MemberRecording>,
+    /// Muted or listen-only: its voice stays out of its recording too.
+    muted: bool,
+    listen_only: bool,
+}
+
+/// One member's recording: the frame it said this tick (silence without one) is
+/// added to what it heard.
+/// Finalises a leaving member's recording, if it has one.
+fn finish_member_recording(member: &mut Member) {
+    if let Some(recording) = member.recording.take()
+        && let Err(e) = recording.recorder.stop()
+    {
+        tracing::error!(leg = member.leg.key(), error = %e, "member recording not finalised");
+    }
+}
+
+struct MemberRecording {
+    recorder: Recorder,
+    said: Vec<i16>,
 }
 
 struct Playback {
@@ -296,6 +343,9 @@ impl Room {
         {
             tracing::error!(error = %e, "room ended: recording not finalised");
         }
+        for member in self.members.values_mut() {
+            finish_member_recording(member);
+        }
     }
 
     fn handle(&mut self, command: RoomCommand) {
@@ -354,7 +404,34 @@ impl Room {
                 };
                 let _ = reply.send(result);
             }
+            RoomCommand::RecordMember { key, dir, name, reply } => {
+                let _ = reply.send(self.record_member(key, &dir, &name));
+            }
+            RoomCommand::StopRecordingMember { key, reply } => {
+                let result = match self.members.get_mut(&key) {
+                    Some(member) => match member.recording.take() {
+                        Some(recording) => recording.recorder.stop().map_err(RoomError::from),
+                        None => Err(RoomError::NotRecording),
+                    },
+                    None => Err(RoomError::UnknownMember(key)),
+                };
+                let _ = reply.send(result);
+            }
         }
+    }
+
+    fn record_member(&mut self, key: LegKey, dir: &Path, name: &str) -> Result<PathBuf, RoomError> {
+        let member = self.members.get_mut(&key).ok_or(RoomError::UnknownMember(key))?;
+        let rate = member.leg.codec().sample_rate();
+        let recorder = Recorder::start(dir, name, rate)?;
+        let path = recorder.path().to_owned();
+        let said = vec![0; crate::resample::frame_len(rate)];
+        if let Some(old) = member.recording.replace(MemberRecording { recorder, said })
+            && let Err(e) = old.recorder.stop()
+        {
+            tracing::warn!(error = %e, "replaced member recording not finalised");
+        }
+        Ok(path)
     }
 
     fn join(&mut self, leg: LegIo) -> Result<(), RoomError> {
@@ -364,23 +441,31 @@ impl Room {
         }
         let id = self.mixer.add_member(leg.codec())?;
         self.keys.insert(id, key);
-        self.members.insert(key, Member { id, leg });
+        self.members
+            .insert(key, Member { id, leg, recording: None, muted: false, listen_only: false });
         Ok(())
     }
 
     fn leave(&mut self, key: LegKey) -> Option<LegIo> {
-        let member = self.members.remove(&key)?;
+        let mut member = self.members.remove(&key)?;
         self.keys.remove(&member.id);
         // The id was valid a moment ago; removal cannot fail for a present member.
         let _ = self.mixer.remove_member(member.id);
         for playback in self.playbacks.iter_mut().filter(|p| p.target == PlayTarget::Member(key)) {
             playback.source.stop();
         }
+        finish_member_recording(&mut member);
         Some(member.leg)
     }
 
     fn change(&mut self, key: LegKey, change: MemberChange) -> Result<(), RoomError> {
-        let id = self.members.get(&key).ok_or(RoomError::UnknownMember(key))?.id;
+        let member = self.members.get_mut(&key).ok_or(RoomError::UnknownMember(key))?;
+        let id = member.id;
+        match change {
+            MemberChange::Mute(on) => member.muted = on,
+            MemberChange::ListenOnly(on) => member.listen_only = on,
+            _ => {}
+        }
         match change {
             MemberChange::Mute(on) => self.mixer.set_muted(id, on),
             MemberChange::Deaf(on) => self.mixer.set_deaf(id, on),
@@ -393,6 +478,24 @@ impl Room {
         Ok(())
     }
 
+    /// Each recorded member's frame: what it said plus what it heard, limited.
+    fn write_member_recordings(&mut self) {
+        for member in self.members.values_mut() {
+            let Some(recording) = &mut member.recording else { continue };
+            if let Ok(heard) = self.mixer.output(member.id)
+                && heard.pcm.len() == recording.said.len()
+            {
+                for (said, &heard) in recording.said.iter_mut().zip(heard.pcm) {
+                    *said = said.saturating_add(heard);
+                }
+            }
+            if let Err(e) = recording.recorder.write_frame(&recording.said) {
+                tracing::error!(leg = member.leg.key(), error = %e, "member recording failed; stopped");
+                member.recording = None;
+            }
+        }
+    }
+
     fn emit(&self, event: RoomEvent) {
         if self.events.try_send(event).is_err() {
             tracing::warn!(?event, "engine behind: room event dropped");
@@ -400,15 +503,27 @@ impl Room {
     }
 
     fn tick(&mut self, now: Instant) {
-        for member in self.members.values() {
-            match member.leg.pull_frame(now, &mut self.pcm) {
+        for member in self.members.values_mut() {
+            let said = match member.leg.pull_frame(now, &mut self.pcm) {
                 Ok(Some(n)) => {
                     if let Err(e) = self.mixer.push_frame(member.id, &self.pcm[..n]) {
                         tracing::debug!(leg = member.leg.key(), error = %e, "frame not mixed");
                     }
+                    Some(n)
                 }
-                Ok(None) => {}
-                Err(e) => tracing::debug!(leg = member.leg.key(), error = %e, "undecodable frame"),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::debug!(leg = member.leg.key(), error = %e, "undecodable frame");
+                    None
+                }
+            };
+            if let Some(recording) = &mut member.recording {
+                match said
+                    .filter(|&n| n == recording.said.len() && !member.muted && !member.listen_only)
+                {
+                    Some(n) => recording.said.copy_from_slice(&self.pcm[..n]),
+                    None => recording.said.fill(0),
+                }
             }
         }
         self.play_sources();
@@ -421,6 +536,7 @@ impl Room {
             tracing::error!(error = %e, "recording failed; stopped");
             self.recorder = None;
         }
+        self.write_member_recordings();
         while let Some(event) = self.mixer.poll_event() {
             let (member, talking) = match event {
                 MixerEvent::TalkingStarted { member, .. } => (member, true),

@@ -94,6 +94,10 @@ async fn everyone_hears_the_others_mute_silences_prompts_and_recordings_work() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let recording = room.record(dir.path().to_owned(), "room".into()).await.expect("record");
+    let member_recording = room
+        .record_member(2, dir.path().to_owned(), "member2".into())
+        .await
+        .expect("record member");
 
     // 1. Everyone talks: each hears the other two tones and not its own.
     talk(&mut phones, 75, &[false, false, false]).await;
@@ -118,6 +122,37 @@ async fn everyone_hears_the_others_mute_silences_prompts_and_recordings_work() {
     for (p, phone) in phones.iter().enumerate().skip(1) {
         assert!(level(phone, TONES[0]) < 60.0, "phone {p} still hears the muted member");
         assert!(level(phone, TONES[3 - p]) > 600.0, "phone {p} lost the other speaker");
+    }
+
+    // 2b. Phone 1 (member 2) is muted too: its own recording keeps what it
+    // hears and leaves its voice out, as the room does.
+    room.change(2, MemberChange::Mute(true)).await.expect("mute");
+    talk(&mut phones, 50, &[false, false, false]).await;
+    room.change(2, MemberChange::Mute(false)).await.expect("unmute");
+    let member = room.stop_recording_member(2).await.expect("stop member recording");
+    assert_eq!(member.path, member_recording);
+    assert!(
+        matches!(
+            room.stop_recording_member(2).await,
+            Err(tutti_media::room::RoomError::NotRecording)
+        ),
+        "a second stop finds nothing to stop"
+    );
+    let audio = tutti_media::wav::read(&member_recording).expect("read member recording");
+    assert_eq!(audio.sample_rate, 8000, "recorded at the member's codec rate");
+    let frames =
+        |from: usize, to: usize| &audio.samples[from * 160..(to * 160).min(audio.samples.len())];
+    // Part 1 (ticks 0-75): its voice and both others.
+    for tone in TONES {
+        let heard = goertzel_amplitude(frames(25, 70), 8000, tone);
+        assert!(heard > 600.0, "member recording lacks {tone} Hz in part 1 ({heard:.0})");
+    }
+    // Part 2b (ticks 125-175): only phone 2's 1700 Hz.
+    let muted = frames(135, 170);
+    assert!(goertzel_amplitude(muted, 8000, 1700.0) > 600.0, "member recording lost what it hears");
+    for tone in [440.0, 1000.0] {
+        let heard = goertzel_amplitude(muted, 8000, tone);
+        assert!(heard < 60.0, "member recording has {tone} Hz while muted ({heard:.0})");
     }
 
     // 3. A prompt to phone 2 only, while nobody talks.

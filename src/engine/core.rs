@@ -80,6 +80,8 @@ pub(super) struct LiveCaller {
     pub name: Option<Audio>,
     /// Waiting in the green room (see engine/rooms.rs).
     pub green: bool,
+    /// The UID of this caller's own recording, while one runs.
+    pub recording: Option<String>,
 }
 
 /// A conference with people in it.
@@ -856,6 +858,7 @@ impl Engine {
                     control,
                     name: spoken_name.clone(),
                     green,
+                    recording: None,
                 },
             );
         }
@@ -958,6 +961,10 @@ impl Engine {
             }
         }
         self.update_music_on_hold(&live.conference_uid);
+        if let Some(recording_uid) = &live.recording {
+            // The room finalised the file as the caller left.
+            self.recording_ended(recording_uid).await;
+        }
         let mut caller = live.caller;
         caller.active = false;
         caller.end_time = Some(Time::now());
@@ -1060,6 +1067,24 @@ impl Engine {
         }
     }
 
+    /// Stores and announces the end of a recording the room already finished.
+    pub(super) async fn recording_ended(&self, recording_uid: &str) {
+        let store = &self.inner.store;
+        let Ok(Some(mut recording)) =
+            store.find::<tutti_api::model::Recording>(recording_uid).await
+        else {
+            return;
+        };
+        if recording.ended_at.is_some() {
+            return;
+        }
+        recording.ended_at = Some(Time::now());
+        match store.update(&recording).await {
+            Ok(()) => self.inner.events.publish(Event::RecordingStopped { recording }),
+            Err(e) => tracing::error!(error = %e, "recording end not stored"),
+        }
+    }
+
     /// Ends a conference's live call session once nobody is left.
     pub(super) async fn close_session(&self, conference_uid: &str) {
         let live = {
@@ -1071,6 +1096,12 @@ impl Engine {
         };
         let Some(live) = live else { return };
         let store = &self.inner.store;
+        // The room ended with its last caller, and with it any recording.
+        for recording in store.recordings_of(conference_uid).await.unwrap_or_default() {
+            if recording.ended_at.is_none() {
+                self.recording_ended(&recording.uid).await;
+            }
+        }
         let now = Time::now();
         if let Ok(mut call) = store.get::<Call>(&live.call_uid).await {
             call.status = CallStatus::Closed;

@@ -144,23 +144,42 @@ impl Engine {
         conference_uid: String,
         caller_uid: Option<String>,
     ) -> Result<String, LiveError> {
-        if caller_uid.is_some() {
-            return Err(LiveError::Refused("recording one caller is not available yet".into()));
-        }
-        let (room, call_uid) = {
+        let (room, call_uid, leg) = {
             let state = self.state();
             let live = state.conferences.get(&conference_uid).ok_or(LiveError::NotFound("call"))?;
-            (live.room.clone(), live.call_uid.clone())
+            let leg = match &caller_uid {
+                Some(uid) => {
+                    let caller = state.callers.get(uid).ok_or(LiveError::NotFound("caller"))?;
+                    if caller.conference_uid != conference_uid {
+                        return Err(LiveError::Invalid(
+                            "the caller is not in this conference".into(),
+                        ));
+                    }
+                    if caller.recording.is_some() {
+                        return Err(LiveError::Refused("the caller is already recorded".into()));
+                    }
+                    Some(caller.leg)
+                }
+                None => None,
+            };
+            (live.room.clone(), live.call_uid.clone(), leg)
         };
         let uid = secret::new_uid();
-        let name = format!("{conference_uid}-{uid}");
+        let name = match &caller_uid {
+            Some(caller) => format!("{conference_uid}-{caller}-{uid}"),
+            None => format!("{conference_uid}-{uid}"),
+        };
         let dir = self.inner.config.recordings_dir.clone();
-        room.record(dir, name.clone()).await.map_err(|e| LiveError::Unavailable(e.to_string()))?;
+        let started = match leg {
+            Some(leg) => room.record_member(leg, dir, name.clone()).await,
+            None => room.record(dir, name.clone()).await,
+        };
+        started.map_err(|e| LiveError::Unavailable(e.to_string()))?;
         let recording = Recording {
             uid: uid.clone(),
             conference_uid,
             call_uid: Some(call_uid),
-            caller_uid: None,
+            caller_uid: caller_uid.clone(),
             file_name: format!("{name}.wav"),
             started_at: Time::now(),
             ended_at: None,
@@ -170,6 +189,11 @@ impl Engine {
             .insert(&recording)
             .await
             .map_err(|e| LiveError::Unavailable(e.to_string()))?;
+        if let Some(caller) = &caller_uid
+            && let Some(live) = self.state().callers.get_mut(caller)
+        {
+            live.recording = Some(uid.clone());
+        }
         self.inner.events.publish(Event::RecordingStarted { recording });
         Ok(uid)
     }
@@ -178,13 +202,32 @@ impl Engine {
         let store = &self.inner.store;
         let mut recording: Recording =
             store.get(&recording_uid).await.map_err(|_| LiveError::NotFound("recording"))?;
-        let room = self
-            .state()
-            .conferences
-            .get(&recording.conference_uid)
-            .map(|c| c.room.clone())
-            .ok_or(LiveError::NotFound("call"))?;
-        room.stop_recording().await.map_err(|e| LiveError::Refused(e.to_string()))?;
+        if recording.ended_at.is_some() {
+            return Err(LiveError::Refused("the recording has already ended".into()));
+        }
+        let (room, leg) = {
+            let mut state = self.state();
+            let room = state
+                .conferences
+                .get(&recording.conference_uid)
+                .map(|c| c.room.clone())
+                .ok_or(LiveError::NotFound("call"))?;
+            let leg = match &recording.caller_uid {
+                Some(caller) => {
+                    let live =
+                        state.callers.get_mut(caller).ok_or(LiveError::NotFound("caller"))?;
+                    live.recording = None;
+                    Some(live.leg)
+                }
+                None => None,
+            };
+            (room, leg)
+        };
+        let stopped = match leg {
+            Some(leg) => room.stop_recording_member(leg).await,
+            None => room.stop_recording().await,
+        };
+        stopped.map_err(|e| LiveError::Refused(e.to_string()))?;
         recording.ended_at = Some(Time::now());
         store.update(&recording).await.map_err(|e| LiveError::Unavailable(e.to_string()))?;
         self.inner.events.publish(Event::RecordingStopped { recording });

@@ -1,7 +1,7 @@
-//! Breakout groups through the engine's `LiveControl`, as the MaestroConference
-//! facades will drive them: the engine runs in this process with a real SQLite
-//! store and SIP user agent on loopback, and four phones call it over SIP and RTP.
-//! Who hears whom is checked with a Goertzel filter.
+//! The engine's `LiveControl` as the MaestroConference facades will drive it:
+//! breakout groups, the green room, recording one caller. The engine runs in
+//! this process with a real SQLite store and SIP user agent on loopback, and
+//! phones call it over SIP and RTP. Audio is checked with a Goertzel filter.
 
 mod support;
 
@@ -27,7 +27,9 @@ async fn until_matrix(
     let mut matrix = Vec::new();
     for _ in 0..10 {
         talk(phones, 25).await;
-        matrix = phones.iter().map(|p| TONES.iter().map(|t| level(p, *t)).collect()).collect();
+        // The tones of the phones present.
+        let tones = &TONES[..phones.len()];
+        matrix = phones.iter().map(|p| tones.iter().map(|t| level(p, *t)).collect()).collect();
         let right = matrix.iter().enumerate().all(|(l, row): (usize, &Vec<f64>)| {
             row.iter().enumerate().all(|(t, v)| {
                 if l == t {
@@ -199,5 +201,72 @@ async fn the_green_room_keeps_presenters_apart_until_the_call_goes_live() {
     store.update(&call).await.expect("live");
     events.publish(Event::CallUpdated { call_uid: call.uid.clone(), field: "greenroom".into() });
     until_matrix(&mut phones, |_, _| true).await.unwrap_or_else(|m| panic!("live: {m:.0?}"));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_caller_is_recorded_with_what_it_says_and_hears() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("tutti.db").display()))
+        .await
+        .expect("store");
+    let customer = tutti_api::model::Customer::new("Acme");
+    store.create_customer(&customer).await.expect("customer");
+    let mut conference = Conference::new(&customer, "Interview");
+    conference.dial_in_number = Some("4601".into());
+    store.create_conference(&conference).await.expect("conference");
+    let events = EventBus::new();
+    let (engine, sip) = start_engine(&store, &events, dir.path()).await;
+    let targets = vec![format!("sip:4601@{sip}"); 3];
+    let (mut phones, _line) = dial_all(&targets).await;
+    until_matrix(&mut phones, |_, _| true).await.expect("everyone hears everyone");
+
+    let call = store.calls_of(&conference.uid).await.expect("calls").remove(0);
+    let callers = store.callers_of(&call.uid).await.expect("callers");
+    let uid_of = |ani: &str| callers.iter().find(|c| c.ani == ani).expect("caller").uid.clone();
+
+    // Phone 1 is recorded while phone 3 is muted: its recording has its own
+    // voice (440) and phone 2 (1000), not phone 3.
+    engine.update_caller(uid_of("phone3"), CallerUpdate::Mute(true)).await.expect("mute");
+    let recording_uid = engine
+        .start_recording(conference.uid.clone(), Some(uid_of("phone1")))
+        .await
+        .expect("record phone 1");
+    assert!(
+        engine.start_recording(conference.uid.clone(), Some(uid_of("phone1"))).await.is_err(),
+        "one recording per caller at a time"
+    );
+    talk(&mut phones, 100).await;
+    engine.stop_recording(recording_uid.clone()).await.expect("stop");
+    let recording: tutti_api::model::Recording = store.get(&recording_uid).await.expect("stored");
+    assert_eq!(recording.caller_uid.as_deref(), Some(uid_of("phone1").as_str()));
+    assert!(recording.ended_at.is_some());
+    let audio = tutti_media::wav::read(&dir.path().join("recordings").join(&recording.file_name))
+        .expect("recording file");
+    let middle = &audio.samples[audio.samples.len() / 4..audio.samples.len() * 3 / 4];
+    let at = |f| tutti_media::tone::goertzel_amplitude(middle, audio.sample_rate, f);
+    assert!(at(440.0) > 500.0 && at(1000.0) > 500.0, "{:.0} {:.0}", at(440.0), at(1000.0));
+    assert!(at(1300.0) < 60.0, "the muted caller was recorded ({:.0})", at(1300.0));
+
+    // A recorded caller who hangs up ends its recording.
+    let second = engine
+        .start_recording(conference.uid.clone(), Some(uid_of("phone2")))
+        .await
+        .expect("record phone 2");
+    talk(&mut phones, 25).await;
+    engine.drop_caller(uid_of("phone2")).await.expect("drop");
+    let mut ended = false;
+    for _ in 0..50 {
+        let r: tutti_api::model::Recording = store.get(&second).await.expect("stored");
+        if r.ended_at.is_some() {
+            ended = true;
+            let file = dir.path().join("recordings").join(&r.file_name);
+            let audio = tutti_media::wav::read(&file).expect("a finished WAV");
+            assert!(audio.samples.len() >= 8000 / 4, "{} samples", audio.samples.len());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ended, "the recording of a caller who left was not ended");
     engine.shutdown().await;
 }
