@@ -339,3 +339,70 @@ async fn pin_entry_by_keypad() {
     ua.shutdown().await;
     assert_eq!(server.stop_with("TERM").code(), Some(0));
 }
+
+/// SIPp, killed if still running when dropped.
+struct SippGuard(std::process::Child);
+
+impl Drop for SippGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn star8_invites_a_sipp_callee_who_then_hears_the_room() {
+    // SIPp answers the invitation and echoes the RTP it receives: the caller
+    // hearing its own tone back proves the callee joined, hears the room and
+    // is heard by it.
+    let sipp_port = support::free_udp_range(1);
+    let media_port = support::free_udp_range(4);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let proxy = format!("127.0.0.1:{sipp_port}");
+    let mut server =
+        Server::start(dir.path(), &["--control-password", "secret", "--outbound-proxy", &proxy]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let control_addr = server.logged_addr("control protocol listening", "addr");
+    let sipp = std::process::Command::new("sipp")
+        .arg("-sf")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/sipp/uas_answer.xml"))
+        .args(["-i", "127.0.0.1", "-p", &sipp_port.to_string()])
+        .args(["-mi", "127.0.0.1", "-mp", &media_port.to_string(), "-rtp_echo"])
+        .args(["-nostdin", "-m", "1", "-timeout", "30s"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp runs (apt-get install sip-tester)");
+    let _sipp = SippGuard(sipp);
+    let _control = tokio::task::spawn_blocking(move || {
+        let mut control = Control::connect(control_addr, "secret");
+        assert_eq!(control.command("NEWCONF,4003,Acme,Ann,10,,,,", "NEWCONF"), ["NEWCONF,OK"]);
+        control
+    })
+    .await
+    .expect("4011 setup");
+
+    let (ua, mut ua_events) =
+        SipUa::start(SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK)).await.expect("UA");
+    let rtp = support::free_udp_range(16);
+    let pool = PortPool::new(rtp, rtp + 15).expect("pool");
+    let (notices, _notices_rx) = mpsc::channel(64);
+    let leg = dial(&ua, &mut ua_events, &pool, &format!("sip:4003@{sip}"), 1, &notices).await;
+    let codec = leg.codec().new_codec();
+    let mut phones = vec![Phone { leg, codec, tone: 0.0, heard: Vec::new() }];
+    talk(&mut phones, 10).await;
+    press(&mut phones, 0, "*8").await;
+    // The invite prompt plays; type the number over it.
+    press(&mut phones, 0, "5551234#").await;
+    phones[0].tone = 440.0;
+    let echoed = until_level(&mut phones, 0, 440.0, true).await;
+    assert!(
+        echoed > 500.0,
+        "the invited callee did not join or hear the room ({echoed:.0}):\n{}",
+        server.logs()
+    );
+}
