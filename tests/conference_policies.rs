@@ -492,3 +492,96 @@ async fn a_conference_plays_its_own_enter_sound_and_music_on_hold() {
     // The beep would be about 5000; the hold tone leaks a little into the window.
     assert!(beep.iter().all(|b| *b < 400.0), "the beep played instead ({beep:.0?})");
 }
+
+/// A bare SIP UDP client for what the test phones do not do: take early media.
+/// Sends an INVITE offering PCMU to `media`'s port and returns every SIP
+/// message it receives until a final response, the PCM decoded from the RTP
+/// that arrived meanwhile, and sends the ACK for the final response.
+fn invite_collecting_early_media(server: SocketAddr, user: &str) -> (Vec<String>, Vec<i16>) {
+    use std::net::UdpSocket;
+    let sip = UdpSocket::bind("127.0.0.1:0").expect("sip socket");
+    let media = UdpSocket::bind("127.0.0.1:0").expect("media socket");
+    let (sip_port, media_port) =
+        (sip.local_addr().expect("addr").port(), media.local_addr().expect("addr").port());
+    sip.set_read_timeout(Some(Duration::from_millis(20))).expect("timeout");
+    media.set_read_timeout(Some(Duration::from_millis(5))).expect("timeout");
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {media_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+    );
+    let head = |method: &str, cseq: &str, to_tag: &str| {
+        format!(
+            "{method} sip:{user}@{server} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:{sip_port};branch=z9hG4bKearly{user};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:early@127.0.0.1:{sip_port}>;tag=early\r\n\
+             To: <sip:{user}@{server}>{to_tag}\r\n\
+             Call-ID: early-{user}@127.0.0.1\r\n\
+             CSeq: {cseq}\r\n\
+             Contact: <sip:early@127.0.0.1:{sip_port}>\r\n"
+        )
+    };
+    let invite = format!(
+        "{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        head("INVITE", "1 INVITE", ""),
+        sdp.len()
+    );
+    sip.send_to(invite.as_bytes(), server).expect("send INVITE");
+    let mut codec = tutti_media::codec::CodecKind::Pcmu.new_codec();
+    let (mut messages, mut pcm, mut buf, mut frame) =
+        (Vec::new(), Vec::new(), [0u8; 4096], [0i16; 960]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok((n, _)) = sip.recv_from(&mut buf) {
+            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let status: u16 =
+                message.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            messages.push(message.clone());
+            if status >= 200 {
+                let to_tag = message
+                    .lines()
+                    .find(|l| l.to_ascii_lowercase().starts_with("to:"))
+                    .and_then(|l| l.find(";tag=").map(|i| l[i..].trim().to_owned()))
+                    .unwrap_or_default();
+                let ack = format!("{}Content-Length: 0\r\n\r\n", head("ACK", "1 ACK", &to_tag));
+                sip.send_to(ack.as_bytes(), server).expect("send ACK");
+                break;
+            }
+        }
+        while let Ok(n) = media.recv(&mut buf) {
+            if n > 12 && buf[1] & 0x7f == 0 {
+                let samples = codec.decode(&buf[12..n], &mut frame).expect("PCMU");
+                pcm.extend_from_slice(&frame[..samples]);
+            }
+        }
+    }
+    (messages, pcm)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_conference_says_so_in_early_media_then_refuses() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &["--control-password", "secret"]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let _control = new_conference(&server, "4701,Acme,Ann,10,,,,").await;
+    {
+        let store = open_store(dir.path()).await;
+        let mut conference =
+            store.conference_by_number("4701").await.expect("lookup").expect("conference");
+        conference.locked = true;
+        store.update(&conference).await.expect("lock");
+    }
+    let (messages, pcm) =
+        tokio::task::spawn_blocking(move || invite_collecting_early_media(sip, "4701"))
+            .await
+            .expect("raw UAC");
+    let statuses: Vec<&str> = messages.iter().filter_map(|m| m.split_whitespace().nth(1)).collect();
+    assert!(statuses.contains(&"183"), "no 183: {statuses:?}\n{}", server.logs());
+    assert_eq!(statuses.last(), Some(&"403"), "{statuses:?}");
+    let progress = messages.iter().find(|m| m.contains(" 183 ")).expect("183");
+    assert!(progress.contains("m=audio "), "183 without SDP:\n{progress}");
+    // locked.wav lasts about 2 s: most of it must have arrived, and be speech.
+    assert!(pcm.len() > 8000, "only {} samples of early media", pcm.len());
+    let rms = tutti_media::tone::rms(&pcm);
+    assert!(rms > 300.0, "the announcement is silent (RMS {rms:.0})");
+}

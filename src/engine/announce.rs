@@ -105,7 +105,7 @@ impl Engine {
 }
 
 /// Waits `ms`; `false` if the caller hung up first. Digits are ignored.
-async fn wait_unless_hangup(inputs: &mut mpsc::Receiver<CallInput>, ms: u64) -> bool {
+pub(super) async fn wait_unless_hangup(inputs: &mut mpsc::Receiver<CallInput>, ms: u64) -> bool {
     let sleep = tokio::time::sleep(Duration::from_millis(ms));
     tokio::pin!(sleep);
     loop {

@@ -442,6 +442,46 @@ impl Engine {
         }
     }
 
+    /// Tells a caller why it cannot enter before refusing it: the prompt in
+    /// early media (183 Session Progress with our SDP), then `status`. A caller
+    /// without an offer in its INVITE, or one that cannot take early media, gets
+    /// the status alone; one that cancels meanwhile gets nothing more.
+    async fn announce_then_reject(
+        &self,
+        incoming: &IncomingCall,
+        inputs: &mut mpsc::Receiver<CallInput>,
+        prompt: PromptName,
+        status: u16,
+    ) {
+        let early = match (&incoming.offer, self.bind_media().await) {
+            (Some(_), Ok((sockets, local))) => match incoming.early_media(local).await {
+                Ok(negotiated) => self.start_leg(incoming.call, &negotiated, sockets).ok(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "no early media");
+                    None
+                }
+            },
+            _ => None,
+        };
+        if let Some(leg) = early {
+            let key = leg.key();
+            let room = RoomHandle::spawn(MixerConfig::default(), self.inner.room_events.clone());
+            let mut present = true;
+            if let Ok(room) = room
+                && room.join(leg).await.is_ok()
+            {
+                let ms = self.play_prompt(&room, key, prompt).await;
+                present = super::announce::wait_unless_hangup(inputs, ms + PROMPT_TAIL_MS).await;
+                let _ = room.leave(key).await;
+            }
+            self.state().legs.remove(&key);
+            if !present {
+                return;
+            }
+        }
+        let _ = incoming.reject(status).await;
+    }
+
     /// Tells an answered caller why it cannot enter, then lets the call go.
     async fn say_then_drop(&self, leg: LegIo, name: PromptName) {
         let key = leg.key();
@@ -469,6 +509,11 @@ impl Engine {
             Err(Refusal::Redirect(target)) => {
                 tracing::info!(%call, user = %incoming.request_user, %target, "call diverted");
                 let _ = incoming.redirect(target).await;
+                None
+            }
+            Err(Refusal::Announce { prompt, status }) => {
+                tracing::info!(%call, user = %incoming.request_user, status, "call refused after an announcement");
+                self.announce_then_reject(&incoming, &mut inputs, prompt, status).await;
                 None
             }
             Err(Refusal::HangUp) => {
@@ -706,7 +751,15 @@ impl Engine {
         // A caller about to enter keeps its seat; one about to type a PIN only
         // learns now whether the conference would take it.
         let mut seat = match known {
-            Some(conference) => Some(self.admission(conference).await?),
+            Some(conference) => Some(self.admission(conference).await.map_err(|refusal| {
+                match refusal {
+                    // Locked: say so in early media, then 403.
+                    Refusal::Status(403) => {
+                        Refusal::Announce { prompt: PromptName::Locked, status: 403 }
+                    }
+                    other => other,
+                }
+            })?),
             None => None,
         };
         if matches!(entry, Entry::AskPin(_)) {
@@ -1390,6 +1443,11 @@ fn entry_beep() -> Option<Box<dyn FrameSource>> {
 pub(super) enum Refusal {
     Status(u16),
     Redirect(String),
+    /// A prompt in early media (183), then the status.
+    Announce {
+        prompt: PromptName,
+        status: u16,
+    },
     /// Refused after it was answered (PIN entry failed, conference refused the
     /// DID caller): hang up.
     HangUp,
@@ -1402,11 +1460,13 @@ impl Refusal {
     pub(super) fn as_live_error(&self) -> tutti_api::live::LiveError {
         use tutti_api::live::LiveError;
         match self {
-            Refusal::Status(403) => LiveError::Refused("conference is locked".into()),
+            Refusal::Status(403) | Refusal::Announce { status: 403, .. } => {
+                LiveError::Refused("conference is locked".into())
+            }
             Refusal::Status(486) => LiveError::Refused("conference is full".into()),
             Refusal::Redirect(_) => LiveError::Refused("conference has not started".into()),
             Refusal::Status(480) => LiveError::Refused("conference is not available".into()),
-            Refusal::Status(status) => {
+            Refusal::Status(status) | Refusal::Announce { status, .. } => {
                 LiveError::Unavailable(format!("conference refused the caller ({status})"))
             }
             Refusal::HangUp | Refusal::Gone => LiveError::NotFound("caller"),

@@ -104,6 +104,7 @@ pub enum UaEvent {
 #[derive(Debug)]
 pub(crate) enum CallCommand {
     Ringing,
+    EarlyMedia { local: LocalMedia, reply: oneshot::Sender<Result<Negotiated, UaError>> },
     Answer { local: LocalMedia, reply: oneshot::Sender<Result<Option<Negotiated>, UaError>> },
     Reject { status: u16 },
     Redirect { uri: String },
@@ -130,6 +131,16 @@ impl CallControl {
     /// Sends 180 Ringing.
     pub async fn ringing(&self) -> Result<(), UaError> {
         self.send(CallCommand::Ringing).await
+    }
+
+    /// Sends 183 Session Progress with our SDP answer, for an announcement
+    /// before a final refusal (early media, RFC 3960's gateway model). Needs an
+    /// offer in the INVITE; the media then flows until the call is rejected or
+    /// answered (a later answer repeats the same SDP).
+    pub async fn early_media(&self, local: LocalMedia) -> Result<Negotiated, UaError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(CallCommand::EarlyMedia { local, reply }).await?;
+        rx.await.map_err(|_| UaError::CallGone(self.id))?
     }
 
     /// Answers with 200 OK. With an offer in the INVITE the 200 carries our answer and
@@ -199,6 +210,11 @@ impl IncomingCall {
     /// See [`CallControl::answer`].
     pub async fn answer(&self, local: LocalMedia) -> Result<Option<Negotiated>, UaError> {
         self.control.answer(local).await
+    }
+
+    /// See [`CallControl::early_media`].
+    pub async fn early_media(&self, local: LocalMedia) -> Result<Negotiated, UaError> {
+        self.control.early_media(local).await
     }
 
     /// See [`CallControl::reject`].

@@ -227,6 +227,9 @@ async fn before_answer(
                         debug!(error = %e, "180 failed");
                     }
                 }
+                Some(CallCommand::EarlyMedia { local, reply }) => {
+                    reply.send(early_media(call, offer.as_ref(), local)).ok();
+                }
                 Some(CallCommand::Answer { local, reply }) => {
                     // The CANCEL may have landed while the engine decided: never
                     // answer a dialog that has ended (accept() would not say so).
@@ -284,6 +287,23 @@ fn ended_meanwhile(call: &mut Call) -> Option<HangupReason> {
             }
         }
     }
+}
+
+/// Sends 183 Session Progress with our answer to the INVITE's offer.
+fn early_media(
+    call: &mut Call,
+    offer: Option<&SessionDescription>,
+    local: LocalMedia,
+) -> Result<Negotiated, UaError> {
+    // A late offer has nothing to answer before the 200.
+    let offer = offer.ok_or(UaError::WrongState(call.id))?;
+    if ended_meanwhile(call).is_some() {
+        return Err(UaError::CallGone(call.id));
+    }
+    let answer = sdp::answer(offer, &call.shared.config.media_policy, &local)?;
+    let response_headers = vec![headers::content_type_sdp()];
+    call.dialog.ringing(Some(response_headers), Some(answer.sdp.to_string().into_bytes()))?;
+    Ok(answer.negotiated)
 }
 
 /// Sends the 200: our answer, or our offer for a late offer.
