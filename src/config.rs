@@ -11,6 +11,11 @@ use std::str::FromStr;
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Deserializer};
 
+/// The default log filter: tutti at info; the SIP stack only when something is
+/// wrong (at info it logs every SIP message in full, several lines per call).
+/// `--log info,rsipstack=info` traces SIP messages.
+pub const DEFAULT_LOG: &str = "info,rsipstack=warn";
+
 #[derive(Debug, Parser)]
 #[command(name = "tutti", version, about = "SIP/RTP audio conference server")]
 pub struct Cli {
@@ -127,7 +132,7 @@ pub struct Options {
     #[arg(long, env = "TUTTI_RING_TIMEOUT", global = true, value_name = "SECONDS")]
     pub ring_timeout: Option<u64>,
 
-    /// Log filter, tracing syntax (e.g. `info,tutti_sip=debug`) [default: info]
+    /// Log filter, tracing syntax (e.g. `info,tutti_sip=debug`) [default: info,rsipstack=warn]
     #[arg(long, env = "TUTTI_LOG", global = true, value_name = "FILTER")]
     pub log: Option<String>,
 }
@@ -220,7 +225,7 @@ impl Options {
                 .iana_name()
                 .map(str::to_owned),
         };
-        let log = self.log.unwrap_or_else(|| "info".to_owned());
+        let log = self.log.unwrap_or_else(|| DEFAULT_LOG.to_owned());
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log) {
             return Err(ConfigError::Log(log, e.to_string()));
         }
@@ -394,7 +399,7 @@ mod tests {
         assert_eq!(s.rtp_ports.to_string(), "16384-32767");
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert_eq!(s.database, "sqlite://./data/tutti.db");
-        assert_eq!(s.log, "info");
+        assert_eq!(s.log, "info,rsipstack=warn");
         assert!(!s.media_address.is_unspecified());
     }
 

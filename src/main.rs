@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 fn init_logging(filter: &str) {
     // The filter was validated while resolving the settings.
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(tutti::config::DEFAULT_LOG));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

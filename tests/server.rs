@@ -174,7 +174,7 @@ timezone = "Europe/Berlin"
         .expect("run");
     let settings: toml::Table = String::from_utf8_lossy(&out.stdout).parse().expect("TOML");
     assert!(settings.get("control-password").is_none(), "{settings}");
-    assert_eq!(settings["log"].as_str(), Some("info"));
+    assert_eq!(settings["log"].as_str(), Some("info,rsipstack=warn"));
 
     // The same file given by flag; a flag after the subcommand works too.
     let out = tutti()

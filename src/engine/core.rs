@@ -129,6 +129,8 @@ pub struct Inner {
     next_id: AtomicU64,
     notices: mpsc::Sender<LegNotice>,
     pub(super) room_events: mpsc::Sender<RoomEvent>,
+    /// Background tasks that use the store, stopped by [`Engine::shutdown`].
+    pub(super) tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 /// The call engine. Cheap to clone.
@@ -166,6 +168,7 @@ impl Engine {
                 next_id: AtomicU64::new(1),
                 notices,
                 room_events,
+                tasks: Mutex::new(Vec::new()),
             }),
         };
         tokio::spawn(engine.clone().ua_loop(ua_events));
@@ -190,10 +193,14 @@ impl Engine {
         self.state().callers.len()
     }
 
-    /// Hangs up every call (BYE to confirmed dialogs) and waits until each
+    /// Stops the background tasks (the scheduler), hangs up every call (BYE to
+    /// confirmed dialogs) and waits until each
     /// call's task has recorded its end in the store, for at most
     /// [`SHUTDOWN_WAIT`].
     pub async fn shutdown(&self) {
+        for task in self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            task.abort();
+        }
         self.inner.ua.shutdown().await;
         let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
         while !self.state().calls.is_empty() {

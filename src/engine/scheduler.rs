@@ -34,9 +34,12 @@ enum Work {
 }
 
 impl Engine {
-    /// Starts the scheduler. Its first pass runs at once.
+    /// Starts the scheduler. Its first pass runs at once; [`Engine::shutdown`]
+    /// stops it, before the store closes.
     pub fn start_scheduler(&self) {
-        tokio::spawn(self.clone().scheduler());
+        let task = tokio::spawn(self.clone().scheduler());
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.push(task.abort_handle());
     }
 
     async fn scheduler(self) {
