@@ -183,24 +183,84 @@ pub enum CallerField {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event")]
 pub enum Event {
-    ConferenceCreated { conference: Conference },
-    ConferenceModified { conference: Conference },
-    ConferenceDeleted { conference: Conference },
-    CallStarted { conference_uid: String, call_uid: String },
-    CallUpdated { call_uid: String, field: String },
-    CallEnded { conference_uid: String, call_uid: String },
-    CallerJoined { conference_uid: String, caller: Caller },
-    CallerLeft { conference_uid: String, caller: Caller },
-    CallerUpdated { conference_uid: String, caller: Caller, field: CallerField },
-    Talking { conference_uid: String, caller_uid: String, talking: bool },
-    Digit { conference_uid: String, caller_uid: String, digit: char },
-    Playback { target: Target, media: PlaybackMedia, state: PlaybackState },
-    Outbound { conference_uid: String, caller_uid: String, progress: OutboundProgress },
-    RecordingStarted { recording: Recording },
-    RecordingStopped { recording: Recording },
-    BreakoutCreated { conference_uid: String, breakout: Breakout },
-    BreakoutUpdated { conference_uid: String, breakout: Breakout },
-    TagUpdated { conference_uid: String, tag: CallTag },
+    ConferenceCreated {
+        conference: Conference,
+    },
+    ConferenceModified {
+        conference: Conference,
+    },
+    /// The schedule moved a conference's status (SCHED, ACTIVE, IDLE, CLOSED):
+    /// no setting changed, so TCP 4011 (whose MODCONF carries settings) does not
+    /// show it.
+    ConferenceStatus {
+        conference: Conference,
+    },
+    ConferenceDeleted {
+        conference: Conference,
+    },
+    CallStarted {
+        conference_uid: String,
+        call_uid: String,
+    },
+    CallUpdated {
+        call_uid: String,
+        field: String,
+    },
+    CallEnded {
+        conference_uid: String,
+        call_uid: String,
+    },
+    CallerJoined {
+        conference_uid: String,
+        caller: Caller,
+    },
+    CallerLeft {
+        conference_uid: String,
+        caller: Caller,
+    },
+    CallerUpdated {
+        conference_uid: String,
+        caller: Caller,
+        field: CallerField,
+    },
+    Talking {
+        conference_uid: String,
+        caller_uid: String,
+        talking: bool,
+    },
+    Digit {
+        conference_uid: String,
+        caller_uid: String,
+        digit: char,
+    },
+    Playback {
+        target: Target,
+        media: PlaybackMedia,
+        state: PlaybackState,
+    },
+    Outbound {
+        conference_uid: String,
+        caller_uid: String,
+        progress: OutboundProgress,
+    },
+    RecordingStarted {
+        recording: Recording,
+    },
+    RecordingStopped {
+        recording: Recording,
+    },
+    BreakoutCreated {
+        conference_uid: String,
+        breakout: Breakout,
+    },
+    BreakoutUpdated {
+        conference_uid: String,
+        breakout: Breakout,
+    },
+    TagUpdated {
+        conference_uid: String,
+        tag: CallTag,
+    },
 }
 
 /// How many events a subscriber may fall behind before it starts missing the

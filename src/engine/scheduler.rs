@@ -5,7 +5,8 @@
 //!
 //! It runs a full pass at start, at each time boundary (a reservation starting or
 //! ending, a scheduled end), and every [`SAFETY_PASS`] in case the wall clock
-//! jumped. Between those it recomputes only the conferences the event bus says
+//! jumped. Its own status changes go out as `Event::ConferenceStatus`. Between
+//! those it recomputes only the conferences the event bus says
 //! changed (created, modified, a call or a caller came or went), gathered over
 //! [`DEBOUNCE`] so a burst of callers costs one pass, not one per caller.
 
@@ -151,7 +152,7 @@ impl Engine {
                 Ok(()) => self
                     .inner
                     .events
-                    .publish(Event::ConferenceModified { conference: conference.clone() }),
+                    .publish(Event::ConferenceStatus { conference: conference.clone() }),
                 Err(e) => tracing::error!(error = %e, "scheduler: conference status not stored"),
             }
         }

@@ -144,6 +144,8 @@ mod tests {
             render(&Event::ConferenceModified { conference: conference() }, &london).as_deref(),
             Some(r#"MODCONF,conf-1,1234,"Acme, ""the"" Co","Bob",20,01/07/2026,10:00,11:30,999"#)
         );
+        // A status the schedule moved changes no MODCONF field: nothing to send.
+        assert_eq!(utc(Event::ConferenceStatus { conference: conference() }), None);
     }
 
     #[test]
