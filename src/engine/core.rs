@@ -1087,18 +1087,25 @@ impl Engine {
         entry_beep()
     }
 
-    /// Plays the music on hold to a caller alone in the conference, and stops
-    /// it when someone joins or the caller leaves. The room commands are queued
+    /// Plays the music on hold to a caller alone in the conference's main room,
+    /// and stops it when someone joins it or the caller leaves. The room commands are queued
     /// while the table is locked, so two callers joining and leaving at once
     /// cannot leave music playing to a caller who is no longer alone.
     pub(super) fn update_music_on_hold(&self, conference_uid: &str) {
         let mut guard = self.state();
         let state = &mut *guard;
-        let Some(conf) = state.conferences.get(conference_uid) else { return };
-        let alone = if conf.members == 1 {
-            state.callers.values().find(|c| c.conference_uid == conference_uid).map(|c| c.leg)
-        } else {
-            None
+        if !state.conferences.contains_key(conference_uid) {
+            return;
+        }
+        // Alone in the main room: callers in the green room or a breakout are
+        // out of earshot (a participant waiting for the call to go live hears
+        // music).
+        let mut main_room = state.callers.values().filter(|c| {
+            c.conference_uid == conference_uid && !c.green && c.caller.breakout_uid.is_none()
+        });
+        let alone = match (main_room.next(), main_room.next()) {
+            (Some(only), None) => Some(only.leg),
+            _ => None,
         };
         let Some(conf) = state.conferences.get_mut(conference_uid) else { return };
         if conf.music_playing.map(|(leg, _)| leg) == alone {

@@ -64,13 +64,14 @@ impl Engine {
             // An explicit move takes the caller out of the green room.
             live.green = false;
         }
-        self.set_caller(caller_uid, CallerField::Breakout, move |c| {
-            c.breakout_uid = breakout_uid;
-            c.breakout_time = Some(Time::now());
-        })
-        .await
-        .map(drop)
-        .ok_or(LiveError::NotFound("caller"))
+        let moved = self
+            .set_caller(caller_uid, CallerField::Breakout, move |c| {
+                c.breakout_uid = breakout_uid;
+                c.breakout_time = Some(Time::now());
+            })
+            .await;
+        self.update_music_on_hold(&conference_uid);
+        moved.map(drop).ok_or(LiveError::NotFound("caller"))
     }
 
     /// Whether a caller of `role` joining call `call_uid` waits in the green
@@ -108,11 +109,14 @@ impl Engine {
     /// the presenters, assistants and operators of the main room there.
     async fn apply_green_room(&self, call_uid: &str) {
         let Ok(Some(call)) = self.inner.store.find::<Call>(call_uid).await else { return };
-        let (room, moving) = {
+        let (conference_uid, room, moving) = {
             let mut guard = self.state();
             let state = &mut *guard;
-            let Some(room) =
-                state.conferences.values().find(|c| c.call_uid == call_uid).map(|c| c.room.clone())
+            let Some((conference_uid, room)) = state
+                .conferences
+                .iter()
+                .find(|(_, c)| c.call_uid == call_uid)
+                .map(|(uid, c)| (uid.clone(), c.room.clone()))
             else {
                 return;
             };
@@ -130,7 +134,7 @@ impl Engine {
                     moving.push(live.leg);
                 }
             }
-            (room, moving)
+            (conference_uid, room, moving)
         };
         if call.greenroom {
             let _ = room.breakout_private(GREEN_ROOM, true).await;
@@ -139,6 +143,7 @@ impl Engine {
         for leg in &moving {
             let _ = room.change(*leg, MemberChange::Breakout(group)).await;
         }
+        self.update_music_on_hold(&conference_uid);
         tracing::info!(call = %call_uid, on = call.greenroom, moved = moving.len(), "green room");
     }
 
