@@ -3,6 +3,10 @@
 //! `--config` (keys spelled like the flags, `sip-listen = "..."`). A flag wins over
 //! the environment, the environment over the file, the file over the default.
 
+// The options' doc comments are also their `--help` text, which names paths like
+// `<data-dir>/tutti.db` the way users type them, not as HTML.
+#![allow(rustdoc::invalid_html_tags)]
+
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};

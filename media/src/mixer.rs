@@ -1604,8 +1604,8 @@ impl Mixer {
         Some(size_of::<Slot>() + buffers + codec)
     }
 
-    /// Resamplers the room holds now (pooled, see [`ResamplerPool`]) and an estimate of
-    /// their heap memory in bytes.
+    /// Resamplers the room holds now (pooled per speaker, see the module docs) and an
+    /// estimate of their heap memory in bytes.
     #[must_use]
     pub fn resampler_memory_estimate(&self) -> (usize, usize) {
         let pooled = self.pools.iter().flat_map(|pool| &pool.leases).map(|lease| &lease.resampler);

@@ -1,8 +1,8 @@
 //! Caller name announcements (the PBX's `announce_caller_name`): before
 //! entering, the caller is asked to say its name, alone in a room of its own;
 //! the few seconds are recorded, trimmed of silence and kept in memory only
-//! (the temporary file is removed at once). The room then hears "<name> has
-//! joined the conference", and "<name> has left the conference" when it goes,
+//! (the temporary file is removed at once). The room then hears "*name* has
+//! joined the conference", and "*name* has left the conference" when it goes,
 //! while entry notifications are on (`*94`/`*95`).
 
 use std::time::Duration;
@@ -79,7 +79,7 @@ impl Engine {
         present.then_some((leg, name))
     }
 
-    /// Plays "<name> has joined/left the conference" to a conference's room.
+    /// Plays "*name* has joined/left the conference" to a conference's room.
     pub(super) async fn announce(&self, room: &RoomHandle, name: &Prompt, joined: bool) {
         let what = if joined { PromptName::HasJoined } else { PromptName::HasLeft };
         let sentence = match prompts::load(what, &self.inner.config.sounds_dir) {

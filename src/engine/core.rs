@@ -195,8 +195,7 @@ impl Engine {
 
     /// Stops the background tasks (the scheduler), hangs up every call (BYE to
     /// confirmed dialogs) and waits until each
-    /// call's task has recorded its end in the store, for at most
-    /// [`SHUTDOWN_WAIT`].
+    /// call's task has recorded its end in the store, for at most 5 seconds.
     pub async fn shutdown(&self) {
         for task in self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             task.abort();

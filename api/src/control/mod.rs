@@ -10,7 +10,7 @@
 //! - [`session`]: one connection's login state, and the one place where a command
 //!   is applied to the store and to live calls through [`LiveControl`].
 //! - [`events`]: bus events as event lines; [`error`]: every failure as its line.
-//! - [`server`]: the tokio listener, a thin shell around the above.
+//! - `server`: the tokio listener, a thin shell around the above.
 //!
 //! Choices where the document is vague: `<cn>` is the conference's dial-in number
 //! (digits, unique); `<conf-guid>` is the conference UID, `<call-guid>` and
