@@ -762,7 +762,8 @@ def main() -> int:
                    help="longest wait after the ramp for all callers to be connected (default 20 s)")
     p.add_argument("--binary", default=str(REPO / "target/release/tutti"), help="tutti binary (default target/release/tutti)")
     p.add_argument("--build", action="store_true", help="cargo build --release --locked --bin tutti first")
-    p.add_argument("--log", default="info", help="tutti's --log filter (default info)")
+    p.add_argument("--log", default="info,rsipstack=warn",
+                   help="tutti's --log filter (default: the server's, info,rsipstack=warn)")
     p.add_argument("--workdir", help="where logs go (default a new directory under /tmp)")
     p.add_argument("--keep", action="store_true", help="keep the work directory even when every run passed")
     p.add_argument("--no-netns", action="store_true", help="run on the host's loopback, not in a private network namespace")
