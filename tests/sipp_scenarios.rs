@@ -23,6 +23,8 @@ use support::Server;
 const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
 /// SIPp ends itself after `-timeout 20s`; this is the backstop.
 const SIPP_DEADLINE: Duration = Duration::from_secs(40);
+/// SIPp's own -timeout for a scenario (it exits with an error after it).
+const SIPP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A logged-in TCP 4011 client that keeps every event line it has read.
 struct Control {
@@ -197,6 +199,17 @@ impl Rig {
 
     /// Starts SIPp with `scenario` from scripts/sipp/ (`remote` None: as UAS).
     fn spawn_sipp(&self, scenario: &str, remote: Option<SocketAddr>, args: &[&str]) -> Sipp {
+        self.spawn_sipp_for(scenario, remote, args, SIPP_TIMEOUT)
+    }
+
+    /// As [`Rig::spawn_sipp`], for a scenario that may take up to `limit`.
+    fn spawn_sipp_for(
+        &self,
+        scenario: &str,
+        remote: Option<SocketAddr>,
+        args: &[&str],
+        limit: Duration,
+    ) -> Sipp {
         let errors = self.dir.path().join(format!("{scenario}.errors.log"));
         let messages = self.dir.path().join(format!("{scenario}.messages.log"));
         let media = support::free_udp_range(4).to_string();
@@ -204,7 +217,8 @@ impl Rig {
         cmd.arg("-sf")
             .arg(scenario_path(scenario))
             .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", &media])
-            .args(["-nostdin", "-m", "1", "-timeout", "20s", "-timeout_error"])
+            .args(["-nostdin", "-m", "1", "-timeout", &format!("{}s", limit.as_secs())])
+            .arg("-timeout_error")
             .args(["-trace_err", "-error_file"])
             .arg(&errors)
             .args(["-trace_msg", "-message_file"])
@@ -223,7 +237,11 @@ impl Rig {
             .stderr(Stdio::piped())
             .spawn()
             .expect("sipp runs (apt-get install sip-tester)");
-        Sipp { child, scenario: scenario.to_owned() }
+        Sipp {
+            child,
+            scenario: scenario.to_owned(),
+            deadline: limit + SIPP_DEADLINE - SIPP_TIMEOUT,
+        }
     }
 
     /// Waits for SIPp and fails the test unless it exited 0.
@@ -263,12 +281,14 @@ impl Rig {
 struct Sipp {
     child: Child,
     scenario: String,
+    /// How long to wait for it to exit before killing it.
+    deadline: Duration,
 }
 
 impl Sipp {
     /// SIPp's exit code (None if it had to be killed) and its standard error.
     fn wait(&mut self) -> (Option<i32>, String) {
-        let deadline = Instant::now() + SIPP_DEADLINE;
+        let deadline = Instant::now() + self.deadline;
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("wait for sipp") {
                 break Some(status);
@@ -331,6 +351,21 @@ fn call_hung_up_by_the_server_through_dropuser() {
     let sipp = rig.spawn_sipp("uac_server_hangup.xml", Some(rig.udp), &["-s", "4001"]);
     let call = rig.joined();
     rig.command(&format!("DROPUSER,{call}"), "DROPUSER");
+    rig.expect_success(sipp);
+    rig.left(&call);
+}
+
+#[test]
+fn session_timer_refreshed_by_tutti_on_the_wire() {
+    // RFC 4028 with the minimum interval: 90 s, refreshed by tutti after 45 s.
+    let mut rig = Rig::start();
+    let sipp = rig.spawn_sipp_for(
+        "uac_session_timer.xml",
+        Some(rig.udp),
+        &["-s", "4001"],
+        Duration::from_secs(75),
+    );
+    let call = rig.joined();
     rig.expect_success(sipp);
     rig.left(&call);
 }

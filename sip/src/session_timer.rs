@@ -256,12 +256,27 @@ pub struct UacNegotiator {
     config: TimerConfig,
     /// The largest Min-SE seen so far (RFC 4028 section 7.1: sent on every retry).
     min_se: u32,
+    /// For a refresh of a running session: its current interval, which the
+    /// request keeps, with us as the refresher.
+    refreshing: Option<u32>,
 }
 
 impl UacNegotiator {
     /// A negotiator for one INVITE (and its 422 retries).
     pub fn new(config: TimerConfig) -> Self {
-        UacNegotiator { config, min_se: config.floor() }
+        UacNegotiator { config, min_se: config.floor(), refreshing: None }
+    }
+
+    /// A negotiator for the refresh (re-INVITE or UPDATE) of a session whose
+    /// current interval is `interval` seconds: the request carries that interval
+    /// and `refresher=uac` (RFC 4028 section 7.4), not our initial preference.
+    pub fn refresh(config: TimerConfig, interval: u32) -> Self {
+        UacNegotiator { config, min_se: config.floor(), refreshing: Some(interval) }
+    }
+
+    /// The interval this request asks for.
+    fn asked(&self) -> u32 {
+        self.refreshing.unwrap_or(self.config.session_expires).max(self.min_se)
     }
 
     /// Headers for the request: `Supported: timer` is always sent; `Session-Expires`
@@ -273,8 +288,8 @@ impl UacNegotiator {
         TimerRequest {
             supports_timer: true,
             session_expires: Some(SessionExpires {
-                interval: self.config.session_expires.max(self.min_se),
-                refresher: None,
+                interval: self.asked(),
+                refresher: self.refreshing.map(|_| Refresher::Uac),
             }),
             min_se: Some(self.min_se),
         }
@@ -283,7 +298,7 @@ impl UacNegotiator {
     /// A 422 arrived with this `Min-SE`: raise our interval to it, then retry with
     /// [`UacNegotiator::request`]. Errors when retrying cannot help.
     pub fn handle_422(&mut self, min_se: Option<u32>) -> Result<(), TimerError> {
-        let sent = self.config.session_expires.max(self.min_se);
+        let sent = self.asked();
         match min_se {
             Some(asked) if asked > sent && asked <= MAX_INTERVAL => {
                 self.min_se = asked;
@@ -309,10 +324,7 @@ impl UacNegotiator {
                 // A UAS must say; when it does not, refreshing ourselves is the safe side.
                 refresher: se.refresher.unwrap_or(Refresher::Uac),
             },
-            None => Negotiated {
-                interval: self.config.session_expires.max(self.min_se),
-                refresher: Refresher::Uac,
-            },
+            None => Negotiated { interval: self.asked(), refresher: Refresher::Uac },
         })
     }
 }

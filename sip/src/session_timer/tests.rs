@@ -271,3 +271,18 @@ fn an_expired_timer_stays_expired() {
     );
     assert_eq!(timer.poll_timeout(), None);
 }
+
+#[test]
+fn a_refresh_keeps_the_current_interval_and_names_us_the_refresher() {
+    // Our preference is 1800 s, but the session runs at 90 s: the refresh asks
+    // for 90 with refresher=uac, and a 2xx without Session-Expires keeps 90.
+    let uac = UacNegotiator::refresh(TimerConfig::default(), 90);
+    let request = uac.request();
+    assert_eq!(request.session_expires, se(90, Some(Refresher::Uac)));
+    assert_eq!(request.min_se, Some(90));
+    assert_eq!(uac.handle_2xx(None), Some(Negotiated { interval: 90, refresher: Refresher::Uac }));
+    assert_eq!(
+        uac.handle_2xx(se(90, Some(Refresher::Uac))),
+        Some(Negotiated { interval: 90, refresher: Refresher::Uac })
+    );
+}

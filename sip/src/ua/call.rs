@@ -297,7 +297,14 @@ impl Call {
     /// without a body when the peer allows UPDATE, else a re-INVITE with a fresh offer
     /// (every UA takes re-INVITE). The outcome comes back on `refresh_rx`.
     fn send_refresh(&mut self) {
-        let negotiator = UacNegotiator::new(self.shared.config.session_timer);
+        let config = self.shared.config.session_timer;
+        let negotiator = match &self.timer {
+            Some(timer) => {
+                let current = u32::try_from(timer.interval().as_secs()).unwrap_or(u32::MAX);
+                UacNegotiator::refresh(config, current)
+            }
+            None => UacNegotiator::new(config),
+        };
         let mut request_headers = headers::timer_request_headers(&negotiator.request());
         request_headers.push(Header::Supported(super::SUPPORTED.into()));
         let offer = if self.peer_allows_update {
