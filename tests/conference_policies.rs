@@ -143,12 +143,16 @@ async fn a_lone_caller_hears_music_on_hold_and_the_room_hears_the_entry_beep() {
         let store = open_store(dir.path()).await;
         store.conference_by_number("4101").await.expect("lookup").expect("conference").uid
     };
-    tokio::task::spawn_blocking(move || {
+    let (control, first_guid) = tokio::task::spawn_blocking(move || {
         let mut control = control;
         let users = control.command(&format!("LISTUSER,{conf_guid}"), "LISTUSER");
-        let second = users.iter().find(|l| l.contains("phone2")).expect("phone2 listed");
-        let call_guid = second.split(',').nth(2).expect("call guid");
-        assert_eq!(control.command(&format!("DROPUSER,{call_guid}"), "DROPUSER"), ["DROPUSER,OK"]);
+        let guid = |phone: &str| {
+            let line = users.iter().find(|l| l.contains(phone)).expect("phone listed");
+            line.split(',').nth(2).expect("call guid").to_owned()
+        };
+        let (first, second) = (guid("phone1"), guid("phone2"));
+        assert_eq!(control.command(&format!("DROPUSER,{second}"), "DROPUSER"), ["DROPUSER,OK"]);
+        (control, first)
     })
     .await
     .expect("4011 drop");
@@ -156,6 +160,19 @@ async fn a_lone_caller_hears_music_on_hold_and_the_room_hears_the_entry_beep() {
     let back = talk_until(&mut phones, |p| music_level(&p[0]) > 300.0).await;
     assert!(back, "the music did not come back for the caller left alone");
     assert!(level(&phones[0], 1000.0) < 100.0, "the dropped caller is still heard");
+
+    // STOPWAV to the lone caller stops what plays to it, the music included;
+    // the caller is still alone, so the music starts again.
+    tokio::task::spawn_blocking(move || {
+        let mut control = control;
+        let answer = control.command(&format!("STOPWAV,{first_guid}"), "STOPWAV");
+        assert_eq!(answer, ["STOPWAV,OK"]);
+    })
+    .await
+    .expect("4011 stop");
+    talk(&mut phones, 25).await;
+    let again = talk_until(&mut phones, |p| music_level(&p[0]) > 300.0).await;
+    assert!(again, "the music did not resume after STOPWAV:\n{}", server.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

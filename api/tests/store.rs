@@ -490,3 +490,85 @@ async fn stale_live_sessions_are_closed_on_restart() {
         (1, 1, 0, 0)
     );
 }
+
+#[tokio::test]
+async fn status_moves_touch_only_the_status_and_only_from_the_expected_one() {
+    let db = Db::new();
+    let store = db.open().await;
+    let customer = Customer::new("Acme");
+    store.create_customer(&customer).await.expect("customer");
+    let conference = Conference::new(&customer, "Board");
+    store.create_conference(&conference).await.expect("conference");
+    let reservation = Reservation::new(&conference.uid, Time::now(), 30);
+    store.insert(&reservation).await.expect("reservation");
+
+    // A setting changed by an API after the scheduler read the conference...
+    let mut locked = conference.clone();
+    locked.locked = true;
+    store.update(&locked).await.expect("lock");
+    // ...survives the scheduler's status move.
+    let at = Time::now();
+    let moved = store
+        .set_conference_status(
+            &conference.uid,
+            Some(ConferenceStatus::Sched),
+            ConferenceStatus::Idle,
+            at,
+        )
+        .await
+        .expect("move");
+    assert!(moved);
+    let now: Conference = store.get(&conference.uid).await.expect("get");
+    assert_eq!((now.status, now.locked), (ConferenceStatus::Idle, true));
+    // From a status it no longer has: nothing happens.
+    let stale = store
+        .set_conference_status(
+            &conference.uid,
+            Some(ConferenceStatus::Sched),
+            ConferenceStatus::Closed,
+            at,
+        )
+        .await
+        .expect("stale move");
+    assert!(!stale);
+    // CANCEL is final for "any status" moves.
+    store
+        .set_conference_status(
+            &conference.uid,
+            Some(ConferenceStatus::Idle),
+            ConferenceStatus::Cancel,
+            at,
+        )
+        .await
+        .expect("cancel");
+    let reopened = store
+        .set_conference_status(&conference.uid, None, ConferenceStatus::Active, at)
+        .await
+        .expect("any");
+    assert!(!reopened, "a cancelled conference was made active");
+    assert_eq!(
+        store.get::<Conference>(&conference.uid).await.expect("get").status,
+        ConferenceStatus::Cancel
+    );
+
+    let held = store
+        .set_reservation_state(
+            &reservation.uid,
+            ReservationState::Reserved,
+            ReservationState::Holding,
+        )
+        .await
+        .expect("hold");
+    assert!(held);
+    let again = store
+        .set_reservation_state(
+            &reservation.uid,
+            ReservationState::Reserved,
+            ReservationState::Active,
+        )
+        .await
+        .expect("stale");
+    assert!(!again);
+    let stored: Reservation = store.get(&reservation.uid).await.expect("get");
+    assert_eq!(stored.state, ReservationState::Holding);
+}

@@ -28,8 +28,8 @@ const ANNOUNCE_RATE: u32 = 16_000;
 const SILENCE: u16 = 400;
 /// Kept around the spoken part of a name, so its edges are not clipped.
 const MARGIN_MS: usize = 60;
-/// Silence before an announcement, so it follows the entry beep.
-const LEAD_IN_MS: usize = 300;
+/// Silence between the entry sound and an announcement.
+const LEAD_IN_MS: usize = 100;
 
 impl Engine {
     /// Asks for and records the caller's name. Gives the leg back with the name
@@ -79,8 +79,15 @@ impl Engine {
         present.then_some((leg, name))
     }
 
-    /// Plays "*name* has joined/left the conference" to a conference's room.
-    pub(super) async fn announce(&self, room: &RoomHandle, name: &Prompt, joined: bool) {
+    /// Plays "*name* has joined/left the conference" to a conference's room,
+    /// after `after_ms` of something else (the entry sound) has played.
+    pub(super) async fn announce(
+        &self,
+        room: &RoomHandle,
+        name: &Prompt,
+        joined: bool,
+        after_ms: u64,
+    ) {
         let what = if joined { PromptName::HasJoined } else { PromptName::HasLeft };
         let sentence = match prompts::load(what, &self.inner.config.sounds_dir) {
             Ok(sentence) => sentence,
@@ -89,10 +96,10 @@ impl Engine {
                 return;
             }
         };
-        let lead_in = Prompt::from_samples(
-            vec![0; ANNOUNCE_RATE as usize * LEAD_IN_MS / 1000],
-            ANNOUNCE_RATE,
-        );
+        // Capped: a long custom entry sound should not hold the name back long.
+        let lead_ms = after_ms.min(10_000) as usize + LEAD_IN_MS;
+        let lead_in =
+            Prompt::from_samples(vec![0; ANNOUNCE_RATE as usize * lead_ms / 1000], ANNOUNCE_RATE);
         let Ok(lead_in) = lead_in else { return };
         match join_audio(&[&lead_in, name, &sentence]) {
             Some(both) => {

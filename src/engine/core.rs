@@ -89,6 +89,9 @@ pub(super) struct LiveConference {
     pub room: RoomHandle,
     pub call_uid: String,
     pub members: usize,
+    /// Callers between `open_conference` and becoming members (or giving up):
+    /// the session must not close under them.
+    pub pending: usize,
     /// What a caller alone in the conference hears.
     pub music_on_hold: Option<Audio>,
     /// The lone caller's leg and the music's playback, while it plays.
@@ -174,7 +177,8 @@ impl Engine {
         tokio::spawn(engine.clone().ua_loop(ua_events));
         tokio::spawn(engine.clone().notice_loop(notices_rx));
         tokio::spawn(engine.clone().room_event_loop(room_events_rx));
-        tokio::spawn(engine.clone().breakout_watch());
+        let watch = tokio::spawn(engine.clone().breakout_watch());
+        engine.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(watch.abort_handle());
         Ok(engine)
     }
 
@@ -274,6 +278,22 @@ impl Engine {
                     }
                 }
                 RoomEvent::PlaybackDone { id, .. } => {
+                    // Music on hold stopped from outside (STOPWAV to the caller):
+                    // forget it, and start it again if the caller is still alone.
+                    let music_of = {
+                        let mut state = self.state();
+                        state
+                            .conferences
+                            .iter_mut()
+                            .find(|(_, c)| c.music_playing.is_some_and(|(_, m)| m == id))
+                            .map(|(uid, c)| {
+                                c.music_playing = None;
+                                uid.clone()
+                            })
+                    };
+                    if let Some(conference_uid) = music_of {
+                        self.update_music_on_hold(&conference_uid);
+                    }
                     let playback = self.state().playbacks.remove(&id);
                     if let Some(p) = playback.filter(|p| p.reported) {
                         self.inner.events.publish(Event::Playback {
@@ -482,9 +502,11 @@ impl Engine {
             }
             self.state().legs.remove(&key);
             if !present {
-                return;
+                tracing::debug!("caller gone during the announcement");
             }
         }
+        // Harmless on a dialog that already ended (a CANCEL); needed after an
+        // RTCP BYE, which ends the leg but not the INVITE transaction.
         let _ = incoming.reject(status).await;
     }
 
@@ -870,9 +892,33 @@ impl Engine {
         seat: Option<Seat>,
         spoken_name: Option<Audio>,
     ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
-        let store = &self.inner.store;
         let (room, call_uid) = self.open_conference(conference).await?;
-        caller.call_uid = call_uid.clone();
+        caller.call_uid = call_uid;
+        let joined = self.join_opened(conference, caller, &room, leg, control, seat, spoken_name);
+        match joined.await {
+            Ok(uid) => Ok(uid),
+            Err(e) => {
+                self.abandon(&conference.uid).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The rest of [`Engine::join`], once the conference is open and counts the
+    /// caller as pending. Fails only before the caller becomes a member.
+    #[allow(clippy::too_many_arguments)]
+    async fn join_opened(
+        &self,
+        conference: &Conference,
+        mut caller: Caller,
+        room: &RoomHandle,
+        leg: LegIo,
+        control: CallControl,
+        seat: Option<Seat>,
+        spoken_name: Option<Audio>,
+    ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+        let store = &self.inner.store;
+        let call_uid = caller.call_uid.clone();
         let flags = store
             .call_role_settings(&call_uid)
             .await?
@@ -892,15 +938,15 @@ impl Engine {
             MemberChange::Deaf(caller.deaf),
             MemberChange::Mike(caller.mike),
         ] {
-            room.change(key, change).await?;
+            if let Err(e) = room.change(key, change).await {
+                tracing::warn!(error = %e, leg = key, "entry setting not applied");
+            }
         }
-        let green = self.enter_green_room(&room, key, caller.role, &call_uid).await;
+        let green = self.enter_green_room(room, key, caller.role, &call_uid).await;
         let caller_uid = caller.uid.clone();
         {
             let mut state = self.state();
-            if let Some(live) = state.conferences.get_mut(&conference.uid) {
-                live.members += 1;
-            }
+            entered(&mut state, &conference.uid);
             if let Some(seat) = seat {
                 seat.release(&mut state);
             }
@@ -927,12 +973,14 @@ impl Engine {
         let now = store.find::<Conference>(&conference.uid).await.ok().flatten();
         let settings = now.as_ref().unwrap_or(conference);
         if settings.entry_notifications {
+            let mut sound_ms = 0;
             if settings.beep_on_entry {
-                let sound = self.entry_sound(settings).await;
-                self.play_internal(&room, PlayTarget::Room, sound).await;
+                let (sound, ms) = self.entry_sound(settings).await;
+                sound_ms = ms;
+                self.play_internal(room, PlayTarget::Room, sound).await;
             }
             if let Some(name) = spoken_name.as_ref().filter(|_| settings.announce_caller_name) {
-                self.announce(&room, name, true).await;
+                self.announce(room, name, true, sound_ms).await;
             }
         }
         tracing::info!(conference = %conference.uid, caller = %caller_uid, role = %caller.role, "caller joined");
@@ -942,12 +990,14 @@ impl Engine {
         Ok(caller_uid)
     }
 
-    /// The conference's room and call session, started if it has none.
+    /// The conference's room and call session, started if it has none. The
+    /// caller counts as pending until [`entered`] or [`Engine::abandon`].
     pub(super) async fn open_conference(
         &self,
         conference: &Conference,
     ) -> Result<(RoomHandle, String), Box<dyn std::error::Error + Send + Sync>> {
-        if let Some(live) = self.state().conferences.get(&conference.uid) {
+        if let Some(live) = self.state().conferences.get_mut(&conference.uid) {
+            live.pending += 1;
             return Ok((live.room.clone(), live.call_uid.clone()));
         }
         let store = &self.inner.store;
@@ -955,15 +1005,18 @@ impl Engine {
         store.start_call(&call).await?;
         let room = RoomHandle::spawn(MixerConfig::default(), self.inner.room_events.clone())?;
         let music_on_hold = self.music_on_hold(conference).await;
-        let mut conference_now: Conference = store.get(&conference.uid).await?;
-        conference_now.status = ConferenceStatus::Active;
-        conference_now.updated_at = Time::now();
-        store.update(&conference_now).await?;
+        // Status only: settings changed meanwhile (a lock) are kept; CANCEL stays.
+        store
+            .set_conference_status(&conference.uid, None, ConferenceStatus::Active, Time::now())
+            .await?;
         // Two callers may arrive at once: the first one to get here wins.
         let (room, call_uid, won) = {
             let mut state = self.state();
-            match state.conferences.get(&conference.uid) {
-                Some(live) => (live.room.clone(), live.call_uid.clone(), false),
+            match state.conferences.get_mut(&conference.uid) {
+                Some(live) => {
+                    live.pending += 1;
+                    (live.room.clone(), live.call_uid.clone(), false)
+                }
                 None => {
                     state.conferences.insert(
                         conference.uid.clone(),
@@ -971,6 +1024,7 @@ impl Engine {
                             room: room.clone(),
                             call_uid: call.uid.clone(),
                             members: 0,
+                            pending: 1,
                             music_on_hold,
                             music_playing: None,
                             breakouts: HashMap::new(),
@@ -998,12 +1052,14 @@ impl Engine {
             let mut state = self.state();
             let Some(live) = state.callers.remove(caller_uid) else { return };
             state.legs.remove(&live.leg);
+            // A session that ended and started again under the same conference
+            // is not this caller's.
             let (room, last) = match state.conferences.get_mut(&live.conference_uid) {
-                Some(conf) => {
+                Some(conf) if conf.call_uid == live.caller.call_uid => {
                     conf.members = conf.members.saturating_sub(1);
-                    (Some(conf.room.clone()), conf.members == 0)
+                    (Some(conf.room.clone()), conf.members == 0 && conf.pending == 0)
                 }
-                None => (None, false),
+                _ => (None, false),
             };
             (live, room, last)
         };
@@ -1015,7 +1071,7 @@ impl Engine {
                     && c.announce_caller_name
                     && c.entry_notifications
                 {
-                    self.announce(room, name, false).await;
+                    self.announce(room, name, false, 0).await;
                 }
             }
         }
@@ -1073,17 +1129,21 @@ impl Engine {
 
     /// What the room hears when someone enters: the conference's `enter_sound`
     /// when set and readable, else the entry beep.
-    async fn entry_sound(&self, conference: &Conference) -> Option<Box<dyn FrameSource>> {
+    /// Also says how long it lasts, in ms.
+    async fn entry_sound(&self, conference: &Conference) -> (Option<Box<dyn FrameSource>>, u64) {
         if let Some(id) = conference.enter_sound {
             match self.stored_sound(id).await {
-                Ok(sound) => return Some(Box::new(Player::new(sound, false))),
+                Ok(sound) => {
+                    let ms = sound.duration_ms();
+                    return (Some(Box::new(Player::new(sound, false))), ms);
+                }
                 Err(e) => tracing::warn!(
                     conference = %conference.uid, sound = id, error = %e,
                     "enter sound unusable; beeping instead"
                 ),
             }
         }
-        entry_beep()
+        (entry_beep(), u64::from(tutti_media::tone::BEEP_NOTE_MS) * 2)
     }
 
     /// Plays the music on hold to a caller alone in the conference's main room,
@@ -1151,12 +1211,23 @@ impl Engine {
         }
     }
 
+    /// A pending caller gave up before becoming a member (join failed, hung up
+    /// mid-move): the session closes if that left it empty.
+    pub(super) async fn abandon(&self, conference_uid: &str) {
+        if let Some(conf) = self.state().conferences.get_mut(conference_uid) {
+            conf.pending = conf.pending.saturating_sub(1);
+        }
+        self.close_session(conference_uid).await;
+    }
+
     /// Ends a conference's live call session once nobody is left.
     pub(super) async fn close_session(&self, conference_uid: &str) {
         let live = {
             let mut state = self.state();
             match state.conferences.get(conference_uid) {
-                Some(conf) if conf.members == 0 => state.conferences.remove(conference_uid),
+                Some(conf) if conf.members == 0 && conf.pending == 0 => {
+                    state.conferences.remove(conference_uid)
+                }
                 _ => None,
             }
         };
@@ -1174,12 +1245,14 @@ impl Engine {
             call.actual_end = Some(now);
             let _ = store.update(&call).await;
         }
-        if let Ok(mut conference) = store.get::<Conference>(conference_uid).await
-            && conference.status == ConferenceStatus::Active
-        {
-            conference.status = ConferenceStatus::Idle;
-            conference.updated_at = now;
-            let _ = store.update(&conference).await;
+        let idle = store.set_conference_status(
+            conference_uid,
+            Some(ConferenceStatus::Active),
+            ConferenceStatus::Idle,
+            now,
+        );
+        if let Err(e) = idle.await {
+            tracing::error!(error = %e, conference = %conference_uid, "status after the call not stored");
         }
         self.inner.events.publish(Event::CallEnded {
             conference_uid: conference_uid.to_owned(),
@@ -1373,6 +1446,14 @@ impl Engine {
             },
         );
         let _ = room.play(id, target, source).await;
+    }
+}
+
+/// A pending caller of an open conference becomes a member.
+pub(super) fn entered(state: &mut State, conference_uid: &str) {
+    if let Some(conf) = state.conferences.get_mut(conference_uid) {
+        conf.pending = conf.pending.saturating_sub(1);
+        conf.members += 1;
     }
 }
 

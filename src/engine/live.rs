@@ -9,7 +9,7 @@ use tutti_api::live::{
 use tutti_api::model::{Caller, Conference, Direction, Recording};
 use tutti_api::{Time, secret};
 use tutti_media::mixer::VolumeStep;
-use tutti_media::room::{MemberChange, PlayTarget, RoomHandle};
+use tutti_media::room::{MemberChange, PlayTarget, RoomError, RoomHandle};
 use tutti_media::source::FrameSource;
 use tutti_media::tts::{Speech, Tts};
 use tutti_media::wav::{Player, Prompt};
@@ -206,7 +206,7 @@ impl Engine {
             return Err(LiveError::Refused("the recording has already ended".into()));
         }
         let (room, leg) = {
-            let mut state = self.state();
+            let state = self.state();
             let room = state
                 .conferences
                 .get(&recording.conference_uid)
@@ -214,10 +214,7 @@ impl Engine {
                 .ok_or(LiveError::NotFound("call"))?;
             let leg = match &recording.caller_uid {
                 Some(caller) => {
-                    let live =
-                        state.callers.get_mut(caller).ok_or(LiveError::NotFound("caller"))?;
-                    live.recording = None;
-                    Some(live.leg)
+                    Some(state.callers.get(caller).ok_or(LiveError::NotFound("caller"))?.leg)
                 }
                 None => None,
             };
@@ -227,7 +224,21 @@ impl Engine {
             Some(leg) => room.stop_recording_member(leg).await,
             None => room.stop_recording().await,
         };
-        stopped.map_err(|e| LiveError::Refused(e.to_string()))?;
+        match stopped {
+            Ok(_) => {}
+            // The room already ended it (a write error, the member left the room):
+            // the file is as complete as it gets; record the end below.
+            Err(RoomError::NotRecording | RoomError::UnknownMember(_)) => {
+                tracing::info!(recording = %recording_uid, "recording had already ended in the room");
+            }
+            Err(e) => return Err(LiveError::Unavailable(e.to_string())),
+        }
+        if let Some(caller) = &recording.caller_uid
+            && let Some(live) = self.state().callers.get_mut(caller)
+            && live.recording.as_deref() == Some(recording_uid.as_str())
+        {
+            live.recording = None;
+        }
         recording.ended_at = Some(Time::now());
         store.update(&recording).await.map_err(|e| LiveError::Unavailable(e.to_string()))?;
         self.inner.events.publish(Event::RecordingStopped { recording });
@@ -241,6 +252,9 @@ impl Engine {
             .get(&request.conference_uid)
             .await
             .map_err(|_| LiveError::NotFound("conference"))?;
+        if conference.status == tutti_api::model::ConferenceStatus::Cancel {
+            return Err(LiveError::Refused("the conference is cancelled".into()));
+        }
         if !conference.place_call {
             return Err(LiveError::Refused(
                 "outbound calls are disabled for this conference".into(),

@@ -8,10 +8,10 @@ use tutti_api::Time;
 use tutti_api::live::{CallerField, Event, LiveError};
 use tutti_api::model::{Breakout, Call, Conference, Role};
 use tutti_media::io::LegKey;
-use tutti_media::mixer::BreakoutId;
+use tutti_media::mixer::{BreakoutId, VolumeStep};
 use tutti_media::room::{MemberChange, RoomHandle};
 
-use super::core::Engine;
+use super::core::{Engine, entered};
 
 /// The room's number for the green room: a private group no breakout uses.
 const GREEN_ROOM: BreakoutId = BreakoutId(u32::MAX);
@@ -194,7 +194,8 @@ impl Engine {
     /// Moves a live caller into another conference: out of its room and call
     /// session, into the other's (started if it has none), with the same caller
     /// UID, dialog and settings. The destination's admission rules apply (locked,
-    /// full, outside its reservation); a breakout group is left behind.
+    /// full, outside its reservation). A breakout group and the green room are
+    /// left behind, and a recording of the caller ends with the old room.
     pub(super) async fn relocate(
         &self,
         caller_uid: &str,
@@ -218,37 +219,55 @@ impl Engine {
         }
         let from_room = from_room.ok_or(LiveError::NotFound("call"))?;
         let seat = self.admission(&target).await.map_err(|refusal| refusal.as_live_error())?;
+        // From here the caller is pending in the target: every failure gives that back.
         let (room, call_uid) = self
             .open_conference(&target)
             .await
             .map_err(|e| LiveError::Unavailable(e.to_string()))?;
-
-        // Out of the old room. The caller may hang up meanwhile: its own task
-        // then finds it gone from the table and stops.
-        let leg_io = from_room
-            .leave(leg)
-            .await
-            .map_err(|e| LiveError::Unavailable(e.to_string()))?
-            .ok_or(LiveError::NotFound("caller"))?;
-        let (left, from_empty) = {
-            let mut state = self.state();
-            let Some(live) = state.callers.get_mut(caller_uid) else {
+        let leg_io = match from_room.leave(leg).await {
+            Ok(Some(leg_io)) => leg_io,
+            Ok(None) | Err(_) => {
+                self.abandon(&target.uid).await;
                 return Err(LiveError::NotFound("caller"));
-            };
-            let left = live.caller.clone();
-            live.conference_uid = target.uid.clone();
-            live.caller.call_uid = call_uid.clone();
-            live.caller.breakout_uid = None;
-            let from_empty = match state.conferences.get_mut(&from_uid) {
-                Some(conf) => {
-                    conf.members = conf.members.saturating_sub(1);
-                    conf.members == 0
+            }
+        };
+
+        // One step in the table: out of the old conference, a member of the new.
+        let moved = {
+            let mut guard = self.state();
+            let state = &mut *guard;
+            match state.callers.get_mut(caller_uid) {
+                None => None,
+                Some(live) => {
+                    let left = live.caller.clone();
+                    live.conference_uid = target.uid.clone();
+                    live.caller.call_uid = call_uid.clone();
+                    live.caller.breakout_uid = None;
+                    live.green = false;
+                    let recording = live.recording.take();
+                    let from_empty = match state.conferences.get_mut(&from_uid) {
+                        Some(conf) if conf.call_uid == left.call_uid => {
+                            conf.members = conf.members.saturating_sub(1);
+                            conf.members == 0 && conf.pending == 0
+                        }
+                        _ => false,
+                    };
+                    entered(state, &target.uid);
+                    seat.release(state);
+                    Some((left, recording, from_empty))
                 }
-                None => false,
-            };
-            (left, from_empty)
+            }
+        };
+        let Some((left, recording, from_empty)) = moved else {
+            // Hung up on the way: its task has ended and counted it out.
+            self.abandon(&target.uid).await;
+            return Err(LiveError::NotFound("caller"));
         };
         self.update_music_on_hold(&from_uid);
+        if let Some(recording_uid) = recording {
+            // The old room finalised the file as the leg left it.
+            self.recording_ended(&recording_uid).await;
+        }
         let mut gone = left.clone();
         gone.active = false;
         self.inner
@@ -258,29 +277,38 @@ impl Engine {
             self.close_session(&from_uid).await;
         }
 
-        // Into the new one, as it was: muted stays muted.
-        room.join(leg_io).await.map_err(|e| LiveError::Unavailable(e.to_string()))?;
-        for change in [
+        // Into the new room, as it was: muted stays muted, volumes stay.
+        if let Err(e) = room.join(leg_io).await {
+            tracing::error!(error = %e, caller = %caller_uid, "moved caller could not join; hanging up");
+            let control = self.state().callers.get(caller_uid).map(|c| c.control.clone());
+            if let Some(control) = control {
+                let _ = control.hangup().await;
+            }
+            return Err(LiveError::Unavailable(e.to_string()));
+        }
+        let changes = [
             MemberChange::Mute(left.mute),
             MemberChange::Deaf(left.deaf),
             MemberChange::Mike(left.mike),
             MemberChange::ListenOnly(left.listen_only),
-        ] {
+        ];
+        for change in changes {
             let _ = room.change(leg, change).await;
         }
-        let caller = {
-            let mut state = self.state();
-            let caller = state.callers.get(caller_uid).map(|c| c.caller.clone());
-            // Hung up on the way: its task has already counted it out.
-            if caller.is_some()
-                && let Some(conf) = state.conferences.get_mut(&target.uid)
-            {
-                conf.members += 1;
+        for (step, inbound) in [(left.volume_in, true), (left.volume_out, false)] {
+            if let Ok(step) = VolumeStep::new(step) {
+                let change = if inbound {
+                    MemberChange::VolumeIn(step)
+                } else {
+                    MemberChange::VolumeOut(step)
+                };
+                let _ = room.change(leg, change).await;
             }
-            seat.release(&mut state);
-            caller
-        };
+        }
+        let caller = self.state().callers.get(caller_uid).map(|c| c.caller.clone());
         let Some(caller) = caller else {
+            // Hung up while joining: its task already left the table (and tried
+            // to take the leg out of this room before it was in).
             let _ = room.leave(leg).await;
             return Err(LiveError::NotFound("caller"));
         };

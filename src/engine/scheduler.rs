@@ -133,12 +133,15 @@ impl Engine {
             || conference.status == ConferenceStatus::Idle
             || store.calls_of(&conference.uid).await.is_ok_and(|calls| !calls.is_empty());
         let now = Time::now();
-        for mut reservation in reservations.iter().cloned() {
-            let state = reservation_state(&reservation, now, members);
+        for reservation in &reservations {
+            let state = reservation_state(reservation, now, members);
             if state != reservation.state {
                 tracing::info!(reservation = %reservation.uid, from = %reservation.state, to = %state, "reservation state");
-                reservation.state = state;
-                if let Err(e) = store.update(&reservation).await {
+                // Only the state column, and only from what was read: a change
+                // made through an API meanwhile is kept (the next pass sees it).
+                if let Err(e) =
+                    store.set_reservation_state(&reservation.uid, reservation.state, state).await
+                {
                     tracing::error!(error = %e, "scheduler: reservation state not stored");
                 }
             }
@@ -146,13 +149,19 @@ impl Engine {
         let status = conference_status(&conference, &reservations, now, live, had_calls);
         if status != conference.status {
             tracing::info!(conference = %conference.uid, from = %conference.status, to = %status, "conference status");
-            conference.status = status;
-            conference.updated_at = now;
-            match store.update(&conference).await {
-                Ok(()) => self
-                    .inner
-                    .events
-                    .publish(Event::ConferenceStatus { conference: conference.clone() }),
+            match store
+                .set_conference_status(&conference.uid, Some(conference.status), status, now)
+                .await
+            {
+                Ok(true) => {
+                    conference.status = status;
+                    conference.updated_at = now;
+                    self.inner
+                        .events
+                        .publish(Event::ConferenceStatus { conference: conference.clone() });
+                }
+                // Changed meanwhile; the change's own event brings it back here.
+                Ok(false) => {}
                 Err(e) => tracing::error!(error = %e, "scheduler: conference status not stored"),
             }
         }

@@ -1,7 +1,11 @@
 //! Conferences with their role settings, reservations, tags and persons.
 
 use super::{Result, Store, StoreError, insert_with, trusted};
-use crate::model::{Conference, ConferenceTag, Person, Record, Reservation, Role, RoleFlags};
+use crate::Time;
+use crate::model::{
+    Conference, ConferenceStatus, ConferenceTag, Person, Record, Reservation, ReservationState,
+    Role, RoleFlags,
+};
 use crate::secret;
 
 /// How many random PINs to try before giving up on finding a free one.
@@ -47,6 +51,54 @@ impl Store {
             return Err(StoreError::Conflict("conferences.dial_in_number".into()));
         }
         Ok(())
+    }
+
+    /// Moves a conference's status from `from` (any but CANCEL when `None`) to
+    /// `to`, touching no other field, so a change of settings made meanwhile is
+    /// kept. Returns whether it moved (false: another status, or no such
+    /// conference).
+    pub async fn set_conference_status(
+        &self,
+        uid: &str,
+        from: Option<ConferenceStatus>,
+        to: ConferenceStatus,
+        at: Time,
+    ) -> Result<bool> {
+        let done = match from {
+            Some(from) => sqlx::query(
+                "UPDATE conferences SET status = ?, updated_at = ? WHERE uid = ? AND status = ?",
+            )
+            .bind(to)
+            .bind(at)
+            .bind(uid)
+            .bind(from),
+            None => sqlx::query(
+                "UPDATE conferences SET status = ?, updated_at = ? \
+                 WHERE uid = ? AND status != 'CANCEL'",
+            )
+            .bind(to)
+            .bind(at)
+            .bind(uid),
+        }
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Moves a reservation's state from `from` to `to`, touching nothing else.
+    pub async fn set_reservation_state(
+        &self,
+        uid: &str,
+        from: ReservationState,
+        to: ReservationState,
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE reservations SET state = ? WHERE uid = ? AND state = ?")
+            .bind(to)
+            .bind(uid)
+            .bind(from)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Conferences of one customer, or of all customers, oldest first.

@@ -228,6 +228,11 @@ async fn before_answer(
                     }
                 }
                 Some(CallCommand::EarlyMedia { local, reply }) => {
+                    // As for Answer: a CANCEL queued meanwhile ends the call here.
+                    if let Some(reason) = ended_meanwhile(call) {
+                        reply.send(Err(UaError::CallGone(call.id))).ok();
+                        return Some(reason);
+                    }
                     reply.send(early_media(call, offer.as_ref(), local)).ok();
                 }
                 Some(CallCommand::Answer { local, reply }) => {
@@ -297,9 +302,6 @@ fn early_media(
 ) -> Result<Negotiated, UaError> {
     // A late offer has nothing to answer before the 200.
     let offer = offer.ok_or(UaError::WrongState(call.id))?;
-    if ended_meanwhile(call).is_some() {
-        return Err(UaError::CallGone(call.id));
-    }
     let answer = sdp::answer(offer, &call.shared.config.media_policy, &local)?;
     let response_headers = vec![headers::content_type_sdp()];
     call.dialog.ringing(Some(response_headers), Some(answer.sdp.to_string().into_bytes()))?;
