@@ -346,6 +346,10 @@ impl Room {
         for member in self.members.values_mut() {
             finish_member_recording(member);
         }
+        // Whoever started these learns they are over.
+        for playback in std::mem::take(&mut self.playbacks) {
+            self.emit(RoomEvent::PlaybackDone { id: playback.id, target: playback.target });
+        }
     }
 
     fn handle(&mut self, command: RoomCommand) {

@@ -717,6 +717,7 @@ impl Engine {
                 self.leave(&uid).await;
             }
             None => {
+                self.state().legs.retain(|_, (leg_call, _)| *leg_call != call);
                 let _ = self.inner.ua.hangup(call).await;
             }
         }
@@ -872,9 +873,10 @@ impl Engine {
         match self.join(&conference, caller, leg, control, seat, spoken_name).await {
             Ok(uid) => Ok(uid),
             Err(e) => {
-                tracing::error!(error = %e, "joining the conference failed");
+                tracing::error!(error = %e, "joining the conference failed; hanging up");
                 self.state().legs.remove(&key);
-                Err(Refusal::Gone)
+                // Answered already: the caller must get a BYE.
+                Err(Refusal::HangUp)
             }
         }
     }

@@ -66,24 +66,30 @@ impl Engine {
             if let Some(at) = boundary {
                 deadline = deadline.min(tokio::time::Instant::now() + until(at) + BOUNDARY_MARGIN);
             }
-            work = tokio::select! {
-                () = tokio::time::sleep_until(deadline) => Work::All,
-                first = events.recv() => {
-                    if matches!(first, Err(RecvError::Closed)) {
-                        return;
-                    }
-                    let mut uids = HashSet::new();
-                    let mut all = !note(&first, &mut uids);
-                    // Gather the rest of a burst.
-                    let gather = tokio::time::sleep(DEBOUNCE);
-                    tokio::pin!(gather);
-                    loop {
-                        tokio::select! {
-                            () = &mut gather => break,
-                            more = events.recv() => all |= !note(&more, &mut uids),
+            work = loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => break Work::All,
+                    first = events.recv() => {
+                        if matches!(first, Err(RecvError::Closed)) {
+                            return;
                         }
+                        let mut uids = HashSet::new();
+                        let mut all = !note(&first, &mut uids);
+                        if !all && uids.is_empty() {
+                            // Talking, digits, playbacks: nothing the schedule follows.
+                            continue;
+                        }
+                        // Gather the rest of a burst.
+                        let gather = tokio::time::sleep(DEBOUNCE);
+                        tokio::pin!(gather);
+                        loop {
+                            tokio::select! {
+                                () = &mut gather => break,
+                                more = events.recv() => all |= !note(&more, &mut uids),
+                            }
+                        }
+                        break if all { Work::All } else { Work::Some(uids) };
                     }
-                    if all { Work::All } else { Work::Some(uids) }
                 }
             };
         }
