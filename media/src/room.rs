@@ -201,6 +201,23 @@ impl RoomHandle {
         self.try_send(RoomCommand::Play { id, target, source })
     }
 
+    /// Queues a member change without waiting for the room's answer (see
+    /// [`Self::try_play`]); a change the room cannot apply is logged there.
+    pub fn try_change(&self, key: LegKey, change: MemberChange) -> Result<(), RoomError> {
+        // Nobody waits for this answer.
+        let (reply, _) = oneshot::channel();
+        self.try_send(RoomCommand::Change { key, change, reply })
+    }
+
+    /// Queues a breakout's privacy without waiting (see [`Self::try_play`]).
+    pub fn try_breakout_private(
+        &self,
+        breakout: BreakoutId,
+        private: bool,
+    ) -> Result<(), RoomError> {
+        self.try_send(RoomCommand::BreakoutPrivate { breakout, private })
+    }
+
     /// Queues the stop of one playback without waiting (see [`Self::try_play`]).
     pub fn try_stop_playback(&self, id: PlaybackId) -> Result<(), RoomError> {
         self.try_send(RoomCommand::StopPlayback { id })
@@ -361,7 +378,13 @@ impl Room {
                 let _ = reply.send(self.leave(key));
             }
             RoomCommand::Change { key, change, reply } => {
-                let _ = reply.send(self.change(key, change));
+                let result = self.change(key, change);
+                if let Err(e) = &result
+                    && reply.is_closed()
+                {
+                    tracing::debug!(leg = key, error = %e, "member change not applied");
+                }
+                let _ = reply.send(result);
             }
             RoomCommand::BreakoutPrivate { breakout, private } => {
                 self.mixer.set_breakout_private(breakout, private);

@@ -96,6 +96,8 @@ pub(super) struct LiveConference {
     pub music_on_hold: Option<Audio>,
     /// The lone caller's leg and the music's playback, while it plays.
     pub music_playing: Option<(LegKey, PlaybackId)>,
+    /// The call's green room is on (see engine/rooms.rs).
+    pub green_room: bool,
     /// The room's numbers for the call's breakout groups, by breakout UID.
     pub breakouts: HashMap<String, tutti_media::mixer::BreakoutId>,
 }
@@ -944,10 +946,10 @@ impl Engine {
                 tracing::warn!(error = %e, leg = key, "entry setting not applied");
             }
         }
-        let green = self.enter_green_room(room, key, caller.role, &call_uid).await;
         let caller_uid = caller.uid.clone();
         {
             let mut state = self.state();
+            let green = Engine::enter_green_room(&state, &conference.uid, key, caller.role);
             entered(&mut state, &conference.uid);
             if let Some(seat) = seat {
                 seat.release(&mut state);
@@ -1029,6 +1031,7 @@ impl Engine {
                             pending: 1,
                             music_on_hold,
                             music_playing: None,
+                            green_room: call.greenroom,
                             breakouts: HashMap::new(),
                         },
                     );

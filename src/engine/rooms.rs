@@ -9,9 +9,9 @@ use tutti_api::live::{CallerField, Event, LiveError};
 use tutti_api::model::{Breakout, Call, Conference, Role};
 use tutti_media::io::LegKey;
 use tutti_media::mixer::{BreakoutId, VolumeStep};
-use tutti_media::room::{MemberChange, RoomHandle};
+use tutti_media::room::MemberChange;
 
-use super::core::{Engine, entered};
+use super::core::{Engine, State, entered};
 
 /// The room's number for the green room: a private group no breakout uses.
 const GREEN_ROOM: BreakoutId = BreakoutId(u32::MAX);
@@ -74,34 +74,28 @@ impl Engine {
         moved.map(drop).ok_or(LiveError::NotFound("caller"))
     }
 
-    /// Whether a caller of `role` joining call `call_uid` waits in the green
-    /// room; if so, puts its member there. MaestroConference's green room lets
-    /// presenters, assistants and operators talk among themselves before the
-    /// call goes live: they hear only each other, and the main room does not
-    /// hear them.
-    pub(super) async fn enter_green_room(
-        &self,
-        room: &RoomHandle,
+    /// Whether a caller of `role` joining conference `conference_uid` waits in
+    /// the green room; if so, queues its member's move there. Called with the
+    /// table locked, as [`Engine::apply_green_room`] decides under the same
+    /// lock, so a joiner cannot miss the call going live.
+    /// MaestroConference's green room lets presenters, assistants and operators
+    /// talk among themselves before the call goes live: they hear only each
+    /// other, and the main room does not hear them.
+    pub(super) fn enter_green_room(
+        state: &State,
+        conference_uid: &str,
         leg: LegKey,
         role: Role,
-        call_uid: &str,
     ) -> bool {
-        if !green_room_role(role) {
+        let Some(conf) = state.conferences.get(conference_uid) else { return false };
+        if !(conf.green_room && green_room_role(role)) {
             return false;
         }
-        let on = self
-            .inner
-            .store
-            .find::<Call>(call_uid)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|c| c.greenroom);
-        if !on {
-            return false;
-        }
-        let _ = room.breakout_private(GREEN_ROOM, true).await;
-        room.change(leg, MemberChange::Breakout(Some(GREEN_ROOM))).await.is_ok()
+        let queued = conf
+            .room
+            .try_breakout_private(GREEN_ROOM, true)
+            .and_then(|()| conf.room.try_change(leg, MemberChange::Breakout(Some(GREEN_ROOM))));
+        queued.is_ok()
     }
 
     /// Applies a call's green-room flag to the callers in it: off sends
@@ -109,18 +103,22 @@ impl Engine {
     /// the presenters, assistants and operators of the main room there.
     async fn apply_green_room(&self, call_uid: &str) {
         let Ok(Some(call)) = self.inner.store.find::<Call>(call_uid).await else { return };
-        let (conference_uid, room, moving) = {
+        let (conference_uid, moved) = {
             let mut guard = self.state();
             let state = &mut *guard;
-            let Some((conference_uid, room)) = state
-                .conferences
-                .iter()
-                .find(|(_, c)| c.call_uid == call_uid)
-                .map(|(uid, c)| (uid.clone(), c.room.clone()))
+            let Some((conference_uid, conf)) =
+                state.conferences.iter_mut().find(|(_, c)| c.call_uid == call_uid)
             else {
                 return;
             };
-            let mut moving = Vec::new();
+            conf.green_room = call.greenroom;
+            let room = conf.room.clone();
+            let conference_uid = conference_uid.clone();
+            if call.greenroom {
+                let _ = room.try_breakout_private(GREEN_ROOM, true);
+            }
+            let group = call.greenroom.then_some(GREEN_ROOM);
+            let mut moved = 0;
             for live in state.callers.values_mut().filter(|c| c.caller.call_uid == call_uid) {
                 let goes = if call.greenroom {
                     !live.green
@@ -129,22 +127,15 @@ impl Engine {
                 } else {
                     live.green
                 };
-                if goes {
+                if goes && room.try_change(live.leg, MemberChange::Breakout(group)).is_ok() {
                     live.green = call.greenroom;
-                    moving.push(live.leg);
+                    moved += 1;
                 }
             }
-            (conference_uid, room, moving)
+            (conference_uid, moved)
         };
-        if call.greenroom {
-            let _ = room.breakout_private(GREEN_ROOM, true).await;
-        }
-        let group = call.greenroom.then_some(GREEN_ROOM);
-        for leg in &moving {
-            let _ = room.change(*leg, MemberChange::Breakout(group)).await;
-        }
         self.update_music_on_hold(&conference_uid);
-        tracing::info!(call = %call_uid, on = call.greenroom, moved = moving.len(), "green room");
+        tracing::info!(call = %call_uid, on = call.greenroom, moved, "green room");
     }
 
     /// The room's number for a breakout of a live conference, given on first use.
