@@ -1106,9 +1106,15 @@ impl Engine {
         let sound = self.inner.store.sound(id).await.map_err(|e| e.to_string())?;
         let path = confined(&self.inner.config.sounds_dir, &sound.file_name)
             .ok_or_else(|| format!("{:?} is outside the sounds directory", sound.file_name))?;
-        let audio = wav::read(&path).map_err(|e| e.to_string())?;
-        let rate = audio.sample_rate;
-        Audio::from_audio(audio, rate).map_err(|e| e.to_string())
+        // File reading and conversion off the runtime: a long sound must not
+        // hold up the tasks that mix.
+        tokio::task::spawn_blocking(move || {
+            let audio = wav::read(&path).map_err(|e| e.to_string())?;
+            let rate = audio.sample_rate;
+            Audio::from_audio(audio, rate).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     /// The conference's music on hold: its `music_on_hold_sound` when that is
