@@ -262,9 +262,19 @@ struct Member {
     id: MemberId,
     leg: LegIo,
     recording: Option<MemberRecording>,
-    /// Muted or listen-only: its voice stays out of its recording too.
+    /// What decides whether the room hears its voice, and so whether its own
+    /// recording keeps it: muted or listen-only silence it; without the mike it
+    /// speaks only in a breakout.
     muted: bool,
     listen_only: bool,
+    mike: bool,
+    in_breakout: bool,
+}
+
+impl Member {
+    fn heard_by_room(&self) -> bool {
+        !self.muted && !self.listen_only && (self.mike || self.in_breakout)
+    }
 }
 
 /// One member's recording: the frame it said this tick (silence without one) is
@@ -468,8 +478,18 @@ impl Room {
         }
         let id = self.mixer.add_member(leg.codec())?;
         self.keys.insert(id, key);
-        self.members
-            .insert(key, Member { id, leg, recording: None, muted: false, listen_only: false });
+        self.members.insert(
+            key,
+            Member {
+                id,
+                leg,
+                recording: None,
+                muted: false,
+                listen_only: false,
+                mike: true,
+                in_breakout: false,
+            },
+        );
         Ok(())
     }
 
@@ -491,6 +511,8 @@ impl Room {
         match change {
             MemberChange::Mute(on) => member.muted = on,
             MemberChange::ListenOnly(on) => member.listen_only = on,
+            MemberChange::Mike(on) => member.mike = on,
+            MemberChange::Breakout(group) => member.in_breakout = group.is_some(),
             _ => {}
         }
         match change {
@@ -544,10 +566,9 @@ impl Room {
                     None
                 }
             };
+            let heard = member.heard_by_room();
             if let Some(recording) = &mut member.recording {
-                match said
-                    .filter(|&n| n == recording.said.len() && !member.muted && !member.listen_only)
-                {
+                match said.filter(|&n| n == recording.said.len() && heard) {
                     Some(n) => recording.said.copy_from_slice(&self.pcm[..n]),
                     None => recording.said.fill(0),
                 }
