@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tutti_media::io::LegIo;
-use tutti_media::mixer::MixerConfig;
 use tutti_media::room::{PlayTarget, RoomHandle};
 use tutti_media::source::FrameSource;
 use tutti_media::tone::{Tone, ToneSegment};
@@ -41,8 +40,7 @@ impl Engine {
         inputs: &mut mpsc::Receiver<CallInput>,
     ) -> Option<(LegIo, Option<Prompt>)> {
         let key = leg.key();
-        let room =
-            RoomHandle::spawn(MixerConfig::default(), self.inner.room_events.clone()).ok()?;
+        let room = self.new_room().ok()?;
         room.join(leg).await.ok()?;
         let ms = self.play_prompt(&room, key, PromptName::SayName).await;
         let mut present = wait_unless_hangup(inputs, ms + 200).await;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tutti_api::control::sounds::resolve_wav;
 use tutti_api::live::{CallerField, Event, EventBus, PlaybackMedia, PlaybackState, Target};
 use tutti_api::model::{
     Call, CallStatus, Caller, Conference, ConferenceStatus, Direction, Role, RoleFlags,
@@ -394,8 +395,7 @@ impl Engine {
         inputs: &mut mpsc::Receiver<CallInput>,
     ) -> Option<(Conference, Role, Option<String>, String, LegIo)> {
         let key = leg.key();
-        let room =
-            RoomHandle::spawn(MixerConfig::default(), self.inner.room_events.clone()).ok()?;
+        let room = self.new_room().ok()?;
         room.join(leg).await.ok()?;
         let (mut entry, first) = PinEntry::start(PinConfig::default(), std::time::Instant::now());
         let mut action = Some(first);
@@ -493,36 +493,39 @@ impl Engine {
         };
         if let Some(leg) = early {
             let key = leg.key();
-            let room = RoomHandle::spawn(MixerConfig::default(), self.inner.room_events.clone());
-            let mut present = true;
-            if let Ok(room) = room
-                && room.join(leg).await.is_ok()
-            {
-                let ms = self.play_prompt(&room, key, prompt).await;
-                present = super::announce::wait_unless_hangup(inputs, ms + PROMPT_TAIL_MS).await;
-                let _ = room.leave(key).await;
-            }
-            self.state().legs.remove(&key);
-            if !present {
+            if !self.say_alone(leg, prompt, inputs).await {
                 tracing::debug!("caller gone during the announcement");
             }
+            self.state().legs.remove(&key);
         }
         // Harmless on a dialog that already ended (a CANCEL); needed after an
         // RTCP BYE, which ends the leg but not the INVITE transaction.
         let _ = incoming.reject(status).await;
     }
 
-    /// Tells an answered caller why it cannot enter, then lets the call go.
-    async fn say_then_drop(&self, leg: LegIo, name: PromptName) {
+    /// Plays a prompt to a caller alone in a room of its own, to its end; then
+    /// the leg is let go. `false` when the caller hung up first.
+    async fn say_alone(
+        &self,
+        leg: LegIo,
+        prompt: PromptName,
+        inputs: &mut mpsc::Receiver<CallInput>,
+    ) -> bool {
         let key = leg.key();
-        let Ok(room) = RoomHandle::spawn(MixerConfig::default(), self.inner.room_events.clone())
-        else {
-            return;
-        };
-        if room.join(leg).await.is_ok() {
-            let ms = self.play_prompt(&room, key, name).await;
-            tokio::time::sleep(Duration::from_millis(ms + PROMPT_TAIL_MS)).await;
+        let Ok(room) = self.new_room() else { return true };
+        if room.join(leg).await.is_err() {
+            return true;
         }
+        let ms = self.play_prompt(&room, key, prompt).await;
+        let present = super::announce::wait_unless_hangup(inputs, ms + PROMPT_TAIL_MS).await;
+        let _ = room.leave(key).await;
+        present
+    }
+
+    /// A room task of its own: a conference's, or a caller's alone (PIN entry,
+    /// name recording, announcements).
+    pub(super) fn new_room(&self) -> Result<RoomHandle, tutti_media::room::RoomError> {
+        RoomHandle::spawn(MixerConfig::default(), self.inner.room_events.clone())
     }
 
     /// One incoming call, from INVITE to hang-up.
@@ -843,7 +846,7 @@ impl Engine {
                             Refusal::Status(403) => PromptName::Locked,
                             _ => PromptName::Goodbye,
                         };
-                        self.say_then_drop(leg, prompt).await;
+                        self.say_alone(leg, prompt, inputs).await;
                         self.state().legs.remove(&key);
                         return Err(Refusal::HangUp);
                     }
@@ -1007,7 +1010,7 @@ impl Engine {
         let store = &self.inner.store;
         let call = Call::new(conference, Time::now());
         store.start_call(&call).await?;
-        let room = RoomHandle::spawn(MixerConfig::default(), self.inner.room_events.clone())?;
+        let room = self.new_room()?;
         let music_on_hold = self.music_on_hold(conference).await;
         // Status only: settings changed meanwhile (a lock) are kept; CANCEL stays.
         store
@@ -1104,8 +1107,11 @@ impl Engine {
     /// from `<data-dir>/sounds/`.
     async fn stored_sound(&self, id: i64) -> Result<Audio, String> {
         let sound = self.inner.store.sound(id).await.map_err(|e| e.to_string())?;
-        let path = confined(&self.inner.config.sounds_dir, &sound.file_name)
-            .ok_or_else(|| format!("{:?} is outside the sounds directory", sound.file_name))?;
+        // The same resolution PLAYWAV uses: plain relative names, and the file
+        // (after symbolic links) inside the sounds directory.
+        let path = resolve_wav(&self.inner.config.sounds_dir, &sound.file_name)
+            .await
+            .map_err(|e| format!("{:?}: {e}", sound.file_name))?;
         // File reading and conversion off the runtime: a long sound must not
         // hold up the tasks that mix.
         tokio::task::spawn_blocking(move || {
@@ -1521,15 +1527,6 @@ enum PinCheck {
 /// operators.
 fn is_moderator(role: Role) -> bool {
     matches!(role, Role::Moderator | Role::Operator)
-}
-
-/// `<sounds_dir>/<name>` when `name` is a plain relative path that stays inside.
-fn confined(sounds_dir: &std::path::Path, name: &str) -> Option<PathBuf> {
-    use std::path::Component;
-    let relative = std::path::Path::new(name);
-    let plain =
-        !name.is_empty() && relative.components().all(|c| matches!(c, Component::Normal(_)));
-    plain.then(|| sounds_dir.join(relative))
 }
 
 async fn sleep_until_option(deadline: Option<std::time::Instant>) {
