@@ -10,14 +10,10 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::Server;
-use support::phone::{Control, LOOPBACK, Phone, dial, level, press, talk, try_dial, until_level};
-use tokio::sync::mpsc;
-use tutti_media::ports::PortPool;
-use tutti_sip::ua::{SipConfig, SipUa};
+use support::phone::{Control, Phones, level, press, talk, until_level};
 
 const TONES: [f64; 3] = [440.0, 1000.0, 1700.0];
 
@@ -42,18 +38,11 @@ async fn three_phones_hear_each_other_through_the_server_and_mute_works() {
     let conf_guid = created.split(',').nth(1).expect("conf guid").to_owned();
 
     // Three phones dial in.
-    let mut phone_config = SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK);
-    phone_config.max_calls = 10;
-    let (ua, mut ua_events) = SipUa::start(phone_config).await.expect("phone UA");
-    let phone_rtp = support::free_udp_range(16);
-    let pool = PortPool::new(phone_rtp, phone_rtp + 15).expect("phone pool");
-    let (notices, _notices_rx) = mpsc::channel(64);
+    let mut line = Phones::new().await;
     let target = format!("sip:4001@{sip}");
     let mut phones = Vec::new();
     for (i, tone) in TONES.iter().enumerate() {
-        let leg = dial(&ua, &mut ua_events, &pool, &target, i as u64 + 1, &notices).await;
-        let codec = leg.codec().new_codec();
-        phones.push(Phone { leg, codec, tone: *tone, heard: Vec::new() });
+        phones.push(line.dial(&target, i as u64 + 1, *tone).await);
     }
 
     // 1. Everyone hears the other two and not themselves. Listened to in 1 s
@@ -121,7 +110,7 @@ async fn three_phones_hear_each_other_through_the_server_and_mute_works() {
     }
 
     // 3. Hanging up: DELUSER for each, then the server stops cleanly.
-    ua.shutdown().await;
+    line.ua.shutdown().await;
     drop(phones);
     let control = tokio::task::spawn_blocking(move || {
         for _ in 0..3 {
@@ -175,28 +164,14 @@ async fn moderator_keys_mute_the_room_and_lock_it() {
     conference.moderator_pin = Some("9999".into());
     store.update(&conference).await.expect("moderator pin");
 
-    let (ua, mut ua_events) =
-        SipUa::start(SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK)).await.expect("UA");
-    let rtp = support::free_udp_range(16);
-    let pool = PortPool::new(rtp, rtp + 15).expect("pool");
-    let (notices, _notices_rx) = mpsc::channel(64);
+    let mut line = Phones::new().await;
     assert!(
-        try_dial(&ua, &mut ua_events, &pool, &format!("sip:4002*1111@{sip}"), 9, &notices)
-            .await
-            .is_err(),
+        line.try_dial(&format!("sip:4002*1111@{sip}"), 9).await.is_err(),
         "a wrong PIN is refused"
     );
-    let moderator =
-        dial(&ua, &mut ua_events, &pool, &format!("sip:4002*9999@{sip}"), 1, &notices).await;
-    let participant =
-        dial(&ua, &mut ua_events, &pool, &format!("sip:4002*1234@{sip}"), 2, &notices).await;
-    let mut phones: Vec<Phone> = [(moderator, 440.0), (participant, 1000.0)]
-        .into_iter()
-        .map(|(leg, tone)| {
-            let codec = leg.codec().new_codec();
-            Phone { leg, codec, tone, heard: Vec::new() }
-        })
-        .collect();
+    let moderator = line.dial(&format!("sip:4002*9999@{sip}"), 1, 440.0).await;
+    let participant = line.dial(&format!("sip:4002*1234@{sip}"), 2, 1000.0).await;
+    let mut phones = vec![moderator, participant];
     let level0 = until_level(&mut phones, 0, 1000.0, true).await;
     assert!(level0 > 500.0, "the moderator hears the participant ({level0:.0})");
 
@@ -249,8 +224,7 @@ async fn moderator_keys_mute_the_room_and_lock_it() {
     })
     .await
     .expect("MODCONF after *92");
-    let refused =
-        try_dial(&ua, &mut ua_events, &pool, &format!("sip:4002*9999@{sip}"), 3, &notices).await;
+    let refused = line.try_dial(&format!("sip:4002*9999@{sip}"), 3).await;
     assert!(refused.is_err(), "a locked conference refuses callers");
 
     // The control client saw every digit.
@@ -262,7 +236,7 @@ async fn moderator_keys_mute_the_room_and_lock_it() {
     .expect("digits");
     let pressed: String = digits.iter().filter_map(|l| l.rsplit(',').next()).collect();
     assert_eq!(pressed, "*91*91*90*8**92");
-    ua.shutdown().await;
+    line.ua.shutdown().await;
     assert_eq!(server.stop_with("TERM").code(), Some(0));
 }
 
@@ -282,16 +256,10 @@ async fn pin_entry_by_keypad() {
     })
     .await
     .expect("4011 setup");
-    let (ua, mut ua_events) =
-        SipUa::start(SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK)).await.expect("UA");
-    let rtp = support::free_udp_range(16);
-    let pool = PortPool::new(rtp, rtp + 15).expect("pool");
-    let (notices, _notices_rx) = mpsc::channel(64);
+    let mut line = Phones::new().await;
 
     // Answered without a PIN, and the prompt speaks.
-    let leg = dial(&ua, &mut ua_events, &pool, &format!("sip:4005@{sip}"), 1, &notices).await;
-    let codec = leg.codec().new_codec();
-    let mut caller = vec![Phone { leg, codec, tone: 0.0, heard: Vec::new() }];
+    let mut caller = vec![line.dial(&format!("sip:4005@{sip}"), 1, 0.0).await];
     talk(&mut caller, 75).await;
     let spoken = tutti_media::tone::rms(&caller[0].heard);
     assert!(spoken > 300.0, "no prompt heard (RMS {spoken:.0}):\n{}", server.logs());
@@ -319,14 +287,12 @@ async fn pin_entry_by_keypad() {
     assert!(joined.contains("phone1"), "{joined}");
 
     // Three wrong PINs: goodbye, then the server hangs up.
-    let leg = dial(&ua, &mut ua_events, &pool, &format!("sip:4005@{sip}"), 2, &notices).await;
-    let codec = leg.codec().new_codec();
-    let mut stranger = vec![Phone { leg, codec, tone: 0.0, heard: Vec::new() }];
+    let mut stranger = vec![line.dial(&format!("sip:4005@{sip}"), 2, 0.0).await];
     press(&mut stranger, 0, "0#0#0#").await;
     let hung_up = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             talk(&mut stranger, 5).await;
-            while let Ok(event) = ua_events.try_recv() {
+            while let Ok(event) = line.events.try_recv() {
                 if let tutti_sip::ua::UaEvent::Hangup { reason, .. } = event {
                     return reason;
                 }
@@ -336,7 +302,7 @@ async fn pin_entry_by_keypad() {
     .await
     .unwrap_or_else(|_| panic!("no BYE after three wrong PINs:\n{}", server.logs()));
     assert_eq!(hung_up, tutti_sip::ua::HangupReason::RemoteBye);
-    ua.shutdown().await;
+    line.ua.shutdown().await;
     assert_eq!(server.stop_with("TERM").code(), Some(0));
 }
 
@@ -386,14 +352,8 @@ async fn star8_invites_a_sipp_callee_who_then_hears_the_room() {
     .await
     .expect("4011 setup");
 
-    let (ua, mut ua_events) =
-        SipUa::start(SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK)).await.expect("UA");
-    let rtp = support::free_udp_range(16);
-    let pool = PortPool::new(rtp, rtp + 15).expect("pool");
-    let (notices, _notices_rx) = mpsc::channel(64);
-    let leg = dial(&ua, &mut ua_events, &pool, &format!("sip:4003@{sip}"), 1, &notices).await;
-    let codec = leg.codec().new_codec();
-    let mut phones = vec![Phone { leg, codec, tone: 0.0, heard: Vec::new() }];
+    let mut line = Phones::new().await;
+    let mut phones = vec![line.dial(&format!("sip:4003@{sip}"), 1, 0.0).await];
     talk(&mut phones, 10).await;
     press(&mut phones, 0, "*8").await;
     // The invite prompt plays; type the number over it.

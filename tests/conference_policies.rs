@@ -11,23 +11,17 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::Server;
-use support::phone::{Control, LOOPBACK, Phone, dial, level, talk, try_dial};
-use tokio::sync::mpsc;
+use support::phone::{Control, MUSIC_NOTES, Phone, Phones, level, music_level, talk};
 use tutti_api::model::{Conference, ConferenceStatus, Reservation, ReservationState};
 use tutti_api::{Store, Time};
-use tutti_media::io::LegNotice;
-use tutti_media::ports::PortPool;
 use tutti_media::tone::goertzel_amplitude;
-use tutti_sip::ua::{SipConfig, SipUa, UaEvent};
 
-/// The notes of the bundled music on hold (scripts/make_music_on_hold.py).
-const MUSIC_NOTES: [f64; 8] = [196.00, 220.00, 246.94, 261.63, 293.66, 329.63, 349.23, 392.00];
 /// The entry beep's two notes (tutti_media::tone::ENTRY_BEEP_HZ).
 const BEEP_NOTES: [f64; 2] = [660.0, 880.0];
 
 /// How loud the music on hold is in the second half of what `phone` heard.
-fn music_level(phone: &Phone) -> f64 {
-    MUSIC_NOTES.iter().map(|f| level(phone, *f)).fold(0.0, f64::max)
+fn music(phone: &Phone) -> f64 {
+    music_level(phone, &MUSIC_NOTES)
 }
 
 /// The loudest a note is in any 120 ms window of what `phone` heard.
@@ -39,36 +33,6 @@ fn peak_in_windows(phone: &Phone, freq: f64) -> f64 {
         .step_by(step)
         .map(|start| goertzel_amplitude(&phone.heard[start..start + window], rate as u32, freq))
         .fold(0.0, f64::max)
-}
-
-struct Phones {
-    ua: SipUa,
-    events: mpsc::Receiver<UaEvent>,
-    pool: PortPool,
-    notices: mpsc::Sender<LegNotice>,
-    _notices_rx: mpsc::Receiver<LegNotice>,
-}
-
-impl Phones {
-    async fn new() -> Self {
-        let mut config = SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK);
-        config.max_calls = 10;
-        let (ua, events) = SipUa::start(config).await.expect("phone UA");
-        let rtp = support::free_udp_range(16);
-        let pool = PortPool::new(rtp, rtp + 15).expect("phone ports");
-        let (notices, notices_rx) = mpsc::channel(64);
-        Self { ua, events, pool, notices, _notices_rx: notices_rx }
-    }
-
-    async fn dial(&mut self, target: &str, key: u64, tone: f64) -> Phone {
-        let leg = dial(&self.ua, &mut self.events, &self.pool, target, key, &self.notices).await;
-        let codec = leg.codec().new_codec();
-        Phone { leg, codec, tone, heard: Vec::new() }
-    }
-
-    async fn try_dial(&mut self, target: &str, key: u64) -> Result<(), String> {
-        try_dial(&self.ua, &mut self.events, &self.pool, target, key, &self.notices).await.map(drop)
-    }
 }
 
 /// Creates a conference over TCP 4011 and returns the logged-in client.
@@ -107,11 +71,11 @@ async fn a_lone_caller_hears_music_on_hold_and_the_room_hears_the_entry_beep() {
 
     // Alone: music on hold.
     let mut phones = vec![ua.dial(&target, 1, 1700.0).await];
-    let heard = talk_until(&mut phones, |p| music_level(&p[0]) > 300.0).await;
+    let heard = talk_until(&mut phones, |p| music(&p[0]) > 300.0).await;
     assert!(
         heard,
         "no music on hold for a lone caller ({:.0}):\n{}",
-        music_level(&phones[0]),
+        music(&phones[0]),
         server.logs()
     );
 
@@ -125,7 +89,7 @@ async fn a_lone_caller_hears_music_on_hold_and_the_room_hears_the_entry_beep() {
     );
     phones.push(second);
     let together = talk_until(&mut phones, |p| {
-        level(&p[0], 1000.0) > 500.0 && music_level(&p[0]) < 100.0 && music_level(&p[1]) < 100.0
+        level(&p[0], 1000.0) > 500.0 && music(&p[0]) < 100.0 && music(&p[1]) < 100.0
     })
     .await;
     assert!(
@@ -133,9 +97,9 @@ async fn a_lone_caller_hears_music_on_hold_and_the_room_hears_the_entry_beep() {
         "with two in the room the music stops and they hear each other: first hears {:.0} \
          (music {:.0}), second hears {:.0} (music {:.0})",
         level(&phones[0], 1000.0),
-        music_level(&phones[0]),
+        music(&phones[0]),
         level(&phones[1], 1700.0),
-        music_level(&phones[1]),
+        music(&phones[1]),
     );
 
     // The second caller is dropped: the first is alone again and the music returns.
@@ -145,19 +109,15 @@ async fn a_lone_caller_hears_music_on_hold_and_the_room_hears_the_entry_beep() {
     };
     let (control, first_guid) = tokio::task::spawn_blocking(move || {
         let mut control = control;
-        let users = control.command(&format!("LISTUSER,{conf_guid}"), "LISTUSER");
-        let guid = |phone: &str| {
-            let line = users.iter().find(|l| l.contains(phone)).expect("phone listed");
-            line.split(',').nth(2).expect("call guid").to_owned()
-        };
-        let (first, second) = (guid("phone1"), guid("phone2"));
+        let first = control.call_guid(&conf_guid, "phone1");
+        let second = control.call_guid(&conf_guid, "phone2");
         assert_eq!(control.command(&format!("DROPUSER,{second}"), "DROPUSER"), ["DROPUSER,OK"]);
         (control, first)
     })
     .await
     .expect("4011 drop");
     phones.truncate(1);
-    let back = talk_until(&mut phones, |p| music_level(&p[0]) > 300.0).await;
+    let back = talk_until(&mut phones, |p| music(&p[0]) > 300.0).await;
     assert!(back, "the music did not come back for the caller left alone");
     assert!(level(&phones[0], 1000.0) < 100.0, "the dropped caller is still heard");
 
@@ -171,7 +131,7 @@ async fn a_lone_caller_hears_music_on_hold_and_the_room_hears_the_entry_beep() {
     .await
     .expect("4011 stop");
     talk(&mut phones, 25).await;
-    let again = talk_until(&mut phones, |p| music_level(&p[0]) > 300.0).await;
+    let again = talk_until(&mut phones, |p| music(&p[0]) > 300.0).await;
     assert!(again, "the music did not resume after STOPWAV:\n{}", server.logs());
 }
 
@@ -333,9 +293,7 @@ async fn moveuser_takes_a_caller_into_another_conference() {
     // Phone 2 moves to the other conference, keeping its call GUID.
     let (main_c, side_c) = (main, side);
     let events = tokio::task::spawn_blocking(move || {
-        let users = control.command(&format!("LISTUSER,{main_c}"), "LISTUSER");
-        let line = users.iter().find(|l| l.contains("phone2")).expect("phone2 listed");
-        let guid = line.split(',').nth(2).expect("call guid").to_owned();
+        let guid = control.call_guid(&main_c, "phone2");
         assert_eq!(
             control.command(&format!("MOVEUSER,{guid},{side_c}"), "MOVEUSER"),
             ["MOVEUSER,OK"]
@@ -382,7 +340,7 @@ async fn moveuser_takes_a_caller_into_another_conference() {
         server.logs()
     );
     // Phone 1 is alone now: music on hold.
-    let music = talk_until(&mut phones, |p| music_level(&p[0]) > 300.0).await;
+    let music = talk_until(&mut phones, |p| music(&p[0]) > 300.0).await;
     assert!(music, "the caller left alone by the move gets music on hold");
 }
 
@@ -441,9 +399,7 @@ async fn caller_names_are_recorded_and_announced() {
     // The second caller is dropped: "<name> has left the conference".
     tokio::task::spawn_blocking(move || {
         let mut control = control;
-        let users = control.command(&format!("LISTUSER,{conf_guid}"), "LISTUSER");
-        let second = users.iter().find(|l| l.contains("phone2")).expect("phone2 listed");
-        let call_guid = second.split(',').nth(2).expect("call guid");
+        let call_guid = control.call_guid(&conf_guid, "phone2");
         assert_eq!(control.command(&format!("DROPUSER,{call_guid}"), "DROPUSER"), ["DROPUSER,OK"]);
     })
     .await
@@ -499,7 +455,7 @@ async fn a_conference_plays_its_own_enter_sound_and_music_on_hold() {
         level(&phones[0], 1200.0),
         server.logs()
     );
-    assert!(music_level(&phones[0]) < 100.0, "the default music plays as well");
+    assert!(music(&phones[0]) < 100.0, "the default music plays as well");
 
     let (second, ()) = tokio::join!(ua.dial(&target, 2, 0.0), talk(&mut phones, 100));
     drop(second);

@@ -12,11 +12,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use support::Server;
-use support::phone::{Control, LOOPBACK, Phone, dial, level, talk};
-use tokio::sync::mpsc;
+use support::phone::{Control, LOOPBACK, Phone, Phones, level, talk};
 use tutti_media::io::LegIo;
 use tutti_media::leg::Leg;
-use tutti_media::ports::PortPool;
 use tutti_sip::sdp::{LocalMedia, MediaDirection};
 use tutti_sip::ua::{HangupReason, SipConfig, SipUa, UaEvent};
 
@@ -80,14 +78,8 @@ async fn control_clients_steer_and_follow_real_calls() {
     assert_eq!(seen_by_b, created, "both clients get the event");
 
     // A phone dials in: NEWUSER to both clients, LISTUSER shows it.
-    let (ua, mut ua_events) =
-        SipUa::start(SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK)).await.expect("UA");
-    let rtp = support::free_udp_range(16);
-    let pool = PortPool::new(rtp, rtp + 15).expect("pool");
-    let (notices, _notices_rx) = mpsc::channel(64);
-    let leg = dial(&ua, &mut ua_events, &pool, &format!("sip:4001@{sip}"), 1, &notices).await;
-    let codec = leg.codec().new_codec();
-    let mut phones = vec![Phone { leg, codec, tone: 440.0, heard: Vec::new() }];
+    let mut line = Phones::new().await;
+    let mut phones = vec![line.dial(&format!("sip:4001@{sip}"), 1, 440.0).await];
     let guid = conf_guid.clone();
     let (a, (newuser, users)) = with_control(a, move |a| {
         let newuser = a.event(&format!("NEWUSER,{guid},"));
@@ -153,7 +145,7 @@ async fn control_clients_steer_and_follow_real_calls() {
     };
     incoming.ringing().await.expect("180");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let sockets = pool.bind(LOOPBACK, false).await.expect("callee ports");
+    let sockets = line.pool.bind(LOOPBACK, false).await.expect("callee ports");
     let local = LocalMedia {
         address: LOOPBACK,
         rtp_port: sockets.rtp_port(),
@@ -163,8 +155,12 @@ async fn control_clients_steer_and_follow_real_calls() {
     };
     let negotiated = incoming.answer(local).await.expect("answer").expect("offer answered");
     let config = tutti::engine::media::leg_config(&negotiated, "callee@test".into());
-    let leg =
-        LegIo::spawn(2, Leg::new(config, Instant::now()).expect("leg"), sockets, notices.clone());
+    let leg = LegIo::spawn(
+        2,
+        Leg::new(config, Instant::now()).expect("leg"),
+        sockets,
+        line.notices.clone(),
+    );
     let codec = leg.codec().new_codec();
     phones.push(Phone { leg, codec, tone: 1000.0, heard: Vec::new() });
     let user = user_guid.clone();
@@ -197,7 +193,7 @@ async fn control_clients_steer_and_follow_real_calls() {
     assert!(dropped.1.contains(&call_guid), "{}", dropped.1);
     let bye = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            match ua_events.recv().await {
+            match line.events.recv().await {
                 Some(UaEvent::Hangup { reason, .. }) => return reason,
                 Some(_) => {}
                 None => panic!("UA stopped"),
@@ -227,7 +223,7 @@ async fn control_clients_steer_and_follow_real_calls() {
     .expect("stranger");
     assert_eq!(stranger_lines, ["ERROR,\"Not logged in\""], "no events before LOGIN");
 
-    ua.shutdown().await;
+    line.ua.shutdown().await;
     callee.shutdown().await;
     drop((a, b));
     assert_eq!(server.stop_with("TERM").code(), Some(0));

@@ -7,13 +7,11 @@ mod support;
 
 use std::net::SocketAddr;
 
-use support::phone::{LOOPBACK, Phone, dial, level, talk};
-use tokio::sync::mpsc;
+use support::phone::{LOOPBACK, MUSIC_NOTES, Phone, Phones, level, music_level, talk};
 use tutti::engine::core::{Engine, EngineConfig};
 use tutti_api::Store;
 use tutti_api::live::{CallerUpdate, Event, EventBus, LiveControl, LiveError};
-use tutti_api::model::{Breakout, Conference, Person, Role};
-use tutti_media::ports::PortPool;
+use tutti_api::model::{Breakout, Conference, Customer, Person, Role};
 use tutti_sip::ua::{SipConfig, SipUa};
 
 const TONES: [f64; 4] = [440.0, 1000.0, 1300.0, 1700.0];
@@ -48,14 +46,12 @@ async fn until_matrix(
     Err(matrix)
 }
 
-/// Notes of the bundled music on hold (scripts/make_music_on_hold.py), one or
-/// more in each of its chords. Its 329, 349 and 392 Hz are left out: a 440 Hz
-/// test tone leaks into a Goertzel filter 48 Hz away enough to read as music.
-const MUSIC_NOTES: [f64; 5] = [196.00, 220.00, 246.94, 261.63, 293.66];
-
-/// How loud the music on hold is in what `phone` heard last.
+/// How loud the music on hold is in what `phone` heard last, by its notes from
+/// 196 to 294 Hz (one or more in each chord). Its 329, 349 and 392 Hz are left
+/// out: a 440 Hz test tone leaks into a Goertzel filter 48 Hz away enough to
+/// read as music.
 fn music(phone: &Phone) -> f64 {
-    MUSIC_NOTES.iter().map(|f| level(phone, *f)).fold(0.0, f64::max)
+    music_level(phone, &MUSIC_NOTES[..5])
 }
 
 /// The call engine in this process, on a real store and SIP stack.
@@ -86,39 +82,43 @@ async fn start_engine(
     (engine, sip)
 }
 
-/// What the phones' calls need kept alive.
-struct PhoneLine {
-    _ua: SipUa,
-    _notices: mpsc::Receiver<tutti_media::io::LegNotice>,
-}
-
-/// One phone per target, sending TONES in order.
-async fn dial_all(targets: &[String]) -> (Vec<Phone>, PhoneLine) {
-    let (phone_ua, mut phone_events) =
-        SipUa::start(SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK)).await.expect("UA");
-    let phone_rtp = support::free_udp_range(16);
-    let pool = PortPool::new(phone_rtp, phone_rtp + 15).expect("pool");
-    let (notices, notices_rx) = mpsc::channel(64);
+/// One phone per target, sending TONES in order; the `Phones` must outlive them.
+async fn dial_all(targets: &[String]) -> (Vec<Phone>, Phones) {
+    let mut line = Phones::new().await;
     let mut phones = Vec::new();
     for (i, (target, tone)) in targets.iter().zip(TONES).enumerate() {
-        let leg = dial(&phone_ua, &mut phone_events, &pool, target, i as u64 + 1, &notices).await;
-        let codec = leg.codec().new_codec();
-        phones.push(Phone { leg, codec, tone, heard: Vec::new() });
+        phones.push(line.dial(target, i as u64 + 1, tone).await);
     }
-    (phones, PhoneLine { _ua: phone_ua, _notices: notices_rx })
+    (phones, line)
+}
+
+/// A real store in `dir` with one customer (`did`, if any) and the conference
+/// `make` builds for it.
+async fn store_with(
+    dir: &std::path::Path,
+    did: Option<&str>,
+    make: impl FnOnce(&Customer) -> Conference,
+) -> (Store, Conference) {
+    let store =
+        Store::open(&format!("sqlite://{}", dir.join("tutti.db").display())).await.expect("store");
+    let mut customer = Customer::new("Acme");
+    customer.did = did.map(str::to_owned);
+    store.create_customer(&customer).await.expect("customer");
+    let conference = make(&customer);
+    store.create_conference(&conference).await.expect("conference");
+    (store, conference)
+}
+
+/// A conference reached by dialling `number`.
+fn numbered(customer: &Customer, name: &str, number: &str) -> Conference {
+    Conference { dial_in_number: Some(number.into()), ..Conference::new(customer, name) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breakout_groups_hear_each_other_apart_from_the_main_room() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("tutti.db").display()))
-        .await
-        .expect("store");
-    let customer = tutti_api::model::Customer::new("Acme");
-    store.create_customer(&customer).await.expect("customer");
-    let mut conference = Conference::new(&customer, "Workshop");
-    conference.dial_in_number = Some("4301".into());
-    store.create_conference(&conference).await.expect("conference");
+    let (store, conference) =
+        store_with(dir.path(), None, |c| numbered(c, "Workshop", "4301")).await;
 
     let events = EventBus::new();
     let (engine, sip) = start_engine(&store, &events, dir.path()).await;
@@ -173,15 +173,11 @@ async fn breakout_groups_hear_each_other_apart_from_the_main_room() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_green_room_keeps_presenters_apart_until_the_call_goes_live() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("tutti.db").display()))
-        .await
-        .expect("store");
-    let mut customer = tutti_api::model::Customer::new("Acme");
-    customer.did = Some("5550100".into());
-    store.create_customer(&customer).await.expect("customer");
-    let mut conference = Conference::new(&customer, "Launch");
-    conference.greenroom = true;
-    store.create_conference(&conference).await.expect("conference");
+    let (store, conference) = store_with(dir.path(), Some("5550100"), |c| Conference {
+        greenroom: true,
+        ..Conference::new(c, "Launch")
+    })
+    .await;
     for (pin, role) in
         [("1111", Role::Presenter), ("2222", Role::Assistant), ("3333", Role::Participant)]
     {
@@ -216,14 +212,8 @@ async fn the_green_room_keeps_presenters_apart_until_the_call_goes_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_caller_is_recorded_with_what_it_says_and_hears() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("tutti.db").display()))
-        .await
-        .expect("store");
-    let customer = tutti_api::model::Customer::new("Acme");
-    store.create_customer(&customer).await.expect("customer");
-    let mut conference = Conference::new(&customer, "Interview");
-    conference.dial_in_number = Some("4601".into());
-    store.create_conference(&conference).await.expect("conference");
+    let (store, conference) =
+        store_with(dir.path(), None, |c| numbered(c, "Interview", "4601")).await;
     let events = EventBus::new();
     let (engine, sip) = start_engine(&store, &events, dir.path()).await;
     let targets = vec![format!("sip:4601@{sip}"); 3];

@@ -13,7 +13,7 @@ use tutti_media::leg::Leg;
 use tutti_media::ports::PortPool;
 use tutti_media::tone::goertzel_amplitude;
 use tutti_sip::sdp::{LocalMedia, MediaDirection};
-use tutti_sip::ua::{CallProgress, PlaceCall, SipUa, UaEvent};
+use tutti_sip::ua::{CallProgress, PlaceCall, SipConfig, SipUa, UaEvent};
 
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -69,6 +69,17 @@ impl Control {
     }
 
     /// Waits for an event line starting with `prefix`.
+    /// The call GUID of the caller whose LISTUSER line mentions `phone` (its
+    /// number or name) in conference `conf_guid`.
+    pub fn call_guid(&mut self, conf_guid: &str, phone: &str) -> String {
+        let users = self.command(&format!("LISTUSER,{conf_guid}"), "LISTUSER");
+        let line = users
+            .iter()
+            .find(|l| l.contains(phone))
+            .unwrap_or_else(|| panic!("{phone} not listed: {users:?}"));
+        line.split(',').nth(2).expect("call guid").to_owned()
+    }
+
     pub fn event(&mut self, prefix: &str) -> String {
         if let Some(i) = self.events.iter().position(|l| l.starts_with(prefix)) {
             return self.events.remove(i);
@@ -81,6 +92,47 @@ impl Control {
             self.events.push(line);
         }
     }
+}
+
+/// A test softphone's SIP user agent and RTP ports, placing calls as phones.
+pub struct Phones {
+    pub ua: SipUa,
+    pub events: mpsc::Receiver<UaEvent>,
+    pub pool: PortPool,
+    pub notices: mpsc::Sender<LegNotice>,
+    _notices_rx: mpsc::Receiver<LegNotice>,
+}
+
+impl Phones {
+    pub async fn new() -> Self {
+        let mut config = SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK);
+        config.max_calls = 10;
+        let (ua, events) = SipUa::start(config).await.expect("phone UA");
+        let rtp = super::free_udp_range(16);
+        let pool = PortPool::new(rtp, rtp + 15).expect("phone ports");
+        let (notices, notices_rx) = mpsc::channel(64);
+        Self { ua, events, pool, notices, _notices_rx: notices_rx }
+    }
+
+    /// A phone sending `tone` (0: silence) on a call to `target`.
+    pub async fn dial(&mut self, target: &str, key: u64, tone: f64) -> Phone {
+        let leg = dial(&self.ua, &mut self.events, &self.pool, target, key, &self.notices).await;
+        let codec = leg.codec().new_codec();
+        Phone { leg, codec, tone, heard: Vec::new() }
+    }
+
+    pub async fn try_dial(&mut self, target: &str, key: u64) -> Result<(), String> {
+        try_dial(&self.ua, &mut self.events, &self.pool, target, key, &self.notices).await.map(drop)
+    }
+}
+
+/// The notes of the bundled music on hold (scripts/make_music_on_hold.py).
+pub const MUSIC_NOTES: [f64; 8] = [196.00, 220.00, 246.94, 261.63, 293.66, 329.63, 349.23, 392.00];
+
+/// How loud the music on hold is (the loudest of `notes`) in the second half of
+/// what `phone` heard last.
+pub fn music_level(phone: &Phone, notes: &[f64]) -> f64 {
+    notes.iter().map(|f| level(phone, *f)).fold(0.0, f64::max)
 }
 
 pub struct Phone {
