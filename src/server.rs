@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tutti_api::control::{self, ControlContext};
-use tutti_api::http::{AppState, router};
+use tutti_api::control;
+use tutti_api::http::router;
 use tutti_api::live::EventBus;
 use tutti_api::model::Customer;
+use tutti_api::ops::{Ops, OpsSettings};
 use tutti_api::{Store, Time, secret};
 use tutti_sip::ua::{SipConfig, SipUa};
 
@@ -75,18 +76,21 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         Some(name) => jiff::tz::TimeZone::get(name)?,
         None => jiff::tz::TimeZone::system(),
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let control_task = tokio::spawn(control::serve(
-        control_listener,
-        ControlContext {
-            store: store.clone(),
-            live: Arc::new(engine.clone()),
-            events: events.clone(),
+    // One operations layer for every interface.
+    let ops = Ops::new(
+        store.clone(),
+        Arc::new(engine.clone()),
+        events.clone(),
+        OpsSettings {
             sounds_dir: settings.sounds_dir(),
             timezone,
+            control_customer: None,
+            started,
+            version: env!("CARGO_PKG_VERSION"),
         },
-        stop_rx.clone(),
-    ));
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let control_task = tokio::spawn(control::serve(control_listener, ops.clone(), stop_rx.clone()));
 
     let http = TcpListener::bind(settings.http_listen)
         .await
@@ -101,10 +105,9 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         env!("CARGO_PKG_VERSION")
     );
 
-    let state = AppState { store: store.clone(), started, version: env!("CARGO_PKG_VERSION") };
     let mut http_rx = stop_rx.clone();
     let http_task = tokio::spawn(
-        axum::serve(http, router(state))
+        axum::serve(http, router(ops))
             .with_graceful_shutdown(async move {
                 let _ = http_rx.wait_for(|stop| *stop).await;
             })

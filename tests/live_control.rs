@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use support::phone::{LOOPBACK, MUSIC_NOTES, Phone, Phones, level, music_level, talk};
 use tutti::engine::core::{Engine, EngineConfig};
 use tutti_api::Store;
-use tutti_api::live::{CallerUpdate, Event, EventBus, LiveControl, LiveError};
+use tutti_api::live::{CallUpdate, CallerUpdate, EventBus, LiveControl};
 use tutti_api::model::{Breakout, Conference, Customer, Person, Role};
+use tutti_api::ops::{Kind, OpsError};
 use tutti_sip::ua::{SipConfig, SipUa};
 
 const TONES: [f64; 4] = [440.0, 1000.0, 1300.0, 1700.0];
@@ -145,13 +146,11 @@ async fn breakout_groups_hear_each_other_apart_from_the_main_room() {
         .await
         .unwrap_or_else(|m| panic!("open breakout: {m:.0?}"));
 
-    // Made private (as a facade does: store, then the bus): the main room is gone too.
+    // Made private (as the operations layer does, through the engine): the
+    // main room is gone too.
+    engine.set_breakout_private(group.uid.clone(), true).await.expect("private");
     group.private = true;
-    store.update(&group).await.expect("private");
-    events.publish(Event::BreakoutUpdated {
-        conference_uid: conference.uid.clone(),
-        breakout: group.clone(),
-    });
+    assert_eq!(store.get::<Breakout>(&group.uid).await.expect("stored"), group);
     until_matrix(&mut phones, |l, t| (l < 2) == (t < 2))
         .await
         .unwrap_or_else(|m| panic!("private breakout: {m:.0?}"));
@@ -160,7 +159,7 @@ async fn breakout_groups_hear_each_other_apart_from_the_main_room() {
     let stranger = Breakout::new("no-such-call", "Elsewhere");
     let refused =
         engine.update_caller(uid_of("phone1"), CallerUpdate::Breakout(Some(stranger.uid))).await;
-    assert_eq!(refused, Err(LiveError::NotFound("breakout")));
+    assert_eq!(refused, Err(OpsError::NotFound(Kind::Breakout)));
     for ani in ["phone3", "phone4"] {
         engine.update_caller(uid_of(ani), CallerUpdate::Breakout(None)).await.expect("back");
     }
@@ -199,11 +198,10 @@ async fn the_green_room_keeps_presenters_apart_until_the_call_goes_live() {
     assert!(music(&phones[0]) < 100.0, "the green room hears the music");
 
     // The call goes live (as MaestroConference's updateCall greenroom=false
-    // does: store, then the bus): one room, no music.
-    let mut call = store.calls_of(&conference.uid).await.expect("calls").remove(0);
-    call.greenroom = false;
-    store.update(&call).await.expect("live");
-    events.publish(Event::CallUpdated { call_uid: call.uid.clone(), field: "greenroom".into() });
+    // does, through the engine): one room, no music.
+    let call = store.calls_of(&conference.uid).await.expect("calls").remove(0);
+    engine.update_call(call.uid.clone(), CallUpdate::GreenRoom(false)).await.expect("live");
+    assert!(!store.calls_of(&conference.uid).await.expect("calls")[0].greenroom);
     until_matrix(&mut phones, |_, _| true).await.unwrap_or_else(|m| panic!("live: {m:.0?}"));
     assert!(music(&phones[2]) < 100.0, "the music goes on after the call went live");
     engine.shutdown().await;

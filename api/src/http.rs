@@ -3,7 +3,6 @@
 //! merged into the same router as they are built.
 
 use std::fmt::Write as _;
-use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
@@ -12,18 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
-use crate::store::Store;
+use crate::ops::Ops;
 
-/// What every HTTP handler shares.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub started: Instant,
-    pub version: &'static str,
-}
-
-pub fn router(state: AppState) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(state)
+/// The HTTP router over the operations layer (the same [`Ops`] TCP 4011 uses).
+pub fn router(ops: Ops) -> Router {
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(ops)
 }
 
 #[derive(Serialize)]
@@ -35,19 +27,19 @@ struct Health {
 }
 
 /// 200 while the database answers, 503 otherwise; always a JSON body.
-async fn healthz(State(state): State<AppState>) -> Response {
+async fn healthz(State(state): State<Ops>) -> Response {
     let db_ok = sqlx::query("SELECT 1").execute(state.store.pool()).await.is_ok();
     let health = Health {
         status: if db_ok { "ok" } else { "degraded" },
-        version: state.version,
-        uptime_seconds: state.started.elapsed().as_secs(),
+        version: state.settings.version,
+        uptime_seconds: state.settings.started.elapsed().as_secs(),
         database: if db_ok { "ok" } else { "unavailable" },
     };
     let code = if db_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, axum::Json(health)).into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<Ops>) -> Response {
     let counts = match state.store.counts().await {
         Ok(counts) => counts,
         Err(e) => {
@@ -63,7 +55,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     gauge(
         "tutti_uptime_seconds",
         "Seconds since the server started.",
-        i64::try_from(state.started.elapsed().as_secs()).unwrap_or(i64::MAX),
+        i64::try_from(state.settings.started.elapsed().as_secs()).unwrap_or(i64::MAX),
     );
     gauge("tutti_customers", "Stored customers.", counts.customers);
     gauge("tutti_conferences", "Stored conferences.", counts.conferences);
@@ -75,6 +67,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
     );
     let _ =
         writeln!(body, "# HELP tutti_build_info Build information.\n# TYPE tutti_build_info gauge");
-    let _ = writeln!(body, "tutti_build_info{{version=\"{}\"}} 1", state.version);
+    let _ = writeln!(body, "tutti_build_info{{version=\"{}\"}} 1", state.settings.version);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }

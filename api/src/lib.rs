@@ -1,11 +1,14 @@
-//! tutti-api: the domain model and its SQLite store, and the outward facades
-//! (HTTP today; TCP 4011, /_access, /_conference, /conference_* and /api/v1 as they
-//! are built). It knows nothing of SIP or RTP.
+//! tutti-api: the domain model and its SQLite store, its rules ([`rules`]), the
+//! operations layer every interface calls ([`ops`]), the seam to live calls
+//! ([`live`]), and the outward facades (TCP 4011 in [`control`], HTTP in [`http`]).
+//! It knows nothing of SIP or RTP.
 
 pub mod control;
 pub mod http;
 pub mod live;
 pub mod model;
+pub mod ops;
+pub mod rules;
 pub mod secret;
 pub mod store;
 pub mod time;

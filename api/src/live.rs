@@ -1,8 +1,8 @@
-//! The seam between the facades and live calls. Facades ask for changes to live
-//! calls through [`LiveControl`], which the call engine (src/) implements; every
-//! state change comes back as one [`Event`] on the [`EventBus`], which each facade
-//! renders in its own format. A facade never keeps its own copy of live state: it
-//! reads the store and listens to the bus.
+//! The seam between the operations layer and live calls. Operations ask for
+//! changes to live calls through [`LiveControl`], which the call engine (src/)
+//! implements; every state change comes back as one [`Event`] on the
+//! [`EventBus`], which each facade renders in its own format. Commands never
+//! travel as events: a lagging subscriber may miss an event, never a command.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -13,29 +13,12 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::model::{Breakout, CallTag, Caller, Conference, Recording, Role};
+use crate::ops::OpsError;
 
-/// Why a live operation was not carried out, by cause. Each facade turns these into
-/// its own error shape (`<CMD>,ERROR,"..."`, `FALSE,...`, `{"code","message"}`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LiveError {
-    /// No live object of that kind ("caller", "conference", "call", "recording")
-    /// with that UID.
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    /// The request is understood but not allowed now (conference full or locked,
-    /// outbound calls disabled, nothing playing, ...).
-    #[error("{0}")]
-    Refused(String),
-    /// A bad argument (unknown file, unsupported WAV format, bad number).
-    #[error("{0}")]
-    Invalid(String),
-    /// A needed facility is missing or failed (text-to-speech program absent,
-    /// database error, SIP transport down).
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-pub type LiveResult<T> = Result<T, LiveError>;
+/// What a [`LiveControl`] method answers: the operations layer's error, so a
+/// refusal keeps its real reason (locked, full, not started, ...) all the way to
+/// the client.
+pub type LiveResult<T> = Result<T, OpsError>;
 /// The future a [`LiveControl`] method returns; boxed so the trait stays
 /// object-safe (facades hold an `Arc<dyn LiveControl>`).
 pub type LiveFuture<'a, T> = Pin<Box<dyn Future<Output = LiveResult<T>> + Send + 'a>>;
@@ -53,8 +36,9 @@ pub enum Target {
 /// What to play.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Media {
-    /// A WAV file, already resolved to a path inside `<data-dir>/sounds/`.
-    File(PathBuf),
+    /// A WAV file, already resolved to a path inside `<data-dir>/sounds/`;
+    /// `name` is what the client called it, for the playback events.
+    File { path: PathBuf, name: String },
     /// Text to speak through text-to-speech.
     Tts(String),
 }
@@ -99,8 +83,44 @@ pub struct DialRequest {
     pub remote_command: Option<String>,
 }
 
-/// What the facades may ask of live calls. Implemented by the call engine; every
-/// method returns once the request is accepted (outcomes arrive as events).
+/// The remote-command that records the conference once the callee is in.
+pub const LEAVE_RECORDING: &str = "!LeaveRecording";
+
+impl DialRequest {
+    /// Whether the conference is to be recorded once the callee has joined (the
+    /// TCP 4011 `!LeaveRecording` remote-command). The engine starts that one
+    /// recording; nobody else does.
+    pub fn records_conference(&self) -> bool {
+        self.remote_command
+            .as_deref()
+            .is_some_and(|c| c.trim().eq_ignore_ascii_case(LEAVE_RECORDING))
+    }
+}
+
+/// A change to a live call session's own settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallUpdate {
+    /// The green room on (presenters wait apart) or off (the call goes live).
+    GreenRoom(bool),
+    /// Whether talking events are sent for this call.
+    TalkingEvents(bool),
+}
+
+impl CallUpdate {
+    /// The MaestroConference name of the field, as [`Event::CallUpdated`] carries it.
+    pub fn field(self) -> &'static str {
+        match self {
+            CallUpdate::GreenRoom(_) => "greenroom",
+            CallUpdate::TalkingEvents(_) => "talking",
+        }
+    }
+}
+
+/// What the operations layer may ask of live calls. Implemented by the call
+/// engine; every method returns once the request is accepted (outcomes arrive as
+/// events). The engine alone writes a caller's live fields (mute, deaf, mike,
+/// volume, breakout, role, attention, active, energy); the descriptive ones (tag,
+/// notes, data, custom) are the operations layer's.
 pub trait LiveControl: Send + Sync + 'static {
     fn update_caller(&self, caller_uid: String, update: CallerUpdate) -> LiveFuture<'_, ()>;
     /// Hang up on a caller.
@@ -123,6 +143,13 @@ pub trait LiveControl: Send + Sync + 'static {
     fn stop_recording(&self, recording_uid: String) -> LiveFuture<'_, ()>;
     /// Ends a call session: every caller is hung up.
     fn close_call(&self, call_uid: String) -> LiveFuture<'_, ()>;
+    /// Changes a live call session's settings (green room, talking events); the
+    /// engine stores the field and announces it with [`Event::CallUpdated`].
+    fn update_call(&self, call_uid: String, update: CallUpdate) -> LiveFuture<'_, ()>;
+    /// Makes a breakout group private (it does not hear the main room) or
+    /// open; the engine stores the flag, applies it to the room and announces
+    /// it with [`Event::BreakoutUpdated`].
+    fn set_breakout_private(&self, breakout_uid: String, private: bool) -> LiveFuture<'_, ()>;
 }
 
 /// Outbound call progress, named as TCP 4011 CALLUSER events name it.
@@ -202,7 +229,10 @@ pub enum Event {
         conference_uid: String,
         call_uid: String,
     },
+    /// A call session setting changed; `field` is its MaestroConference name
+    /// (`greenroom`, `talking`, `notes`, ...).
     CallUpdated {
+        conference_uid: String,
         call_uid: String,
         field: String,
     },
@@ -223,23 +253,31 @@ pub enum Event {
         caller: Caller,
         field: CallerField,
     },
+    /// Sent only while the call's talking events are on ([`CallUpdate::TalkingEvents`]).
     Talking {
         conference_uid: String,
+        call_uid: String,
         caller_uid: String,
         talking: bool,
     },
     Digit {
         conference_uid: String,
+        call_uid: String,
         caller_uid: String,
         digit: char,
     },
     Playback {
+        conference_uid: String,
+        call_uid: String,
         target: Target,
         media: PlaybackMedia,
         state: PlaybackState,
     },
+    /// Outbound call progress; `call_uid` is the session the callee joins,
+    /// `None` until the conference has one.
     Outbound {
         conference_uid: String,
+        call_uid: Option<String>,
         caller_uid: String,
         progress: OutboundProgress,
     },
@@ -303,7 +341,12 @@ mod tests {
     use super::*;
 
     fn digit(d: char) -> Event {
-        Event::Digit { conference_uid: "c".into(), caller_uid: "u".into(), digit: d }
+        Event::Digit {
+            conference_uid: "c".into(),
+            call_uid: "s".into(),
+            caller_uid: "u".into(),
+            digit: d,
+        }
     }
 
     #[tokio::test]

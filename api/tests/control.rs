@@ -12,9 +12,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
-use tutti_api::control::{ControlContext, MAX_CONNECTIONS, serve};
+use tutti_api::control::{MAX_CONNECTIONS, serve};
 use tutti_api::live::*;
 use tutti_api::model::{Call, Caller, Conference, Customer, Direction, Role};
+use tutti_api::ops::{Kind, Ops, OpsError, OpsSettings};
 use tutti_api::{Store, Time};
 
 const PASSWORD: &str = "s3cret, really";
@@ -44,7 +45,7 @@ impl FakeLive {
         if self.callers.lock().expect("lock").contains(caller) {
             Ok(())
         } else {
-            Err(LiveError::NotFound("caller"))
+            Err(OpsError::NotFound(Kind::Caller))
         }
     }
 }
@@ -82,12 +83,12 @@ impl LiveControl for FakeLive {
             return ready(Err(e));
         }
         let media = match &request.media {
-            Media::File(path) => PlaybackMedia::File(
-                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            ),
+            Media::File { name, .. } => PlaybackMedia::File(name.clone()),
             Media::Tts(_) => PlaybackMedia::Tts,
         };
         self.bus.publish(Event::Playback {
+            conference_uid: String::new(),
+            call_uid: String::new(),
             target: request.target,
             media,
             state: PlaybackState::Playing,
@@ -110,8 +111,13 @@ impl LiveControl for FakeLive {
         ));
         let uid = format!("out-{}", self.calls().len());
         self.callers.lock().expect("lock").insert(uid.clone());
+        if request.records_conference() {
+            // The engine starts the conference's one recording itself.
+            self.record(format!("start_recording {} None", request.conference_uid));
+        }
         self.bus.publish(Event::Outbound {
             conference_uid: request.conference_uid,
+            call_uid: None,
             caller_uid: uid.clone(),
             progress: OutboundProgress::Presenting,
         });
@@ -134,6 +140,16 @@ impl LiveControl for FakeLive {
 
     fn close_call(&self, call_uid: String) -> LiveFuture<'_, ()> {
         self.record(format!("close_call {call_uid}"));
+        ready(Ok(()))
+    }
+
+    fn update_call(&self, call_uid: String, update: CallUpdate) -> LiveFuture<'_, ()> {
+        self.record(format!("update_call {call_uid} {update:?}"));
+        ready(Ok(()))
+    }
+
+    fn set_breakout_private(&self, breakout_uid: String, private: bool) -> LiveFuture<'_, ()> {
+        self.record(format!("set_breakout_private {breakout_uid} {private}"));
         ready(Ok(()))
     }
 }
@@ -170,13 +186,18 @@ impl Server {
             calls: Mutex::default(),
             callers: Mutex::default(),
         });
-        let ctx = ControlContext {
-            store: store.clone(),
-            live: live.clone(),
-            events: bus.clone(),
-            sounds_dir,
-            timezone,
-        };
+        let ctx = Ops::new(
+            store.clone(),
+            live.clone(),
+            bus.clone(),
+            OpsSettings {
+                sounds_dir,
+                timezone,
+                control_customer: None,
+                started: Instant::now(),
+                version: "test",
+            },
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = watch::channel(false);
@@ -580,20 +601,25 @@ async fn engine_events_reach_every_logged_in_client() {
         .publish(Event::CallerJoined { conference_uid: "conf-1".into(), caller: caller.clone() });
     server.bus.publish(Event::Talking {
         conference_uid: "conf-1".into(),
+        call_uid: "call-1".into(),
         caller_uid: "user-1".into(),
         talking: true,
     });
     server.bus.publish(Event::Digit {
         conference_uid: "conf-1".into(),
+        call_uid: "call-1".into(),
         caller_uid: "user-1".into(),
         digit: '5',
     });
     server.bus.publish(Event::Outbound {
         conference_uid: "conf-1".into(),
+        call_uid: Some("call-1".into()),
         caller_uid: "user-2".into(),
         progress: OutboundProgress::Connected,
     });
     server.bus.publish(Event::Playback {
+        conference_uid: "conf-1".into(),
+        call_uid: "call-1".into(),
         target: Target::Caller("user-1".into()),
         media: PlaybackMedia::File("hello.wav".into()),
         state: PlaybackState::Done,
@@ -613,6 +639,7 @@ async fn engine_events_reach_every_logged_in_client() {
     outsider.expect("LOGIN,OK").await;
     server.bus.publish(Event::Digit {
         conference_uid: "conf-1".into(),
+        call_uid: "call-1".into(),
         caller_uid: "user-1".into(),
         digit: '#',
     });

@@ -1,12 +1,17 @@
 //! Recording: 20 ms frames of a room's mix (or of one member) written to
 //! `<dir>/<name>.wav` as 16-bit mono PCM at the room's rate, with start and stop.
 //!
-//! Writing is buffered file I/O, which can block on a slow disk: the engine should feed
-//! the recorder from its own task (frames over a channel), not from the mixer tick.
+//! Writing is buffered file I/O, which can block on a slow disk, so the mixer
+//! tick never writes: it hands each frame to a [`RecordingWriter`], whose own
+//! thread writes it. When the disk falls more than [`WRITER_BACKLOG`] frames
+//! behind, frames are dropped and counted rather than delaying the mix.
 
 use std::fs::{File, OpenOptions};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use thiserror::Error;
 
@@ -128,5 +133,265 @@ impl Recorder {
         let duration_ms = self.duration_ms();
         let (_, samples) = self.writer.finish()?;
         Ok(Recording { path: self.path, samples, duration_ms })
+    }
+}
+
+/// Where a recording's frames go: a WAV file ([`Recorder`]) or, in tests,
+/// anything that takes frames.
+pub trait FrameSink: Send + 'static {
+    fn write_frame(&mut self, frame: &[i16]) -> Result<(), RecordError>;
+    /// Finishes the recording.
+    fn finish(self: Box<Self>) -> Result<Recording, RecordError>;
+}
+
+impl FrameSink for Recorder {
+    fn write_frame(&mut self, frame: &[i16]) -> Result<(), RecordError> {
+        Recorder::write_frame(self, frame)
+    }
+
+    fn finish(self: Box<Self>) -> Result<Recording, RecordError> {
+        self.stop()
+    }
+}
+
+/// Frames a writer may fall behind by (2 s) before new frames are dropped.
+pub const WRITER_BACKLOG: usize = 100;
+
+/// Called once with the outcome of opening the sink.
+pub type Started = Box<dyn FnOnce(Result<(), RecordError>) + Send>;
+/// Called once with the finished recording.
+pub type Finished = Box<dyn FnOnce(Result<Recording, RecordError>) + Send>;
+
+enum WriterMessage {
+    Frame(Vec<i16>),
+    Stop(Finished),
+}
+
+/// The mixer's end of a recording written on its own thread. Handing a frame
+/// over never blocks and, after warm-up, never allocates: buffers come back
+/// from the writer for reuse.
+pub struct RecordingWriter {
+    messages: mpsc::Sender<WriterMessage>,
+    free: mpsc::Receiver<Vec<i16>>,
+    /// Frames handed over and not yet written.
+    in_flight: Arc<AtomicUsize>,
+    /// Set by the writer when the sink failed; nothing more is written.
+    failed: Arc<AtomicBool>,
+    dropped: u64,
+}
+
+impl RecordingWriter {
+    /// Starts the writer thread; it opens the sink with `open` and reports the
+    /// outcome to `started`.
+    pub fn spawn(
+        open: impl FnOnce() -> Result<Box<dyn FrameSink>, RecordError> + Send + 'static,
+        started: Started,
+    ) -> Self {
+        let (messages, inbox) = mpsc::channel();
+        let (give_back, free) = mpsc::channel();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicBool::new(false));
+        let (flight, fail) = (in_flight.clone(), failed.clone());
+        let spawned = std::thread::Builder::new().name("recording".into()).spawn(move || {
+            write_loop(open, started, &inbox, &give_back, &flight, &fail);
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "recording thread not started");
+            failed.store(true, Ordering::Relaxed);
+        }
+        Self { messages, free, in_flight, failed, dropped: 0 }
+    }
+
+    /// Starts writing `<dir>/<name>.wav` at `rate`.
+    pub fn start_file(dir: PathBuf, name: String, rate: u32, started: Started) -> Self {
+        Self::spawn(
+            move || Recorder::start(&dir, &name, rate).map(|r| Box::new(r) as Box<dyn FrameSink>),
+            started,
+        )
+    }
+
+    /// Hands one frame to the writer; drops it (and counts it) when the writer
+    /// is [`WRITER_BACKLOG`] frames behind.
+    pub fn write_frame(&mut self, frame: &[i16]) {
+        if self.in_flight.load(Ordering::Acquire) >= WRITER_BACKLOG {
+            self.dropped += 1;
+            if self.dropped.is_power_of_two() {
+                tracing::warn!(
+                    dropped = self.dropped,
+                    "recording: the disk is behind; frames dropped"
+                );
+            }
+            return;
+        }
+        let mut buffer = self.free.try_recv().unwrap_or_default();
+        buffer.clear();
+        buffer.extend_from_slice(frame);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if self.messages.send(WriterMessage::Frame(buffer)).is_err() {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.failed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the sink failed (or could not be opened): the recording is over.
+    #[must_use]
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Frames dropped because the writer was behind.
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Finishes the recording after every frame handed over; `finished` learns
+    /// the outcome from the writer thread.
+    pub fn stop(self, finished: Finished) {
+        if self.dropped > 0 {
+            tracing::warn!(dropped = self.dropped, "recording ended with frames dropped");
+        }
+        if let Err(mpsc::SendError(WriterMessage::Stop(finished))) =
+            self.messages.send(WriterMessage::Stop(finished))
+        {
+            finished(Err(RecordError::Wav(WavError::Io(std::io::Error::other(
+                "the recording thread has ended",
+            )))));
+        }
+    }
+}
+
+fn write_loop(
+    open: impl FnOnce() -> Result<Box<dyn FrameSink>, RecordError>,
+    started: Started,
+    inbox: &mpsc::Receiver<WriterMessage>,
+    give_back: &mpsc::Sender<Vec<i16>>,
+    in_flight: &AtomicUsize,
+    failed: &AtomicBool,
+) {
+    let mut sink = match open() {
+        Ok(sink) => {
+            started(Ok(()));
+            sink
+        }
+        Err(e) => {
+            failed.store(true, Ordering::Relaxed);
+            started(Err(e));
+            return;
+        }
+    };
+    let mut broken = false;
+    while let Ok(message) = inbox.recv() {
+        match message {
+            WriterMessage::Frame(frame) => {
+                if !broken && let Err(e) = sink.write_frame(&frame) {
+                    tracing::error!(error = %e, "recording failed; stopped");
+                    broken = true;
+                    failed.store(true, Ordering::Relaxed);
+                }
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                let _ = give_back.send(frame);
+            }
+            WriterMessage::Stop(finished) => {
+                finished(sink.finish());
+                return;
+            }
+        }
+    }
+    // The room went away without stopping: still leave a valid file.
+    if let Err(e) = sink.finish() {
+        tracing::error!(error = %e, "recording not finalised");
+    }
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    /// A sink on a stalled disk: each write waits until the test lets it go.
+    struct Stalled {
+        gate: Arc<Mutex<()>>,
+        written: Arc<AtomicUsize>,
+    }
+
+    impl FrameSink for Stalled {
+        fn write_frame(&mut self, _frame: &[i16]) -> Result<(), RecordError> {
+            drop(self.gate.lock().expect("gate"));
+            self.written.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+
+        fn finish(self: Box<Self>) -> Result<Recording, RecordError> {
+            let samples = self.written.load(Ordering::Relaxed) as u64 * 160;
+            Ok(Recording { path: PathBuf::new(), samples, duration_ms: samples / 8 })
+        }
+    }
+
+    #[test]
+    fn a_stalled_sink_never_blocks_the_caller_and_drops_what_does_not_fit() {
+        let gate = Arc::new(Mutex::new(()));
+        let written = Arc::new(AtomicUsize::new(0));
+        let stall = gate.lock().expect("gate");
+        let sink = Stalled { gate: gate.clone(), written: written.clone() };
+        let (tx, rx) = mpsc::channel();
+        let mut writer = RecordingWriter::spawn(
+            move || Ok(Box::new(sink) as Box<dyn FrameSink>),
+            Box::new(move |r| tx.send(r.is_ok()).expect("started")),
+        );
+        assert!(rx.recv().expect("opened"));
+        let frame = [7i16; 160];
+        let begun = Instant::now();
+        for _ in 0..1000 {
+            writer.write_frame(&frame);
+        }
+        assert!(begun.elapsed() < Duration::from_millis(200), "{:?}", begun.elapsed());
+        // One frame may be in the sink's hands, the rest wait in the queue.
+        assert!(writer.dropped() >= 1000 - WRITER_BACKLOG as u64 - 1, "{}", writer.dropped());
+        drop(stall);
+        let (tx, rx) = mpsc::channel();
+        writer.stop(Box::new(move |r| tx.send(r).expect("finished")));
+        let recording = rx.recv_timeout(Duration::from_secs(5)).expect("in time").expect("ok");
+        let kept = written.load(Ordering::Relaxed);
+        assert!((WRITER_BACKLOG..=WRITER_BACKLOG + 1).contains(&kept), "{kept} frames written");
+        assert_eq!(recording.samples, kept as u64 * 160, "every frame kept is in the file");
+    }
+
+    #[test]
+    fn a_file_holds_every_frame_handed_over_and_buffers_are_reused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (tx, rx) = mpsc::channel();
+        let mut writer = RecordingWriter::start_file(
+            dir.path().to_owned(),
+            "w".into(),
+            8000,
+            Box::new(move |r| tx.send(r.is_ok()).expect("started")),
+        );
+        assert!(rx.recv().expect("opened"));
+        for i in 0..50i16 {
+            writer.write_frame(&[i; 160]);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (tx, rx) = mpsc::channel();
+        writer.stop(Box::new(move |r| tx.send(r).expect("finished")));
+        let recording = rx.recv_timeout(Duration::from_secs(5)).expect("in time").expect("ok");
+        assert_eq!(recording.samples, 50 * 160);
+        let audio = crate::wav::read(&dir.path().join("w.wav")).expect("wav");
+        assert_eq!(audio.samples[160 * 49], 49);
+    }
+
+    #[test]
+    fn a_sink_that_cannot_open_reports_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (tx, rx) = mpsc::channel();
+        let writer = RecordingWriter::start_file(
+            dir.path().to_owned(),
+            "../bad".into(),
+            8000,
+            Box::new(move |r| tx.send(r.is_ok()).expect("started")),
+        );
+        assert!(!rx.recv().expect("reported"));
+        assert!(writer.has_failed());
     }
 }

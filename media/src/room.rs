@@ -1,8 +1,9 @@
 //! A conference room's media task: the tokio shell around one [`Mixer`]. Every
 //! 20 ms on a drift-free clock it pulls each member's frame from its leg, adds
 //! what is playing, runs the mixer, sends each distinct mix once per member
-//! that shares it, writes the recording and reports talking and finished
-//! playbacks. The call engine steers it with [`RoomCommand`]s; a room without
+//! that shares it, hands the recordings their frames (written on their own
+//! threads, never in the tick) and reports talking, energy levels (at most
+//! once a second per member) and finished playbacks. The call engine steers it with [`RoomCommand`]s; a room without
 //! members and without anything playing sleeps and costs nothing.
 
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use crate::mixer::{
     BreakoutId, Delivery, InjectTarget, MAX_ROOM_FRAME, MemberId, Mixer, MixerConfig, MixerError,
     MixerEvent, TickClock, VolumeStep,
 };
-use crate::record::{RecordError, Recorder, Recording};
+use crate::record::{Finished, RecordError, Recording, RecordingWriter};
 use crate::resample::FrameResampler;
 use crate::source::{FrameSource, SourceState};
 
@@ -25,6 +26,9 @@ use crate::source::{FrameSource, SourceState};
 const COMMAND_BACKLOG: usize = 256;
 /// Largest RTP packet a room writes (SRTP tag included).
 const PACKET_BUFFER: usize = 1500;
+/// Ticks between energy reports (1 s): what a caller's level is worth to a
+/// client is a meter, not a waveform.
+const ENERGY_TICKS: u32 = 50;
 
 /// The engine's name for one playback, echoed in [`RoomEvent::PlaybackDone`].
 pub type PlaybackId = u64;
@@ -60,6 +64,8 @@ pub enum RoomError {
     Record(#[from] RecordError),
     #[error("no recording is running")]
     NotRecording,
+    #[error("a recording is already running")]
+    AlreadyRecording,
     #[error("the room task has ended")]
     Gone,
     #[error("the room's command queue is full")]
@@ -127,8 +133,20 @@ pub enum RoomCommand {
 /// behind, events are dropped and logged rather than stalling the mix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomEvent {
-    Talking { key: LegKey, talking: bool },
-    PlaybackDone { id: PlaybackId, target: PlayTarget },
+    Talking {
+        key: LegKey,
+        talking: bool,
+    },
+    /// A member's loudest frame energy (RMS, 0..32767) over the last second,
+    /// when it changed noticeably since the last report.
+    Energy {
+        key: LegKey,
+        level: u16,
+    },
+    PlaybackDone {
+        id: PlaybackId,
+        target: PlayTarget,
+    },
 }
 
 /// The engine's end of a room task. Cheap to clone.
@@ -269,6 +287,9 @@ struct Member {
     listen_only: bool,
     mike: bool,
     in_breakout: bool,
+    /// The loudest energy since the last report, and the level last reported.
+    energy_peak: u16,
+    energy_reported: u16,
 }
 
 impl Member {
@@ -281,15 +302,48 @@ impl Member {
 /// added to what it heard.
 /// Finalises a leaving member's recording, if it has one.
 fn finish_member_recording(member: &mut Member) {
-    if let Some(recording) = member.recording.take()
-        && let Err(e) = recording.recorder.stop()
-    {
-        tracing::error!(leg = member.leg.key(), error = %e, "member recording not finalised");
+    if let Some(recording) = member.recording.take() {
+        recording.recorder.stop(log_failure("member recording not finalised"));
     }
 }
 
+/// A [`Finished`] that only logs a failure.
+fn log_failure(what: &'static str) -> Finished {
+    Box::new(move |result| {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "{what}");
+        }
+    })
+}
+
+/// A [`Finished`] that answers a stop command.
+fn reply_with(reply: oneshot::Sender<Result<Recording, RoomError>>) -> Finished {
+    Box::new(move |result| {
+        let _ = reply.send(result.map_err(RoomError::from));
+    })
+}
+
+/// Starts writing `<dir>/<name>.wav` at `rate`; `reply` learns its path once the
+/// file is open.
+fn start_writer(
+    dir: &Path,
+    name: &str,
+    rate: u32,
+    reply: oneshot::Sender<Result<PathBuf, RoomError>>,
+) -> RecordingWriter {
+    let path = dir.join(format!("{name}.wav"));
+    RecordingWriter::start_file(
+        dir.to_owned(),
+        name.to_owned(),
+        rate,
+        Box::new(move |opened: Result<(), RecordError>| {
+            let _ = reply.send(opened.map(|()| path).map_err(RoomError::from));
+        }),
+    )
+}
+
 struct MemberRecording {
-    recorder: Recorder,
+    recorder: RecordingWriter,
     said: Vec<i16>,
 }
 
@@ -306,8 +360,10 @@ struct Room {
     members: HashMap<LegKey, Member>,
     keys: HashMap<MemberId, LegKey>,
     playbacks: Vec<Playback>,
-    recorder: Option<Recorder>,
+    recorder: Option<RecordingWriter>,
     events: mpsc::Sender<RoomEvent>,
+    /// Ticks since the last energy report.
+    energy_ticks: u32,
     clock: TickClock,
     epoch: Instant,
     pcm: Vec<i16>,
@@ -326,6 +382,7 @@ impl Room {
             playbacks: Vec::new(),
             recorder: None,
             events,
+            energy_ticks: 0,
             clock: TickClock::new(now),
             epoch: now,
             pcm: vec![0; MAX_FRAME_SAMPLES],
@@ -365,10 +422,8 @@ impl Room {
                 }
             }
         }
-        if let Some(recorder) = self.recorder.take()
-            && let Err(e) = recorder.stop()
-        {
-            tracing::error!(error = %e, "room ended: recording not finalised");
+        if let Some(recorder) = self.recorder.take() {
+            recorder.stop(log_failure("room ended: recording not finalised"));
         }
         for member in self.members.values_mut() {
             finish_member_recording(member);
@@ -425,50 +480,56 @@ impl Room {
                 }
             }
             RoomCommand::Record { dir, name, reply } => {
-                let result = Recorder::start(&dir, &name, self.mixer.room_rate())
-                    .map(|recorder| {
-                        let path = recorder.path().to_owned();
-                        self.recorder = Some(recorder);
-                        path
-                    })
-                    .map_err(RoomError::from);
-                let _ = reply.send(result);
+                if self.recorder.as_ref().is_some_and(|r| !r.has_failed()) {
+                    let _ = reply.send(Err(RoomError::AlreadyRecording));
+                    return;
+                }
+                let rate = self.mixer.room_rate();
+                self.recorder = Some(start_writer(&dir, &name, rate, reply));
             }
-            RoomCommand::StopRecording { reply } => {
-                let result = match self.recorder.take() {
-                    Some(recorder) => recorder.stop().map_err(RoomError::from),
-                    None => Err(RoomError::NotRecording),
-                };
-                let _ = reply.send(result);
-            }
+            RoomCommand::StopRecording { reply } => match self.recorder.take() {
+                Some(recorder) => recorder.stop(reply_with(reply)),
+                None => {
+                    let _ = reply.send(Err(RoomError::NotRecording));
+                }
+            },
             RoomCommand::RecordMember { key, dir, name, reply } => {
-                let _ = reply.send(self.record_member(key, &dir, &name));
+                self.record_member(key, &dir, &name, reply);
             }
-            RoomCommand::StopRecordingMember { key, reply } => {
-                let result = match self.members.get_mut(&key) {
-                    Some(member) => match member.recording.take() {
-                        Some(recording) => recording.recorder.stop().map_err(RoomError::from),
-                        None => Err(RoomError::NotRecording),
-                    },
-                    None => Err(RoomError::UnknownMember(key)),
-                };
-                let _ = reply.send(result);
-            }
+            RoomCommand::StopRecordingMember { key, reply } => match self.members.get_mut(&key) {
+                Some(member) => match member.recording.take() {
+                    Some(recording) => recording.recorder.stop(reply_with(reply)),
+                    None => {
+                        let _ = reply.send(Err(RoomError::NotRecording));
+                    }
+                },
+                None => {
+                    let _ = reply.send(Err(RoomError::UnknownMember(key)));
+                }
+            },
         }
     }
 
-    fn record_member(&mut self, key: LegKey, dir: &Path, name: &str) -> Result<PathBuf, RoomError> {
-        let member = self.members.get_mut(&key).ok_or(RoomError::UnknownMember(key))?;
-        let rate = member.leg.codec().sample_rate();
-        let recorder = Recorder::start(dir, name, rate)?;
-        let path = recorder.path().to_owned();
-        let said = vec![0; crate::resample::frame_len(rate)];
-        if let Some(old) = member.recording.replace(MemberRecording { recorder, said })
-            && let Err(e) = old.recorder.stop()
-        {
-            tracing::warn!(error = %e, "replaced member recording not finalised");
+    /// Starts recording one member; one recording per member at a time.
+    fn record_member(
+        &mut self,
+        key: LegKey,
+        dir: &Path,
+        name: &str,
+        reply: oneshot::Sender<Result<PathBuf, RoomError>>,
+    ) {
+        let Some(member) = self.members.get_mut(&key) else {
+            let _ = reply.send(Err(RoomError::UnknownMember(key)));
+            return;
+        };
+        if member.recording.as_ref().is_some_and(|r| !r.recorder.has_failed()) {
+            let _ = reply.send(Err(RoomError::AlreadyRecording));
+            return;
         }
-        Ok(path)
+        let rate = member.leg.codec().sample_rate();
+        let recorder = start_writer(dir, name, rate, reply);
+        let said = vec![0; crate::resample::frame_len(rate)];
+        member.recording = Some(MemberRecording { recorder, said });
     }
 
     fn join(&mut self, leg: LegIo) -> Result<(), RoomError> {
@@ -488,6 +549,8 @@ impl Room {
                 listen_only: false,
                 mike: true,
                 in_breakout: false,
+                energy_peak: 0,
+                energy_reported: 0,
             },
         );
         Ok(())
@@ -538,10 +601,14 @@ impl Room {
                     *said = said.saturating_add(heard);
                 }
             }
-            if let Err(e) = recording.recorder.write_frame(&recording.said) {
-                tracing::error!(leg = member.leg.key(), error = %e, "member recording failed; stopped");
-                member.recording = None;
+            if recording.recorder.has_failed() {
+                tracing::error!(leg = member.leg.key(), "member recording failed; stopped");
+                if let Some(failed) = member.recording.take() {
+                    failed.recorder.stop(log_failure("failed member recording not finalised"));
+                }
+                continue;
             }
+            recording.recorder.write_frame(&recording.said);
         }
     }
 
@@ -578,13 +645,18 @@ impl Room {
         let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         self.mixer.tick(now_ms);
         self.send_deliveries();
-        if let Some(recorder) = &mut self.recorder
-            && let Err(e) = recorder.write_frame(self.mixer.room_mix())
-        {
-            tracing::error!(error = %e, "recording failed; stopped");
-            self.recorder = None;
+        if let Some(recorder) = &mut self.recorder {
+            if recorder.has_failed() {
+                tracing::error!("recording failed; stopped");
+                if let Some(failed) = self.recorder.take() {
+                    failed.stop(log_failure("failed recording not finalised"));
+                }
+            } else {
+                recorder.write_frame(self.mixer.room_mix());
+            }
         }
         self.write_member_recordings();
+        self.measure_energy();
         while let Some(event) = self.mixer.poll_event() {
             let (member, talking) = match event {
                 MixerEvent::TalkingStarted { member, .. } => (member, true),
@@ -592,6 +664,31 @@ impl Room {
             };
             if let Some(&key) = self.keys.get(&member) {
                 self.emit(RoomEvent::Talking { key, talking });
+            }
+        }
+    }
+
+    /// Keeps each member's loudest energy and, once a second, reports the
+    /// levels that moved by more than about 1 dB (or from or to silence).
+    fn measure_energy(&mut self) {
+        for member in self.members.values_mut() {
+            let level = self.mixer.energy(member.id).unwrap_or(0);
+            member.energy_peak = member.energy_peak.max(level);
+        }
+        self.energy_ticks += 1;
+        if self.energy_ticks < ENERGY_TICKS {
+            return;
+        }
+        self.energy_ticks = 0;
+        for (&key, member) in &mut self.members {
+            let (level, last) = (member.energy_peak, member.energy_reported);
+            member.energy_peak = 0;
+            let moved = level.abs_diff(last) > last / 8 || (level == 0) != (last == 0);
+            if moved {
+                member.energy_reported = level;
+                if self.events.try_send(RoomEvent::Energy { key, level }).is_err() {
+                    tracing::debug!(leg = key, "engine behind: energy report dropped");
+                }
             }
         }
     }

@@ -15,7 +15,7 @@ use tutti_media::tone::{Tone, ToneSegment};
 use tutti_media::wav::{self, Player, Prompt};
 
 use super::core::{CallInput, Engine};
-use super::prompts::{self, PromptName};
+use super::prompts::PromptName;
 
 /// How long the caller may speak its name.
 pub const NAME_MS: u64 = 2500;
@@ -63,12 +63,17 @@ impl Engine {
                 Ok(path) => {
                     present = wait_unless_hangup(inputs, NAME_MS).await;
                     let _ = room.stop_recording().await;
-                    name = wav::read(&path).ok().and_then(|audio| {
-                        let rate = audio.sample_rate;
-                        trim_silence(&audio.samples, rate)
-                            .and_then(|samples| Prompt::from_samples(samples, rate).ok())
+                    // A short file, but read off the runtime all the same.
+                    let read = tokio::task::spawn_blocking(move || {
+                        let name = wav::read(&path).ok().and_then(|audio| {
+                            let rate = audio.sample_rate;
+                            trim_silence(&audio.samples, rate)
+                                .and_then(|samples| Prompt::from_samples(samples, rate).ok())
+                        });
+                        let _ = std::fs::remove_file(&path);
+                        name
                     });
-                    let _ = std::fs::remove_file(&path);
+                    name = read.await.ok().flatten();
                 }
                 Err(e) => tracing::warn!(error = %e, "name not recorded"),
             }
@@ -87,7 +92,7 @@ impl Engine {
         after_ms: u64,
     ) {
         let what = if joined { PromptName::HasJoined } else { PromptName::HasLeft };
-        let sentence = match prompts::load(what, &self.inner.config.sounds_dir) {
+        let sentence = match self.prompt(what).await {
             Ok(sentence) => sentence,
             Err(e) => {
                 tracing::error!(error = %e, "announcement prompt unusable");

@@ -1,14 +1,13 @@
-//! The dial plan: what the user part of a request URI means and whether a caller
-//! may enter. Pure functions over stored objects and the time; the engine looks
-//! the objects up and carries out the decision (SIP status, prompt, join).
+//! The dial plan: what the user part of a request URI means and which role a
+//! PIN gives. Pure functions; whether a caller may enter is the domain's rule
+//! (`tutti_api::rules::admission`), which the engine applies with its seats.
 //!
 //! - `<number>` is a conference's dial-in number (TCP 4011 `cn`, PBX number,
 //!   Aculab `conference_name`) or a customer's DID (MaestroConference: the PIN then
 //!   picks the person, and thereby the conference and role).
 //! - `<number>*<pin>` supplies the PIN in the URI, for trunks and test tools.
 
-use tutti_api::Time;
-use tutti_api::model::{Conference, ConferenceStatus, Reservation, Role};
+use tutti_api::model::{Conference, Role};
 
 /// A request URI's user part, split into the number dialled and a PIN given with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,78 +59,6 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Whether a caller may enter a conference now, and if not, how to turn them away.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admission {
-    Admit,
-    /// Reserved and not started, or full: 486 Busy Here.
-    Busy,
-    /// Reserved, not started, with a divert target: 302 to it.
-    Divert(String),
-    /// Cancelled, or completed with no reservation left: 480.
-    Unavailable,
-    /// Locked (PBX `*92`): an announcement, then 403.
-    Locked,
-}
-
-impl Admission {
-    /// The SIP status that turns the caller away, if any.
-    pub fn sip_status(&self) -> Option<u16> {
-        match self {
-            Admission::Admit => None,
-            Admission::Busy => Some(486),
-            Admission::Divert(_) => Some(302),
-            Admission::Unavailable => Some(480),
-            Admission::Locked => Some(403),
-        }
-    }
-}
-
-/// Decides whether a caller may join `conference` at `now`, given its
-/// reservations and how many members are in it.
-pub fn admit(
-    conference: &Conference,
-    reservations: &[Reservation],
-    now: Time,
-    members: usize,
-) -> Admission {
-    match conference.status {
-        ConferenceStatus::Cancel => return Admission::Unavailable,
-        ConferenceStatus::Closed if !conference.reserved => return Admission::Unavailable,
-        _ => {}
-    }
-    if conference.reserved {
-        if let Some(turned_away) = reservation_gate(reservations, now) {
-            return turned_away;
-        }
-    } else if conference.scheduled_end.is_some_and(|end| now >= end) {
-        return Admission::Unavailable;
-    }
-    if conference.locked {
-        return Admission::Locked;
-    }
-    if conference.max_members.is_some_and(|max| members as i64 >= max) {
-        return Admission::Busy;
-    }
-    Admission::Admit
-}
-
-/// For a reserved conference: `None` while a reservation is running, otherwise
-/// how an early or late caller is turned away.
-fn reservation_gate(reservations: &[Reservation], now: Time) -> Option<Admission> {
-    if reservations.iter().any(|r| r.start_time <= now && now < r.end_time()) {
-        return None;
-    }
-    // The next reservation decides an early caller's fate (its divert, if any).
-    match reservations.iter().filter(|r| r.start_time > now).min_by_key(|r| r.start_time) {
-        Some(next) => Some(match &next.divert {
-            Some(target) if !target.is_empty() => Admission::Divert(target.clone()),
-            _ => Admission::Busy,
-        }),
-        None => Some(Admission::Unavailable),
-    }
-}
-
 /// What a PIN typed into a conference's own number gives: the participant PIN
 /// makes a participant, the moderator PIN a moderator. `None`: wrong PIN.
 pub fn role_for_pin(conference: &Conference, pin: &str) -> Option<Role> {
@@ -158,18 +85,8 @@ mod tests {
     use super::*;
     use tutti_api::model::Customer;
 
-    fn at(s: &str) -> Time {
-        s.parse().expect("valid time")
-    }
-
     fn conference() -> Conference {
         Conference::new(&Customer::new("Acme"), "Weekly")
-    }
-
-    fn reservation(start: &str, minutes: i64, divert: Option<&str>) -> Reservation {
-        let mut r = Reservation::new("conf", at(start), minutes);
-        r.divert = divert.map(str::to_owned);
-        r
     }
 
     #[test]
@@ -187,61 +104,6 @@ mod tests {
         for bad in ["", "  ", "*1234", "%zz", "%4", &"9".repeat(200)] {
             assert_eq!(parse_user_part(bad), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn reservationless_conference_admits_until_full() {
-        let mut c = conference();
-        let now = at("2026-05-01T10:00:00Z");
-        assert_eq!(admit(&c, &[], now, 0), Admission::Admit);
-        c.max_members = Some(2);
-        assert_eq!(admit(&c, &[], now, 1), Admission::Admit);
-        assert_eq!(admit(&c, &[], now, 2), Admission::Busy);
-        assert_eq!(Admission::Busy.sip_status(), Some(486));
-    }
-
-    #[test]
-    fn locked_cancelled_and_ended_conferences_turn_callers_away() {
-        let now = at("2026-05-01T10:00:00Z");
-        let mut c = conference();
-        c.locked = true;
-        assert_eq!(admit(&c, &[], now, 0), Admission::Locked);
-        assert_eq!(Admission::Locked.sip_status(), Some(403));
-        let mut c = conference();
-        c.status = ConferenceStatus::Cancel;
-        assert_eq!(admit(&c, &[], now, 0), Admission::Unavailable);
-        assert_eq!(Admission::Unavailable.sip_status(), Some(480));
-        let mut c = conference();
-        c.scheduled_end = Some(at("2026-05-01T09:00:00Z"));
-        assert_eq!(admit(&c, &[], now, 0), Admission::Unavailable);
-    }
-
-    #[test]
-    fn reserved_conference_admits_only_during_a_reservation() {
-        let mut c = conference();
-        c.reserved = true;
-        let rs = [
-            reservation("2026-05-01T10:00:00Z", 30, Some("EarlyAnnouncement")),
-            reservation("2026-05-02T10:00:00Z", 30, None),
-        ];
-        let verdict = |t: &str| admit(&c, &rs, at(t), 0);
-        assert_eq!(verdict("2026-05-01T09:59:59Z"), Admission::Divert("EarlyAnnouncement".into()));
-        assert_eq!(verdict("2026-05-01T10:00:00Z"), Admission::Admit);
-        assert_eq!(verdict("2026-05-01T10:29:59Z"), Admission::Admit);
-        assert_eq!(verdict("2026-05-01T10:30:00Z"), Admission::Busy, "next one has no divert");
-        assert_eq!(verdict("2026-05-02T10:15:00Z"), Admission::Admit);
-        assert_eq!(verdict("2026-05-02T10:30:00Z"), Admission::Unavailable, "all completed");
-        assert_eq!(admit(&c, &[], at("2026-05-01T10:00:00Z"), 0), Admission::Unavailable);
-    }
-
-    #[test]
-    fn a_locked_reserved_conference_is_locked_only_while_running() {
-        let mut c = conference();
-        c.reserved = true;
-        c.locked = true;
-        let rs = [reservation("2026-05-01T10:00:00Z", 30, None)];
-        assert_eq!(admit(&c, &rs, at("2026-05-01T09:00:00Z"), 0), Admission::Busy);
-        assert_eq!(admit(&c, &rs, at("2026-05-01T10:10:00Z"), 0), Admission::Locked);
     }
 
     #[test]

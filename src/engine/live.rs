@@ -1,40 +1,67 @@
-//! The engine's side of `tutti_api::live::LiveControl`: what the facades (TCP
-//! 4011 today) may ask of live calls. Each method checks its target, acts on
-//! the room and the signalling, and leaves the outcome to events.
+//! The engine's side of `tutti_api::live::LiveControl`: what the operations
+//! layer may ask of live calls. Each method checks its target, acts on the room
+//! and the signalling, writes only live fields, and leaves the outcome to events.
 
 use tutti_api::live::{
-    CallerField, CallerUpdate, DialRequest, Event, LiveControl, LiveError, LiveFuture, Media,
+    CallUpdate, CallerField, CallerUpdate, DialRequest, Event, LiveControl, LiveFuture, Media,
     PlayRequest, PlaybackMedia, PlaybackState, Target,
 };
 use tutti_api::model::{Caller, Conference, Direction, Recording};
+use tutti_api::ops::{Conflict, Kind, OpsError, OpsResult};
 use tutti_api::{Time, secret};
 use tutti_media::mixer::VolumeStep;
 use tutti_media::room::{MemberChange, PlayTarget, RoomError, RoomHandle};
 use tutti_media::source::FrameSource;
 use tutti_media::tts::{Speech, Tts};
-use tutti_media::wav::{Player, Prompt};
+use tutti_media::wav::Player;
 
 use super::core::{Engine, LivePlayback};
+use super::outbound::OnAnswer;
+use super::sounds::read_sound;
 
 /// A change to apply to a live caller's record.
 type CallerChange = Box<dyn FnOnce(&mut Caller) + Send>;
 
+/// A room that failed to do what it was asked: logged, reported as unavailable.
+fn room_failed(e: RoomError) -> OpsError {
+    OpsError::internal("room command failed", e)
+}
+
+/// Where a target plays: the room, the place in it, its conference and call.
+struct Resolved {
+    room: RoomHandle,
+    place: PlayTarget,
+    conference_uid: String,
+    call_uid: String,
+}
+
 impl Engine {
     /// The room a target plays in, and where in it.
-    fn resolve_target(&self, target: &Target) -> Result<(RoomHandle, PlayTarget), LiveError> {
+    fn resolve_target(&self, target: &Target) -> OpsResult<Resolved> {
         let state = self.state();
         match target {
             Target::Caller(uid) => {
-                let live = state.callers.get(uid).ok_or(LiveError::NotFound("caller"))?;
-                let room = state
+                let live = state.live.callers.get(uid).ok_or(OpsError::NotFound(Kind::Caller))?;
+                let conf = state
+                    .live
                     .conferences
                     .get(&live.conference_uid)
-                    .ok_or(LiveError::NotFound("call"))?;
-                Ok((room.room.clone(), PlayTarget::Member(live.leg)))
+                    .ok_or(OpsError::NotFound(Kind::Call))?;
+                Ok(Resolved {
+                    room: conf.io.room.clone(),
+                    place: PlayTarget::Member(live.leg),
+                    conference_uid: live.conference_uid.clone(),
+                    call_uid: conf.call_uid.clone(),
+                })
             }
             Target::Conference(uid) => {
-                let room = state.conferences.get(uid).ok_or(LiveError::NotFound("call"))?;
-                Ok((room.room.clone(), PlayTarget::Room))
+                let conf = state.live.conferences.get(uid).ok_or(OpsError::NotFound(Kind::Call))?;
+                Ok(Resolved {
+                    room: conf.io.room.clone(),
+                    place: PlayTarget::Room,
+                    conference_uid: uid.clone(),
+                    call_uid: conf.call_uid.clone(),
+                })
             }
         }
     }
@@ -43,39 +70,43 @@ impl Engine {
         &self,
         media: &Media,
         looped: bool,
-    ) -> Result<(Box<dyn FrameSource>, PlaybackMedia), LiveError> {
+    ) -> OpsResult<(Box<dyn FrameSource>, PlaybackMedia)> {
         match media {
-            Media::File(path) => {
-                let audio =
-                    tutti_media::wav::read(path).map_err(|e| LiveError::Invalid(e.to_string()))?;
-                let rate = audio.sample_rate;
-                let prompt = Prompt::from_audio(audio, rate)
-                    .map_err(|e| LiveError::Invalid(e.to_string()))?;
-                let name =
-                    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                Ok((Box::new(Player::new(prompt, looped)), PlaybackMedia::File(name)))
+            Media::File { path, name } => {
+                let prompt = read_sound(path.clone())
+                    .await
+                    .map_err(|reason| OpsError::invalid("wav-file", reason))?;
+                Ok((Box::new(Player::new(prompt, looped)), PlaybackMedia::File(name.clone())))
             }
             Media::Tts(text) => {
                 let tts = Tts::new(self.inner.config.tts_dir.clone());
                 let prompt = tts
                     .prompt(Speech::new(text.clone()), 16_000)
                     .await
-                    .map_err(|e| LiveError::Unavailable(e.to_string()))?;
+                    .map_err(|e| OpsError::internal("text-to-speech failed", e))?;
                 Ok((Box::new(Player::new(prompt, looped)), PlaybackMedia::Tts))
             }
         }
     }
 
-    async fn play_request(&self, request: PlayRequest) -> Result<(), LiveError> {
-        let (room, target) = self.resolve_target(&request.target)?;
+    async fn play_request(&self, request: PlayRequest) -> OpsResult<()> {
+        let resolved = self.resolve_target(&request.target)?;
         let (source, label) = self.source_for(&request.media, request.looped).await?;
         let id = self.next_id();
         self.state().playbacks.insert(
             id,
-            LivePlayback { target: request.target.clone(), media: label.clone(), reported: true },
+            LivePlayback {
+                conference_uid: resolved.conference_uid.clone(),
+                call_uid: resolved.call_uid.clone(),
+                target: request.target.clone(),
+                media: label.clone(),
+                reported: true,
+            },
         );
-        room.play(id, target, source).await.map_err(|e| LiveError::Unavailable(e.to_string()))?;
+        resolved.room.play(id, resolved.place, source).await.map_err(room_failed)?;
         self.inner.events.publish(Event::Playback {
+            conference_uid: resolved.conference_uid,
+            call_uid: resolved.call_uid,
             target: request.target,
             media: label,
             state: PlaybackState::Playing,
@@ -83,7 +114,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn update(&self, caller_uid: String, update: CallerUpdate) -> Result<(), LiveError> {
+    async fn update(&self, caller_uid: String, update: CallerUpdate) -> OpsResult<()> {
         let (field, change): (CallerField, CallerChange) = match update {
             CallerUpdate::Mute(on) => (CallerField::Mute, Box::new(move |c| c.mute = on)),
             CallerUpdate::Deaf(on) => (CallerField::Deaf, Box::new(move |c| c.deaf = on)),
@@ -97,7 +128,7 @@ impl Engine {
             CallerUpdate::Role(role) => (CallerField::Role, Box::new(move |c| c.role = role)),
             CallerUpdate::Attention(level) => {
                 if !(0..=5).contains(&level) {
-                    return Err(LiveError::Invalid(format!("attention {level} outside 0..5")));
+                    return Err(OpsError::invalid("attention", "from 0 to 5"));
                 }
                 (
                     CallerField::Attention,
@@ -108,19 +139,17 @@ impl Engine {
                 )
             }
             CallerUpdate::VolumeIn(step) | CallerUpdate::VolumeOut(step) => {
-                let volume =
-                    VolumeStep::new(step).map_err(|e| LiveError::Invalid(e.to_string()))?;
+                let volume = VolumeStep::new(step)
+                    .map_err(|e| OpsError::invalid("volume", e.to_string()))?;
                 let inbound = matches!(update, CallerUpdate::VolumeIn(_));
-                let (room, target) = self.resolve_target(&Target::Caller(caller_uid.clone()))?;
-                if let PlayTarget::Member(leg) = target {
+                let resolved = self.resolve_target(&Target::Caller(caller_uid.clone()))?;
+                if let PlayTarget::Member(leg) = resolved.place {
                     let change = if inbound {
                         MemberChange::VolumeIn(volume)
                     } else {
                         MemberChange::VolumeOut(volume)
                     };
-                    room.change(leg, change)
-                        .await
-                        .map_err(|e| LiveError::Unavailable(e.to_string()))?;
+                    resolved.room.change(leg, change).await.map_err(room_failed)?;
                 }
                 (
                     CallerField::Volume,
@@ -136,35 +165,53 @@ impl Engine {
         self.set_caller(&caller_uid, field, change)
             .await
             .map(|_| ())
-            .ok_or(LiveError::NotFound("caller"))
+            .ok_or(OpsError::NotFound(Kind::Caller))
     }
 
-    async fn recording_start(
+    /// Starts recording a conference's room, or one caller of it. One room
+    /// recording and one recording per caller at a time.
+    pub(super) async fn recording_start(
         &self,
         conference_uid: String,
         caller_uid: Option<String>,
-    ) -> Result<String, LiveError> {
+    ) -> OpsResult<String> {
+        let uid = secret::new_uid();
         let (room, call_uid, leg) = {
-            let state = self.state();
-            let live = state.conferences.get(&conference_uid).ok_or(LiveError::NotFound("call"))?;
+            let mut state = self.state();
             let leg = match &caller_uid {
-                Some(uid) => {
-                    let caller = state.callers.get(uid).ok_or(LiveError::NotFound("caller"))?;
-                    if caller.conference_uid != conference_uid {
-                        return Err(LiveError::Invalid(
-                            "the caller is not in this conference".into(),
-                        ));
+                Some(caller) => {
+                    let live =
+                        state.live.callers.get(caller).ok_or(OpsError::NotFound(Kind::Caller))?;
+                    if live.conference_uid != conference_uid {
+                        return Err(OpsError::invalid("caller", "not in this conference"));
                     }
-                    if caller.recording.is_some() {
-                        return Err(LiveError::Refused("the caller is already recorded".into()));
+                    if live.recording.is_some() {
+                        return Err(OpsError::Conflict(Conflict::AlreadyRecording));
                     }
-                    Some(caller.leg)
+                    Some(live.leg)
                 }
                 None => None,
             };
-            (live.room.clone(), live.call_uid.clone(), leg)
+            let live = state
+                .live
+                .conferences
+                .get_mut(&conference_uid)
+                .ok_or(OpsError::NotFound(Kind::Call))?;
+            if leg.is_none() {
+                if live.recording.is_some() {
+                    return Err(OpsError::Conflict(Conflict::AlreadyRecording));
+                }
+                // Claimed now, so two requests at once cannot both start one.
+                live.recording = Some(uid.clone());
+            }
+            let found = (live.io.room.clone(), live.call_uid.clone(), leg);
+            if let Some(caller) = &caller_uid
+                && let Some(live) = state.live.callers.get_mut(caller)
+            {
+                live.recording = Some(uid.clone());
+            }
+            found
         };
-        let uid = secret::new_uid();
         let name = match &caller_uid {
             Some(caller) => format!("{conference_uid}-{caller}-{uid}"),
             None => format!("{conference_uid}-{uid}"),
@@ -174,7 +221,14 @@ impl Engine {
             Some(leg) => room.record_member(leg, dir, name.clone()).await,
             None => room.record(dir, name.clone()).await,
         };
-        started.map_err(|e| LiveError::Unavailable(e.to_string()))?;
+        if let Err(e) = started {
+            self.forget_recording(&uid, caller_uid.as_deref());
+            return Err(match e {
+                RoomError::AlreadyRecording => OpsError::Conflict(Conflict::AlreadyRecording),
+                RoomError::UnknownMember(_) => OpsError::NotFound(Kind::Caller),
+                other => room_failed(other),
+            });
+        }
         let recording = Recording {
             uid: uid.clone(),
             conference_uid,
@@ -184,38 +238,46 @@ impl Engine {
             started_at: Time::now(),
             ended_at: None,
         };
-        self.inner
-            .store
-            .insert(&recording)
-            .await
-            .map_err(|e| LiveError::Unavailable(e.to_string()))?;
-        if let Some(caller) = &caller_uid
-            && let Some(live) = self.state().callers.get_mut(caller)
-        {
-            live.recording = Some(uid.clone());
-        }
+        self.inner.store.insert(&recording).await?;
+        tracing::info!(recording = %uid, conference = %recording.conference_uid, "recording started");
         self.inner.events.publish(Event::RecordingStarted { recording });
         Ok(uid)
     }
 
-    async fn recording_stop(&self, recording_uid: String) -> Result<(), LiveError> {
+    /// Forgets a recording's claim on its room or caller.
+    fn forget_recording(&self, recording_uid: &str, caller_uid: Option<&str>) {
+        let mut state = self.state();
+        if let Some(live) = caller_uid.and_then(|c| state.live.callers.get_mut(c))
+            && live.recording.as_deref() == Some(recording_uid)
+        {
+            live.recording = None;
+        }
+        for conf in state.live.conferences.values_mut() {
+            if conf.recording.as_deref() == Some(recording_uid) {
+                conf.recording = None;
+            }
+        }
+    }
+
+    async fn recording_stop(&self, recording_uid: String) -> OpsResult<()> {
         let store = &self.inner.store;
         let mut recording: Recording =
-            store.get(&recording_uid).await.map_err(|_| LiveError::NotFound("recording"))?;
+            store.find(&recording_uid).await?.ok_or(OpsError::NotFound(Kind::Recording))?;
         if recording.ended_at.is_some() {
-            return Err(LiveError::Refused("the recording has already ended".into()));
+            return Err(OpsError::Ended(Kind::Recording));
         }
         let (room, leg) = {
             let state = self.state();
             let room = state
+                .live
                 .conferences
                 .get(&recording.conference_uid)
-                .map(|c| c.room.clone())
-                .ok_or(LiveError::NotFound("call"))?;
+                .map(|c| c.io.room.clone())
+                .ok_or(OpsError::NotFound(Kind::Call))?;
             let leg = match &recording.caller_uid {
-                Some(caller) => {
-                    Some(state.callers.get(caller).ok_or(LiveError::NotFound("caller"))?.leg)
-                }
+                Some(caller) => Some(
+                    state.live.callers.get(caller).ok_or(OpsError::NotFound(Kind::Caller))?.leg,
+                ),
                 None => None,
             };
             (room, leg)
@@ -231,77 +293,55 @@ impl Engine {
             Err(RoomError::NotRecording | RoomError::UnknownMember(_)) => {
                 tracing::info!(recording = %recording_uid, "recording had already ended in the room");
             }
-            Err(e) => return Err(LiveError::Unavailable(e.to_string())),
+            Err(e) => return Err(room_failed(e)),
         }
-        if let Some(caller) = &recording.caller_uid
-            && let Some(live) = self.state().callers.get_mut(caller)
-            && live.recording.as_deref() == Some(recording_uid.as_str())
-        {
-            live.recording = None;
-        }
+        self.forget_recording(&recording_uid, recording.caller_uid.as_deref());
         recording.ended_at = Some(Time::now());
-        store.update(&recording).await.map_err(|e| LiveError::Unavailable(e.to_string()))?;
+        store.update(&recording).await?;
         self.inner.events.publish(Event::RecordingStopped { recording });
         Ok(())
     }
 
-    async fn dial_request(&self, request: DialRequest) -> Result<String, LiveError> {
+    async fn dial_request(&self, request: DialRequest) -> OpsResult<String> {
         let conference: Conference = self
             .inner
             .store
-            .get(&request.conference_uid)
-            .await
-            .map_err(|_| LiveError::NotFound("conference"))?;
-        if conference.status == tutti_api::model::ConferenceStatus::Cancel {
-            return Err(LiveError::Refused("the conference is cancelled".into()));
-        }
-        if !conference.place_call {
-            return Err(LiveError::Refused(
-                "outbound calls are disabled for this conference".into(),
-            ));
-        }
+            .find(&request.conference_uid)
+            .await?
+            .ok_or(OpsError::NotFound(Kind::Conference))?;
         let caller = Caller {
             name: request.name.clone().unwrap_or_default(),
             ..Caller::new("", Direction::Outbound, request.role, Time::now())
         };
-        let uid = self.dial(conference, caller, request.number.clone()).await?;
-        if request
-            .remote_command
-            .as_deref()
-            .is_some_and(|c| c.eq_ignore_ascii_case("!LeaveRecording"))
-        {
-            // Recording starts once the conference has a live call; it may not yet.
-            if let Err(e) = self.recording_start(request.conference_uid.clone(), None).await {
-                tracing::info!(error = %e, "!LeaveRecording: no recording started yet");
+        let then = OnAnswer { record_conference: request.records_conference() };
+        self.dial(conference, caller, request.number.clone(), then).await
+    }
+
+    /// Hangs up on a caller: it leaves the room, the lists and the events at
+    /// once; the BYE transaction (which a vanished phone makes last 32 s)
+    /// finishes in the background.
+    async fn hang_up_caller(&self, caller_uid: String) -> OpsResult<()> {
+        let control = self.state().live.callers.get(&caller_uid).map(|c| c.io.control.clone());
+        let control = control.ok_or(OpsError::NotFound(Kind::Caller))?;
+        self.leave(&caller_uid).await;
+        tokio::spawn(async move {
+            if let Err(e) = control.hangup().await {
+                tracing::debug!(error = %e, "hang-up signalling failed");
             }
-        }
-        Ok(uid)
+        });
+        Ok(())
     }
 
-    async fn hang_up_caller(&self, caller_uid: String) -> Result<(), LiveError> {
-        let control = self.state().callers.get(&caller_uid).map(|c| c.control.clone());
-        let control = control.ok_or(LiveError::NotFound("caller"))?;
-        control.hangup().await.map_err(|e| LiveError::Unavailable(e.to_string()))
-    }
-
-    async fn close(&self, call_uid: String) -> Result<(), LiveError> {
-        let controls: Vec<_> = {
+    async fn close(&self, call_uid: String) -> OpsResult<()> {
+        let callers: Vec<String> = {
             let state = self.state();
-            let conference = state
-                .conferences
-                .iter()
-                .find(|(_, c)| c.call_uid == call_uid)
-                .map(|(uid, _)| uid.clone())
-                .ok_or(LiveError::NotFound("call"))?;
-            state
-                .callers
-                .values()
-                .filter(|c| c.conference_uid == conference)
-                .map(|c| c.control.clone())
-                .collect()
+            let conference =
+                state.live.conference_of_call(&call_uid).ok_or(OpsError::NotFound(Kind::Call))?;
+            state.live.callers_in(conference).map(|(uid, _)| uid.clone()).collect()
         };
-        for control in controls {
-            let _ = control.hangup().await;
+        for caller in callers {
+            // A caller gone meanwhile is no failure here.
+            let _ = self.hang_up_caller(caller).await;
         }
         Ok(())
     }
@@ -332,8 +372,8 @@ impl LiveControl for Engine {
 
     fn stop_playback(&self, target: Target) -> LiveFuture<'_, ()> {
         Box::pin(async move {
-            let (room, target) = self.resolve_target(&target)?;
-            room.stop(target).await.map_err(|e| LiveError::Unavailable(e.to_string()))
+            let resolved = self.resolve_target(&target)?;
+            resolved.room.stop(resolved.place).await.map_err(room_failed)
         })
     }
 
@@ -355,5 +395,13 @@ impl LiveControl for Engine {
 
     fn close_call(&self, call_uid: String) -> LiveFuture<'_, ()> {
         Box::pin(self.close(call_uid))
+    }
+
+    fn update_call(&self, call_uid: String, update: CallUpdate) -> LiveFuture<'_, ()> {
+        Box::pin(self.call_update(call_uid, update))
+    }
+
+    fn set_breakout_private(&self, breakout_uid: String, private: bool) -> LiveFuture<'_, ()> {
+        Box::pin(async move { self.breakout_private(&breakout_uid, private).await })
     }
 }

@@ -19,7 +19,7 @@ use tutti_api::model::{Conference, ConferenceStatus};
 use tutti_api::{Store, Time};
 
 use super::core::Engine;
-use super::schedule::{conference_status, next_change, reservation_state};
+use tutti_api::rules::schedule::{conference_status, next_change, reservation_state};
 
 /// Changes arriving within this window are applied together.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -133,8 +133,12 @@ impl Engine {
                 return None;
             }
         };
-        let (live, members) =
-            self.state().conferences.get(&conference.uid).map_or((false, 0), |c| (true, c.members));
+        let (live, members) = self
+            .state()
+            .live
+            .conferences
+            .get(&conference.uid)
+            .map_or((false, 0), |c| (true, c.members));
         let had_calls = live
             || conference.status == ConferenceStatus::Idle
             || store.calls_of(&conference.uid).await.is_ok_and(|calls| !calls.is_empty());

@@ -5,7 +5,7 @@
 use super::codec::{quoted, token};
 use super::command::Verb;
 use super::schedule::ScheduleError;
-use crate::live::LiveError;
+use crate::ops::{Conflict, Kind, OpsError};
 use crate::store::StoreError;
 
 /// A failure answered with one protocol line.
@@ -77,9 +77,10 @@ pub enum CommandError {
     /// The store or the call engine did not answer in time.
     #[error("Timed out")]
     TimedOut,
-    /// A database failure; logged where it happens, never shown in detail.
-    #[error("Internal error")]
-    Internal,
+    /// A failure inside the server (database, call engine); logged under the
+    /// incident number, never shown in detail.
+    #[error("Temporarily unavailable (incident {0})")]
+    Unavailable(u64),
 }
 
 impl CommandError {
@@ -88,41 +89,35 @@ impl CommandError {
     }
 }
 
-impl From<LiveError> for CommandError {
-    fn from(e: LiveError) -> Self {
+impl From<OpsError> for CommandError {
+    fn from(e: OpsError) -> Self {
         match e {
-            LiveError::NotFound("caller" | "user") => Self::UserNotFound,
-            LiveError::NotFound("conference") => Self::ConferenceNotFound,
-            LiveError::NotFound("call") => Self::ConferenceNotActive,
-            LiveError::NotFound(what) => Self::Live(sentence(&format!("{what} not found"))),
-            LiveError::Refused(text) | LiveError::Invalid(text) => Self::Live(sentence(&text)),
-            LiveError::Unavailable(text) => {
-                tracing::warn!(error = %text, "control: call engine unavailable");
-                Self::Live(sentence(&text))
+            OpsError::NotFound(Kind::Caller) => Self::UserNotFound,
+            OpsError::NotFound(Kind::Conference) => Self::ConferenceNotFound,
+            OpsError::NotFound(Kind::Call) => Self::ConferenceNotActive,
+            OpsError::NotFound(Kind::File) => Self::FileNotFound,
+            OpsError::NotFound(kind) => Self::Live(sentence(&format!("{kind} not found"))),
+            OpsError::Invalid { field, reason } => {
+                tracing::debug!(field, %reason, "control: invalid value");
+                Self::Invalid(field)
             }
+            OpsError::Full => Self::ConferenceFull,
+            OpsError::Conflict(Conflict::NumberInUse) => Self::NumberInUse,
+            OpsError::Unavailable { incident } => Self::Unavailable(incident),
+            other @ (OpsError::Locked
+            | OpsError::NotStarted
+            | OpsError::Ended(_)
+            | OpsError::Conflict(_)
+            | OpsError::NotAllowed(_)) => Self::Live(sentence(
+                other.to_string().strip_prefix("the ").unwrap_or(&other.to_string()),
+            )),
         }
     }
 }
 
 impl From<StoreError> for CommandError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound("conferences") => Self::ConferenceNotFound,
-            StoreError::NotFound("callers") => Self::UserNotFound,
-            StoreError::NotFound(what) => Self::Live(sentence(&format!("{what} not found"))),
-            StoreError::Conflict(columns) if columns.contains("dial_in_number") => {
-                Self::NumberInUse
-            }
-            StoreError::Conflict(_) => Self::Live("Already in use".into()),
-            StoreError::Invalid(text) => {
-                tracing::debug!(error = %text, "control: store refused a value");
-                Self::Live("Invalid value".into())
-            }
-            e @ (StoreError::Database(_) | StoreError::Migrate(_)) => {
-                tracing::error!(error = %e, "control: store failed");
-                Self::Internal
-            }
-        }
+        OpsError::from(e).into()
     }
 }
 
@@ -170,25 +165,33 @@ mod tests {
     }
 
     #[test]
-    fn live_errors_read_as_protocol_descriptions() {
+    fn operation_errors_read_as_protocol_descriptions() {
         let cases = [
-            (LiveError::NotFound("caller"), "User not found"),
-            (LiveError::NotFound("conference"), "Conference not found"),
-            (LiveError::NotFound("call"), "Conference not active"),
-            (LiveError::NotFound("recording"), "Recording not found"),
-            (LiveError::Refused("conference is locked".into()), "Conference is locked"),
-            (LiveError::Invalid("unsupported WAV format".into()), "Unsupported WAV format"),
-            (LiveError::Unavailable("text-to-speech missing".into()), "Text-to-speech missing"),
+            (OpsError::NotFound(Kind::Caller), "User not found"),
+            (OpsError::NotFound(Kind::Conference), "Conference not found"),
+            (OpsError::NotFound(Kind::Call), "Conference not active"),
+            (OpsError::NotFound(Kind::Recording), "Recording not found"),
+            (OpsError::NotFound(Kind::File), "File not found"),
+            (OpsError::Locked, "Conference is locked"),
+            (OpsError::Full, "Conference full"),
+            (OpsError::NotStarted, "Conference has not started"),
+            (OpsError::Ended(Kind::Recording), "Recording has ended"),
+            (OpsError::invalid("wav-file", "unsupported WAV format"), "Invalid wav-file"),
+            (OpsError::Conflict(Conflict::NumberInUse), "Conference number already in use"),
+            (OpsError::Conflict(Conflict::AlreadyRecording), "A recording is already running"),
+            (OpsError::NotAllowed("outbound calls are disabled"), "Outbound calls are disabled"),
+            (OpsError::Unavailable { incident: 7 }, "Temporarily unavailable (incident 7)"),
         ];
-        for (live, text) in cases {
-            assert_eq!(CommandError::from(live).to_string(), text);
+        for (ops, text) in cases {
+            assert_eq!(CommandError::from(ops).to_string(), text);
         }
     }
 
     #[test]
     fn store_errors_hide_database_details() {
         let e = CommandError::from(StoreError::Database(sqlx::Error::PoolTimedOut));
-        assert_eq!(e, CommandError::Internal);
+        assert!(matches!(e, CommandError::Unavailable(_)), "{e:?}");
+        assert!(!e.to_string().contains("pool"));
         let e = CommandError::from(StoreError::Conflict("conferences.dial_in_number".into()));
         assert_eq!(e, CommandError::NumberInUse);
     }

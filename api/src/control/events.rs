@@ -26,7 +26,7 @@ pub fn render(event: &Event, tz: &TimeZone) -> Option<String> {
         Event::Outbound { caller_uid, progress, .. } => {
             format!("CALLUSER,{},{}", token(caller_uid), progress.as_str())
         }
-        Event::Digit { conference_uid, caller_uid, digit } => {
+        Event::Digit { conference_uid, caller_uid, digit, .. } => {
             format!(
                 "DIGIT,{},{},{}",
                 token(conference_uid),
@@ -34,7 +34,7 @@ pub fn render(event: &Event, tz: &TimeZone) -> Option<String> {
                 token(&digit.to_string())
             )
         }
-        Event::Playback { target, media, state } => playback(target, media, *state),
+        Event::Playback { target, media, state, .. } => playback(target, media, *state),
         _ => return None,
     })
 }
@@ -179,6 +179,7 @@ mod tests {
     fn outbound_progress_and_digits() {
         let progress = |progress| Event::Outbound {
             conference_uid: "conf-1".into(),
+            call_uid: None,
             caller_uid: "user-1".into(),
             progress,
         };
@@ -189,6 +190,7 @@ mod tests {
         assert_eq!(utc(progress(OutboundProgress::Busy)).as_deref(), Some("CALLUSER,user-1,Busy"));
         let digit = |digit| Event::Digit {
             conference_uid: "conf-1".into(),
+            call_uid: "call-1".into(),
             caller_uid: "user-1".into(),
             digit,
         };
@@ -199,7 +201,10 @@ mod tests {
 
     #[test]
     fn playback_events() {
-        let play = |target, media, state| utc(Event::Playback { target, media, state });
+        let play = |target, media, state| {
+            let (conference_uid, call_uid) = ("conf-1".into(), "call-1".into());
+            utc(Event::Playback { conference_uid, call_uid, target, media, state })
+        };
         let user = || Target::Caller("user-1".into());
         let room = || Target::Conference("conf-1".into());
         let file = || PlaybackMedia::File("hello.wav".into());
@@ -231,8 +236,12 @@ mod tests {
 
     #[test]
     fn events_outside_the_protocol_render_as_nothing() {
-        let talking =
-            Event::Talking { conference_uid: "c".into(), caller_uid: "u".into(), talking: true };
+        let talking = Event::Talking {
+            conference_uid: "c".into(),
+            call_uid: "k".into(),
+            caller_uid: "u".into(),
+            talking: true,
+        };
         assert_eq!(utc(talking), None);
         let muted = Event::CallerUpdated {
             conference_uid: "c".into(),

@@ -13,12 +13,12 @@ use tokio::sync::{Semaphore, broadcast, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
-use super::ControlContext;
 use super::codec::LineDecoder;
 use super::error::ControlError;
 use super::events::render;
 use super::session::Session;
 use crate::live::Event;
+use crate::ops::Ops;
 
 /// Connections served at once; one more is told so and closed. Each costs a task
 /// and a few kilobytes, so the bound is about misbehaving clients, not memory.
@@ -40,7 +40,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// sender is dropped), then closes every connection and returns.
 pub async fn serve(
     listener: TcpListener,
-    ctx: ControlContext,
+    ctx: Ops,
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let ctx = Arc::new(ctx);
@@ -100,7 +100,7 @@ fn refuse(stream: &TcpStream) {
 
 async fn connection(
     stream: TcpStream,
-    ctx: &ControlContext,
+    ctx: &Ops,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
@@ -143,7 +143,7 @@ async fn connection(
             }
             event = next_event(&mut events) => match event {
                 Ok(event) => {
-                    if let Some(line) = render(&event, &ctx.timezone) {
+                    if let Some(line) = render(&event, &ctx.settings.timezone) {
                         write_lines(&mut writer, &[line]).await?;
                     }
                 }

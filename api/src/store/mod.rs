@@ -9,7 +9,9 @@ mod accounts;
 mod calls;
 mod conferences;
 mod control_queries;
+mod fields;
 mod misc;
+mod owners;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,7 +23,9 @@ use sqlx::{Executor, Sqlite};
 
 use crate::model::Record;
 
+pub use fields::{CALLER_LIVE_COLUMNS, CallFlag, CallerDetails};
 pub use misc::Counts;
+pub use owners::Owner;
 
 /// Why a store operation failed, by cause: the object is missing, the request
 /// collides with stored data or breaks a rule, or the database itself failed.

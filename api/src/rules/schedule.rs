@@ -4,8 +4,8 @@
 //! call is live. They are recomputed, never accumulated, so a restart in the
 //! middle of a schedule lands in the right state.
 
-use tutti_api::Time;
-use tutti_api::model::{Conference, ConferenceStatus, Reservation, ReservationState};
+use crate::Time;
+use crate::model::{Conference, ConferenceStatus, Reservation, ReservationState};
 
 /// A reservation's state at `now` with `members` callers in the conference:
 /// RESERVED before its start, COMPLETED from its end, and in between HOLDING
@@ -80,7 +80,7 @@ pub fn next_change(c: &Conference, reservations: &[Reservation], now: Time) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tutti_api::model::Customer;
+    use crate::model::Customer;
 
     fn at(s: &str) -> Time {
         s.parse().expect("valid time")

@@ -1,15 +1,20 @@
-//! WAV names of PLAYWAV/PLAYWAVALL resolved inside the sounds directory and
-//! nowhere else: relative names of plain components only, and the resolved file
-//! (after symbolic links) must still lie inside the directory.
+//! WAV names given by clients (TCP 4011 PLAYWAV, stored sounds) resolved inside
+//! the sounds directory and nowhere else: relative names of plain components
+//! only, and the resolved file (after symbolic links) must still lie inside the
+//! directory. A link that leads out of it is "not found", like a missing file,
+//! so a client learns nothing about what lies outside.
 
 use std::path::{Component, Path, PathBuf};
 
-use super::error::CommandError;
+use super::{Kind, OpsError};
+
+/// The parameter name bad WAV names are reported under.
+const FIELD: &str = "wav-file";
 
 /// The name as a relative path of plain components (`a.wav`, `prompts/a.wav`);
 /// absolute paths, `.`, `..`, backslashes and NULs are refused.
-pub fn relative_wav_path(name: &str) -> Result<PathBuf, CommandError> {
-    let refused = CommandError::Invalid("wav-file");
+pub fn relative_wav_path(name: &str) -> Result<PathBuf, OpsError> {
+    let refused = OpsError::invalid(FIELD, "not a plain relative name");
     if name.is_empty() || name.contains(['\\', '\0']) {
         return Err(refused);
     }
@@ -22,11 +27,20 @@ pub fn relative_wav_path(name: &str) -> Result<PathBuf, CommandError> {
 
 /// The file `name` denotes inside `sounds_dir`, as an absolute path. A name
 /// without an extension also finds `<name>.wav`.
-pub async fn resolve_wav(sounds_dir: &Path, name: &str) -> Result<PathBuf, CommandError> {
+pub async fn resolve_wav(sounds_dir: &Path, name: &str) -> Result<PathBuf, OpsError> {
+    resolve_wav_named(sounds_dir, name).await.map(|(path, _)| path)
+}
+
+/// [`resolve_wav`], and the name the client gave as it matched: with `.wav`
+/// added where the client left it off (`hello` is `hello.wav`), directories kept.
+pub async fn resolve_wav_named(
+    sounds_dir: &Path,
+    name: &str,
+) -> Result<(PathBuf, String), OpsError> {
     let relative = relative_wav_path(name)?;
     let Ok(root) = tokio::fs::canonicalize(sounds_dir).await else {
-        tracing::warn!(dir = %sounds_dir.display(), "control: sounds directory missing");
-        return Err(CommandError::FileNotFound);
+        tracing::warn!(dir = %sounds_dir.display(), "sounds directory missing");
+        return Err(OpsError::NotFound(Kind::File));
     };
     let mut candidates = vec![relative.clone()];
     if relative.extension().is_none() {
@@ -36,10 +50,13 @@ pub async fn resolve_wav(sounds_dir: &Path, name: &str) -> Result<PathBuf, Comma
         let Ok(path) = tokio::fs::canonicalize(root.join(&candidate)).await else { continue };
         let is_file = tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_file());
         if is_file && path.starts_with(&root) {
-            return Ok(path);
+            return Ok((path, candidate.to_string_lossy().into_owned()));
+        }
+        if is_file {
+            tracing::info!(name, "a sound name leads out of the sounds directory: refused");
         }
     }
-    Err(CommandError::FileNotFound)
+    Err(OpsError::NotFound(Kind::File))
 }
 
 #[cfg(test)]
@@ -52,7 +69,10 @@ mod tests {
             assert!(relative_wav_path(ok).is_ok(), "{ok}");
         }
         for bad in ["", "/etc/passwd", "../a.wav", "a/../../b.wav", "./a.wav", "a\\..\\b", "a\0b"] {
-            assert_eq!(relative_wav_path(bad), Err(CommandError::Invalid("wav-file")), "{bad:?}");
+            assert!(
+                matches!(relative_wav_path(bad), Err(OpsError::Invalid { field: "wav-file", .. })),
+                "{bad:?}"
+            );
         }
     }
 
@@ -71,12 +91,16 @@ mod tests {
         assert_eq!(resolve_wav(&sounds, "hello.wav").await, Ok(root.join("hello.wav")));
         assert_eq!(resolve_wav(&sounds, "hello").await, Ok(root.join("hello.wav")));
         assert_eq!(resolve_wav(&sounds, "sub/b.wav").await, Ok(root.join("sub/b.wav")));
-        assert_eq!(resolve_wav(&sounds, "missing.wav").await, Err(CommandError::FileNotFound));
-        assert_eq!(resolve_wav(&sounds, "sub").await, Err(CommandError::FileNotFound));
-        assert_eq!(resolve_wav(&sounds, "link.wav").await, Err(CommandError::FileNotFound));
         assert_eq!(
-            resolve_wav(&sounds, "../secret.wav").await,
-            Err(CommandError::Invalid("wav-file"))
+            resolve_wav_named(&sounds, "sub/b").await,
+            Ok((root.join("sub/b.wav"), "sub/b.wav".to_owned()))
         );
+        assert_eq!(resolve_wav(&sounds, "missing.wav").await, Err(OpsError::NotFound(Kind::File)));
+        assert_eq!(resolve_wav(&sounds, "sub").await, Err(OpsError::NotFound(Kind::File)));
+        assert_eq!(resolve_wav(&sounds, "link.wav").await, Err(OpsError::NotFound(Kind::File)));
+        assert!(matches!(
+            resolve_wav(&sounds, "../secret.wav").await,
+            Err(OpsError::Invalid { field: "wav-file", .. })
+        ));
     }
 }
