@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use support::phone::{LOOPBACK, MUSIC_NOTES, Phone, Phones, level, music_level, talk};
 use tutti::engine::core::{Engine, EngineConfig};
 use tutti_api::Store;
-use tutti_api::live::{CallUpdate, CallerUpdate, EventBus, LiveControl};
+use tutti_api::live::{CallUpdate, CallerUpdate, Event, EventBus, LiveControl};
 use tutti_api::model::{Breakout, Conference, Customer, Person, Role};
 use tutti_api::ops::{Kind, OpsError};
 use tutti_sip::ua::{SipConfig, SipUa};
@@ -146,8 +146,18 @@ async fn breakout_groups_hear_each_other_apart_from_the_main_room() {
         .await
         .unwrap_or_else(|m| panic!("open breakout: {m:.0?}"));
 
-    // Made private (as the operations layer does, through the engine): the
-    // main room is gone too.
+    // Made private (as the operations layer does, through the engine) while the
+    // event bus is saturated: a command that rode on the bus was once lost by a
+    // lagging watcher. The main room is gone too.
+    let _lagging = events.subscribe();
+    for _ in 0..tutti_api::live::EVENT_BACKLOG * 2 {
+        events.publish(Event::Digit {
+            conference_uid: conference.uid.clone(),
+            call_uid: call.uid.clone(),
+            caller_uid: "flood".into(),
+            digit: '0',
+        });
+    }
     engine.set_breakout_private(group.uid.clone(), true).await.expect("private");
     group.private = true;
     assert_eq!(store.get::<Breakout>(&group.uid).await.expect("stored"), group);
@@ -265,5 +275,63 @@ async fn one_caller_is_recorded_with_what_it_says_and_hears() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(ended, "the recording of a caller who left was not ended");
+    engine.shutdown().await;
+}
+
+/// Talking events carry the call and the caller, follow the call's talking
+/// switch, and each caller's energy level reaches the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn talking_events_follow_the_calls_switch_and_energy_is_stored() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, conference) = store_with(dir.path(), None, |c| numbered(c, "Panel", "4701")).await;
+    let events = EventBus::new();
+    let (engine, sip) = start_engine(&store, &events, dir.path()).await;
+    let targets = vec![format!("sip:4701@{sip}"); 2];
+    let (mut phones, _line) = dial_all(&targets).await;
+    let mut bus = events.subscribe();
+
+    // Talk, fall silent, talk: talking starts and stops, for this call.
+    let tones: Vec<f64> = phones.iter().map(|p| p.tone).collect();
+    let talk_and_pause = async |phones: &mut Vec<Phone>| {
+        talk(phones, 75).await;
+        phones.iter_mut().for_each(|p| p.tone = 0.0);
+        talk(phones, 75).await;
+        phones.iter_mut().zip(&tones).for_each(|(p, t)| p.tone = *t);
+    };
+    talk_and_pause(&mut phones).await;
+    // Read once both callers are in: two callers arriving at once may both
+    // start a session, and the one that lost deletes its own.
+    let call = store.calls_of(&conference.uid).await.expect("calls").remove(0);
+    let mut seen = Vec::new();
+    while let Ok(event) = bus.try_recv() {
+        if let Event::Talking { conference_uid, call_uid, caller_uid, talking } = &*event {
+            assert_eq!((conference_uid, call_uid), (&conference.uid, &call.uid));
+            seen.push((caller_uid.clone(), *talking));
+        }
+    }
+    let callers = store.callers_of(&call.uid).await.expect("callers");
+    for caller in &callers {
+        assert!(seen.contains(&(caller.uid.clone(), true)), "{} started: {seen:?}", caller.ani);
+        assert!(seen.contains(&(caller.uid.clone(), false)), "{} stopped: {seen:?}", caller.ani);
+    }
+    // Each talker's energy is stored within the writer's period.
+    let mut stored = Vec::new();
+    for _ in 0..30 {
+        stored = store.callers_of(&call.uid).await.expect("callers");
+        if stored.iter().all(|c| c.energy > 0) {
+            break;
+        }
+        talk(&mut phones, 5).await;
+    }
+    assert!(stored.iter().all(|c| c.energy > 0), "energy not stored: {stored:?}");
+
+    // Switched off for this call: no talking events, whatever is said.
+    engine.update_call(call.uid.clone(), CallUpdate::TalkingEvents(false)).await.expect("off");
+    assert!(!store.get::<tutti_api::model::Call>(&call.uid).await.expect("call").talking);
+    while bus.try_recv().is_ok() {}
+    talk_and_pause(&mut phones).await;
+    while let Ok(event) = bus.try_recv() {
+        assert!(!matches!(&*event, Event::Talking { .. }), "talking event while off: {event:?}");
+    }
     engine.shutdown().await;
 }

@@ -132,7 +132,7 @@ struct Rig {
     tcp: SocketAddr,
     /// SIPp's working directory and logs.
     dir: tempfile::TempDir,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl Rig {
@@ -159,7 +159,7 @@ impl Rig {
             udp,
             tcp,
             dir: tempfile::tempdir().expect("temp dir"),
-            _data: data,
+            data,
         }
     }
 
@@ -580,4 +580,160 @@ fn cancelled_call_never_joins_the_conference() {
             rig.fail(&format!("a caller joined and stayed: {events:?}"));
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Rules that live once, in the operations layer and the engine.
+
+impl Rig {
+    /// Runs `work` against the server's own database file (WAL: a second
+    /// connection beside the running server).
+    fn with_store<T>(&self, work: impl AsyncFnOnce(&tutti_api::Store) -> T) -> T {
+        let url = format!("sqlite://{}", self.data.path().join("tutti.db").display());
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        runtime.block_on(async {
+            let store = tutti_api::Store::open(&url).await.expect("store");
+            let out = work(&store).await;
+            store.close().await;
+            out
+        })
+    }
+
+    /// The WAV files under the data directory's recordings/.
+    fn recording_files(&self) -> Vec<PathBuf> {
+        let dir = self.data.path().join("recordings");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|f| f.extension().is_some_and(|e| e == "wav"));
+        files
+    }
+}
+
+/// `!LeaveRecording` was once handled by the 4011 facade and by the engine, and
+/// the room silently replaced the first recorder with the second: two rows, a
+/// truncated file. Now the engine alone starts it, once the callee is in.
+#[test]
+fn leave_recording_into_a_live_conference_makes_one_recording() {
+    let mut rig = Rig::start();
+    let caller = rig.spawn_sipp("uac_server_hangup.xml", Some(rig.udp), &["-s", "4001"]);
+    let first = rig.joined();
+
+    let port = free_port(false);
+    let callee = rig.spawn_sipp("uas_answer.xml", None, &["-p", &port.to_string()]);
+    std::thread::sleep(Duration::from_millis(300));
+    let conf = rig.conf_guid.clone();
+    let answer = rig.command(
+        &format!("CALLUSER,{conf},sip:callee@127.0.0.1:{port},!LeaveRecording"),
+        "CALLUSER",
+    );
+    let user = answer.rsplit(',').next().expect("user guid").to_owned();
+    rig.progress(&user, "Presenting");
+    rig.progress(&user, "Ringing");
+    rig.progress(&user, "Connected");
+    assert_eq!(rig.joined(), user);
+
+    // The recording starts just after the join; give a second one time to show.
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    while rig.recording_files().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let files = rig.recording_files();
+    if files.len() != 1 {
+        rig.fail(&format!("expected one recording file, found {files:?}"));
+    }
+    rig.command(&format!("DROPUSER,{user}"), "DROPUSER");
+    rig.command(&format!("DROPUSER,{first}"), "DROPUSER");
+    rig.expect_success(callee);
+    rig.expect_success(caller);
+    let rows = rig.with_store(async |store| {
+        let conference = store.conference_by_number("4001").await.expect("query").expect("stored");
+        store.recordings_of(&conference.uid).await.expect("recordings")
+    });
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].ended_at.is_some(), "the recording ended with the call");
+    let audio = tutti_media::wav::read(&files[0]).expect("a finished WAV");
+    assert!(!audio.samples.is_empty());
+}
+
+/// The engine once kept a copy of each caller row and wrote all of it back at
+/// every change and at hang-up, reverting what an interface had written.
+#[test]
+fn caller_fields_written_by_an_interface_survive_a_mute_and_the_hang_up() {
+    let mut rig = Rig::start();
+    let sipp = rig.spawn_sipp("uac_server_hangup.xml", Some(rig.udp), &["-s", "4001"]);
+    let call = rig.joined();
+    let notes = "called about <billing> & \"refunds\"; 'quoted'";
+    let details = tutti_api::store::CallerDetails {
+        tag: Some("vip".into()),
+        notes: Some(notes.into()),
+        custom1: Some("ünïcode".into()),
+        ..Default::default()
+    };
+    rig.with_store(async |store| {
+        store.update_caller_details(&call, &details).await.expect("details written");
+    });
+    rig.command(&format!("MUTEUSER,{call},1"), "MUTEUSER");
+    rig.command(&format!("DROPUSER,{call}"), "DROPUSER");
+    rig.left(&call);
+    rig.expect_success(sipp);
+    let stored: tutti_api::model::Caller =
+        rig.with_store(async |store| store.get(&call).await.expect("caller"));
+    assert!(stored.mute, "the mute was stored");
+    assert!(!stored.active && stored.end_time.is_some(), "the hang-up was stored");
+    assert_eq!((stored.tag.as_str(), stored.notes.as_str()), ("vip", notes));
+    assert_eq!(stored.custom1, "ünïcode");
+}
+
+/// A refusal before a reserved conference's start was reported as "full".
+#[test]
+fn a_reserved_conference_before_its_start_has_not_started() {
+    let mut rig = Rig::start();
+    let later = rig.with_store(async |store| {
+        let owner = store.default_customer().await.expect("customer");
+        let conference = tutti_api::model::Conference {
+            dial_in_number: Some("4002".into()),
+            reserved: true,
+            max_members: Some(10),
+            ..tutti_api::model::Conference::new(&owner, "Later")
+        };
+        store.create_conference(&conference).await.expect("conference");
+        let start = tutti_api::Time::now().plus_minutes(60);
+        let reservation = tutti_api::model::Reservation::new(&conference.uid, start, 30);
+        store.insert(&reservation).await.expect("reservation");
+        conference.uid
+    });
+    let answer = rig.control.command(&format!("CALLUSER,{later},123"), "CALLUSER");
+    assert_eq!(answer, Err(r#"CALLUSER,ERROR,"Conference has not started""#.to_owned()));
+
+    // A live caller moved there is refused for the same reason.
+    let sipp = rig.spawn_sipp("uac_server_hangup.xml", Some(rig.udp), &["-s", "4001"]);
+    let call = rig.joined();
+    let answer = rig.control.command(&format!("MOVEUSER,{call},{later}"), "MOVEUSER");
+    assert_eq!(answer, Err(r#"MOVEUSER,ERROR,"Conference has not started""#.to_owned()));
+    rig.command(&format!("DROPUSER,{call}"), "DROPUSER");
+    rig.expect_success(sipp);
+}
+
+/// A caller whose phone vanished (no BYE, no RTP) and is then dropped leaves
+/// the lists and the events at once; the BYE nobody answers finishes later.
+#[test]
+fn dropping_a_caller_whose_phone_vanished_is_immediate() {
+    let mut rig = Rig::start();
+    let mut sipp = rig.spawn_sipp("uac_server_hangup.xml", Some(rig.udp), &["-s", "4001"]);
+    let call = rig.joined();
+    // The phone vanishes: killed, it sends nothing more.
+    let _ = sipp.child.kill();
+    let _ = sipp.child.wait();
+    let started = Instant::now();
+    rig.command(&format!("DROPUSER,{call}"), "DROPUSER");
+    rig.left(&call);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "DELUSER came {took:?} after DROPUSER");
+    let conf = rig.conf_guid.clone();
+    rig.command(&format!("LISTUSER,{conf}"), "LISTUSER");
+    let listed: Vec<&String> =
+        rig.control.events.iter().filter(|l| l.starts_with("LISTUSER,")).collect();
+    assert!(listed.is_empty(), "the dropped caller is still listed: {listed:?}");
 }

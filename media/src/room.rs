@@ -18,7 +18,7 @@ use crate::mixer::{
     BreakoutId, Delivery, InjectTarget, MAX_ROOM_FRAME, MemberId, Mixer, MixerConfig, MixerError,
     MixerEvent, TickClock, VolumeStep,
 };
-use crate::record::{Finished, RecordError, Recording, RecordingWriter};
+use crate::record::{Finished, FrameSink, RecordError, Recording, RecordingWriter};
 use crate::resample::FrameResampler;
 use crate::source::{FrameSource, SourceState};
 
@@ -112,6 +112,12 @@ pub enum RoomCommand {
         name: String,
         reply: oneshot::Sender<Result<PathBuf, RoomError>>,
     },
+    /// Starts recording the room mix into a sink `open` makes (on the
+    /// recording's own thread).
+    RecordInto {
+        open: SinkOpener,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
     StopRecording {
         reply: oneshot::Sender<Result<Recording, RoomError>>,
     },
@@ -128,6 +134,9 @@ pub enum RoomCommand {
         reply: oneshot::Sender<Result<Recording, RoomError>>,
     },
 }
+
+/// Makes the sink a recording writes into; runs on the recording's thread.
+pub type SinkOpener = Box<dyn FnOnce() -> Result<Box<dyn FrameSink>, RecordError> + Send>;
 
 /// What the room tells the engine. Sent without waiting; when the engine falls
 /// behind, events are dropped and logged rather than stalling the mix.
@@ -250,6 +259,11 @@ impl RoomHandle {
 
     pub async fn record(&self, dir: PathBuf, name: String) -> Result<PathBuf, RoomError> {
         self.ask(|reply| RoomCommand::Record { dir, name, reply }).await?
+    }
+
+    /// Records the room mix into any sink (a file is [`Self::record`]).
+    pub async fn record_into(&self, open: SinkOpener) -> Result<(), RoomError> {
+        self.ask(|reply| RoomCommand::RecordInto { open, reply }).await?
     }
 
     pub async fn stop_recording(&self) -> Result<Recording, RoomError> {
@@ -486,6 +500,16 @@ impl Room {
                 }
                 let rate = self.mixer.room_rate();
                 self.recorder = Some(start_writer(&dir, &name, rate, reply));
+            }
+            RoomCommand::RecordInto { open, reply } => {
+                if self.recorder.as_ref().is_some_and(|r| !r.has_failed()) {
+                    let _ = reply.send(Err(RoomError::AlreadyRecording));
+                    return;
+                }
+                let started = Box::new(move |opened: Result<(), RecordError>| {
+                    let _ = reply.send(opened.map_err(RoomError::from));
+                });
+                self.recorder = Some(RecordingWriter::spawn(open, started));
             }
             RoomCommand::StopRecording { reply } => match self.recorder.take() {
                 Some(recorder) => recorder.stop(reply_with(reply)),
