@@ -6,7 +6,7 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -20,15 +20,16 @@ use tutti_media::tone::goertzel_amplitude;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// A sink whose writes wait until the test opens the gate: a disk that stalls.
+/// A sink whose writes wait until the test opens the gate (drops its end): a
+/// disk that stalls.
 struct StalledDisk {
-    gate: Arc<Mutex<()>>,
+    gate: std_mpsc::Receiver<()>,
     written: u64,
 }
 
 impl FrameSink for StalledDisk {
     fn write_frame(&mut self, frame: &[i16]) -> Result<(), RecordError> {
-        drop(self.gate.lock().expect("gate"));
+        let _ = self.gate.recv();
         self.written += frame.len() as u64;
         Ok(())
     }
@@ -65,9 +66,8 @@ async fn a_stalled_recording_does_not_delay_the_mix() {
     }
 
     // The disk stalls from the first frame on.
-    let gate = Arc::new(Mutex::new(()));
-    let stall = gate.lock().expect("gate");
-    let disk = StalledDisk { gate: gate.clone(), written: 0 };
+    let (stall, gate) = std_mpsc::channel::<()>();
+    let disk = StalledDisk { gate, written: 0 };
     room.record_into(Box::new(move || Ok(Box::new(disk) as Box<dyn FrameSink>)))
         .await
         .expect("recording started");
