@@ -80,7 +80,9 @@ pub struct Options {
     #[arg(long, env = "TUTTI_RTP_PORTS", global = true, value_name = "LOW-HIGH")]
     pub rtp_ports: Option<PortRange>,
 
-    /// TCP 4011 control protocol listen address [default: 0.0.0.0:4011]
+    /// TCP 4011 control protocol listen address; loopback by default because the
+    /// protocol sends its password in plain text: give 0.0.0.0:4011 (or a private
+    /// address) to reach it from other machines [default: 127.0.0.1:4011]
     #[arg(long, env = "TUTTI_CONTROL_LISTEN", global = true, value_name = "ADDR:PORT")]
     pub control_listen: Option<SocketAddr>,
 
@@ -94,7 +96,9 @@ pub struct Options {
     )]
     pub control_password: Option<String>,
 
-    /// HTTP listen address [default: 0.0.0.0:8080]
+    /// HTTP listen address (/healthz, /metrics, the APIs); loopback by default: give
+    /// 0.0.0.0:8080 (or a private address) to reach it from other machines
+    /// [default: 127.0.0.1:8080]
     #[arg(long, env = "TUTTI_HTTP_LISTEN", global = true, value_name = "ADDR:PORT")]
     pub http_listen: Option<SocketAddr>,
 
@@ -237,9 +241,9 @@ impl Options {
             sip_listen,
             media_address,
             rtp_ports: self.rtp_ports.unwrap_or(PortRange { low: 16384, high: 32767 }),
-            control_listen: self.control_listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 4011))),
+            control_listen: self.control_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4011))),
             control_password: self.control_password,
-            http_listen: self.http_listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            http_listen: self.http_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir,
             database,
             outbound_proxy: self.outbound_proxy,
@@ -398,8 +402,9 @@ mod tests {
             .resolve()
             .expect("resolves");
         assert_eq!(s.sip_listen.to_string(), "0.0.0.0:5060");
-        assert_eq!(s.control_listen.to_string(), "0.0.0.0:4011");
-        assert_eq!(s.http_listen.to_string(), "0.0.0.0:8080");
+        // The control listeners stay on loopback unless exposed on purpose.
+        assert_eq!(s.control_listen.to_string(), "127.0.0.1:4011");
+        assert_eq!(s.http_listen.to_string(), "127.0.0.1:8080");
         assert_eq!(s.rtp_ports.to_string(), "16384-32767");
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert_eq!(s.database, "sqlite://./data/tutti.db");
