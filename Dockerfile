@@ -18,12 +18,14 @@ RUN apt-get update \
  && useradd --system --home-dir /data --shell /usr/sbin/nologin tutti \
  && mkdir -p /data && chown tutti:tutti /data
 COPY --from=build /src/target/release/tutti /usr/local/bin/tutti
+COPY scripts/docker/healthcheck.sh /usr/local/bin/tutti-healthcheck
 ENV TUTTI_DATA_DIR=/data
 VOLUME ["/data"]
 USER tutti
 EXPOSE 5060/udp 5060/tcp 4011/tcp 8080/tcp
+# GET /healthz on the address of TUTTI_HTTP_LISTEN (default 127.0.0.1:8080).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+  CMD ["tutti-healthcheck"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["tutti"]
 CMD ["serve"]
