@@ -140,6 +140,16 @@ pub struct Options {
     #[arg(long, env = "TUTTI_RING_TIMEOUT", global = true, value_name = "SECONDS")]
     pub ring_timeout: Option<u64>,
 
+    /// Seconds a caller's phone may send no RTP or RTCP before it is hung up
+    /// (a phone that vanished without a BYE); 0 turns it off [default: 60]
+    #[arg(long, env = "TUTTI_RTP_TIMEOUT", global = true, value_name = "SECONDS")]
+    pub rtp_timeout: Option<u64>,
+
+    /// The same while the phone holds the call (sendonly or inactive, when it
+    /// legitimately sends nothing); 0 turns it off [default: 3600]
+    #[arg(long, env = "TUTTI_RTP_HOLD_TIMEOUT", global = true, value_name = "SECONDS")]
+    pub rtp_hold_timeout: Option<u64>,
+
     /// Log filter, tracing syntax (e.g. `info,tutti_sip=debug`) [default: info,rsipstack=warn]
     #[arg(long, env = "TUTTI_LOG", global = true, value_name = "FILTER")]
     pub log: Option<String>,
@@ -191,6 +201,8 @@ impl Options {
             timezone,
             max_calls,
             ring_timeout,
+            rtp_timeout,
+            rtp_hold_timeout,
             log
         );
         Ok(self)
@@ -252,6 +264,8 @@ impl Options {
             timezone,
             max_calls: self.max_calls.unwrap_or(500).max(1),
             ring_timeout: std::time::Duration::from_secs(self.ring_timeout.unwrap_or(60).max(1)),
+            rtp_timeout: self.rtp_timeout.unwrap_or(60),
+            rtp_hold_timeout: self.rtp_hold_timeout.unwrap_or(3600),
             log,
         })
     }
@@ -335,6 +349,10 @@ pub struct Settings {
     pub timezone: Option<String>,
     pub max_calls: usize,
     pub ring_timeout: std::time::Duration,
+    /// Seconds of silence from a phone before hang-up; 0: never.
+    pub rtp_timeout: u64,
+    /// The same for a held call.
+    pub rtp_hold_timeout: u64,
     pub log: String,
 }
 
@@ -349,6 +367,21 @@ impl Settings {
 
     pub fn tts_dir(&self) -> PathBuf {
         self.data_dir.join("tts")
+    }
+
+    /// How long a phone may send nothing before it is hung up, active and held
+    /// (0 for either means "never" for that state); `None` when both are off.
+    pub fn silence_limits(&self) -> Option<tutti_media::leg::SilenceLimits> {
+        let limit = |secs: u64| match secs {
+            0 => std::time::Duration::MAX / 4,
+            secs => std::time::Duration::from_secs(secs),
+        };
+        (self.rtp_timeout > 0 || self.rtp_hold_timeout > 0).then(|| {
+            tutti_media::leg::SilenceLimits {
+                active: limit(self.rtp_timeout),
+                held: limit(self.rtp_hold_timeout),
+            }
+        })
     }
 
     /// The settings as TOML that `--config` accepts, secrets replaced by `<set>`.
@@ -375,6 +408,8 @@ impl Settings {
         line("log", Some(self.log.clone()));
         out.push_str(&format!("max-calls = {}\n", self.max_calls));
         out.push_str(&format!("ring-timeout = {}\n", self.ring_timeout.as_secs()));
+        out.push_str(&format!("rtp-timeout = {}\n", self.rtp_timeout));
+        out.push_str(&format!("rtp-hold-timeout = {}\n", self.rtp_hold_timeout));
         out
     }
 }

@@ -59,6 +59,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
             sounds_dir: settings.sounds_dir(),
             recordings_dir: settings.recordings_dir(),
             tts_dir: settings.tts_dir(),
+            silence: settings.silence_limits(),
         },
         store.clone(),
         events.clone(),

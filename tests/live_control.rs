@@ -73,6 +73,7 @@ async fn start_engine(
             sounds_dir: dir.join("sounds"),
             recordings_dir: dir.join("recordings"),
             tts_dir: dir.join("tts"),
+            silence: None,
         },
         store.clone(),
         events.clone(),

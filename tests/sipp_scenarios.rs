@@ -137,11 +137,22 @@ struct Rig {
 
 impl Rig {
     fn start() -> Rig {
+        Rig::start_with(&[])
+    }
+
+    /// A rig whose server also gets `extra` options.
+    fn start_with(extra: &[&str]) -> Rig {
         let data = tempfile::tempdir().expect("temp dir");
-        let server = Server::start(
-            data.path(),
-            &["--control-password", "secret", "--ring-timeout", "2", "--log", "info,tutti=debug"],
-        );
+        let mut args = vec![
+            "--control-password",
+            "secret",
+            "--ring-timeout",
+            "2",
+            "--log",
+            "info,tutti=debug",
+        ];
+        args.extend_from_slice(extra);
+        let server = Server::start(data.path(), &args);
         let udp = server.logged_addr("SIP listening", "udp");
         let tcp = server.logged_addr("SIP listening", "tcp");
         let mut control =
@@ -358,7 +369,8 @@ fn call_hung_up_by_the_server_through_dropuser() {
 #[test]
 fn session_timer_refreshed_by_tutti_on_the_wire() {
     // RFC 4028 with the minimum interval: 90 s, refreshed by tutti after 45 s.
-    let mut rig = Rig::start();
+    // The scenario sends no RTP for longer than the default --rtp-timeout.
+    let mut rig = Rig::start_with(&["--rtp-timeout", "0"]);
     let sipp = rig.spawn_sipp_for(
         "uac_session_timer.xml",
         Some(rig.udp),
@@ -736,4 +748,53 @@ fn dropping_a_caller_whose_phone_vanished_is_immediate() {
     let listed: Vec<&String> =
         rig.control.events.iter().filter(|l| l.starts_with("LISTUSER,")).collect();
     assert!(listed.is_empty(), "the dropped caller is still listed: {listed:?}");
+}
+
+/// A phone that vanishes (no BYE, no RTP, no RTCP) is hung up after
+/// `--rtp-timeout`, leaves the events and lists, and its end is stored with
+/// the reason. SIPp sends no RTP at all, so the silence starts at the answer.
+#[test]
+fn a_vanished_phone_is_hung_up_after_the_rtp_timeout() {
+    let mut rig = Rig::start_with(&["--rtp-timeout", "2"]);
+    let mut sipp = rig.spawn_sipp("uac_server_hangup.xml", Some(rig.udp), &["-s", "4001"]);
+    let call = rig.joined();
+    let joined = Instant::now();
+    let _ = sipp.child.kill();
+    let _ = sipp.child.wait();
+    rig.left(&call);
+    let took = joined.elapsed();
+    assert!(
+        (Duration::from_millis(1500)..Duration::from_secs(8)).contains(&took),
+        "left {took:?} after joining, with a 2 s timeout"
+    );
+    let stored: tutti_api::model::Caller =
+        rig.with_store(async |store| store.get(&call).await.expect("caller"));
+    assert_eq!(stored.end_reason, Some(tutti_api::model::EndReason::RtpTimeout));
+    assert!(!stored.active && stored.end_time.is_some());
+}
+
+/// A server stopped while a caller's phone is dead ends promptly, stores the
+/// caller's end, and the next start finds nothing left open.
+#[test]
+fn a_shutdown_with_a_dead_caller_is_prompt_and_leaves_nothing_open() {
+    let mut rig = Rig::start();
+    let mut sipp = rig.spawn_sipp("uac_server_hangup.xml", Some(rig.udp), &["-s", "4001"]);
+    let call = rig.joined();
+    let _ = sipp.child.kill();
+    let _ = sipp.child.wait();
+    let stopping = Instant::now();
+    let status = rig.server.stop_with("TERM");
+    let took = stopping.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(5), "stopping took {took:?}");
+    let logs = rig.server.logs();
+    assert!(!logs.contains("still ending"), "{logs}");
+    let stored: tutti_api::model::Caller =
+        rig.with_store(async |store| store.get(&call).await.expect("caller"));
+    assert_eq!(stored.end_reason, Some(tutti_api::model::EndReason::Shutdown));
+    // The next start has nothing to close.
+    let mut again = Server::start(rig.data.path(), &["--control-password", "secret"]);
+    again.wait_for_log("ready", Duration::from_secs(10));
+    let logs = again.logs();
+    assert!(!logs.contains("left open"), "{logs}");
 }

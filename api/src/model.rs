@@ -110,6 +110,28 @@ text_enum! {
 }
 
 text_enum! {
+    /// Why a caller's call ended.
+    pub enum EndReason {
+        /// The caller hung up (BYE, or CANCEL before the answer).
+        Hangup = "hangup",
+        /// An operator, a program or a moderator's key dropped it.
+        Dropped = "dropped",
+        /// Its phone sent no RTP or RTCP for `--rtp-timeout` (vanished).
+        RtpTimeout = "rtp-timeout",
+        /// No session refresh came (RFC 4028).
+        SessionExpired = "session-expired",
+        /// The caller never acknowledged our answer.
+        NoAck = "no-ack",
+        /// The server stopped.
+        Shutdown = "shutdown",
+        /// Found open after the server restarted (it had crashed).
+        ServerRestart = "server-restart",
+        /// Signalling failed.
+        Error = "error",
+    }
+}
+
+text_enum! {
     /// The kinds of object that carry custom key/values.
     pub enum ObjectType {
         Customer = "customer",
@@ -540,6 +562,8 @@ record! {
         pub energy: i64,
         pub start_time: Time,
         pub end_time: Option<Time>,
+        /// Why it ended (`None` while connected).
+        pub end_reason: Option<EndReason>,
     }
 }
 
@@ -576,6 +600,7 @@ impl Caller {
             energy: 0,
             start_time,
             end_time: None,
+            end_reason: None,
         }
     }
 }

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::dtmf::Digit;
 use crate::jitter::JitterStats;
-use crate::leg::{Leg, LegError, Output, RejectCounts};
+use crate::leg::{Leg, LegError, Output, RejectCounts, SilenceLimits};
 use crate::ports::RtpSockets;
 use crate::rtp::LegStats;
 
@@ -35,6 +35,12 @@ pub enum LegNotice {
     /// The peer sent RTCP BYE.
     RemoteBye {
         leg: LegKey,
+    },
+    /// The peer sent nothing for the leg's silence limit.
+    Silent {
+        leg: LegKey,
+        held: bool,
+        for_ms: u64,
     },
 }
 
@@ -82,7 +88,13 @@ impl LegHandle {
     ) {
         let mut leg = lock(&self.leg);
         leg.update_remote(remote_rtp, remote_rtcp);
-        leg.set_sending(sending);
+        leg.set_sending(sending, Instant::now());
+    }
+
+    /// Watches for a peer that sends nothing for too long (see
+    /// [`LegNotice::Silent`]).
+    pub fn set_silence_limits(&self, limits: Option<SilenceLimits>) {
+        lock(&self.leg).set_silence_limits(limits, Instant::now());
     }
 
     /// Sends a key press as RFC 4733 events; false when the peer cannot take them.
@@ -224,6 +236,7 @@ async fn receive_loop(
             let notice = match output {
                 Output::Digit(digit) => LegNotice::Digit { leg: key, digit },
                 Output::RemoteBye => LegNotice::RemoteBye { leg: key },
+                Output::Silent { held, for_ms } => LegNotice::Silent { leg: key, held, for_ms },
                 Output::Transmit { .. } => continue,
             };
             if notices.try_send(notice).is_err() {

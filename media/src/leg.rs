@@ -92,6 +92,24 @@ pub enum Output {
     Digit(char),
     /// The peer said goodbye in RTCP.
     RemoteBye,
+    /// Nothing (no RTP, no RTCP) came from the peer for the leg's silence limit
+    /// (see [`Leg::set_silence_limits`]): its phone has most likely vanished.
+    /// Reported once, until something arrives again.
+    Silent {
+        /// Whether the peer holds the call (the longer limit applied).
+        held: bool,
+        /// How long nothing came.
+        for_ms: u64,
+    },
+}
+
+/// How long a leg may hear nothing before [`Output::Silent`]: one limit while
+/// the call is active, a longer one while the peer holds it (a held phone
+/// sends nothing, legitimately).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SilenceLimits {
+    pub active: Duration,
+    pub held: Duration,
 }
 
 /// Datagrams the leg refused, by reason.
@@ -125,6 +143,12 @@ pub struct Leg {
     /// Ticks in a row [`Leg::pull_frame`] had nothing to play (see
     /// [`DECODER_IDLE_FRAMES`]).
     idle_frames: u32,
+    /// When the peer was last heard (an accepted RTP or RTCP packet), or the
+    /// hold state last changed.
+    last_heard: Instant,
+    silence_limits: Option<SilenceLimits>,
+    /// [`Output::Silent`] was reported for the current silence.
+    silence_reported: bool,
 }
 
 impl std::fmt::Debug for Leg {
@@ -171,6 +195,9 @@ impl Leg {
             sending_speech: false,
             sending: true,
             idle_frames: 0,
+            last_heard: now,
+            silence_limits: None,
+            silence_reported: false,
             config,
         })
     }
@@ -233,6 +260,7 @@ impl Leg {
             self.rejects.wrong_source += 1;
             return;
         }
+        self.heard(now);
         let payload = view.payload(data);
         let _ = self.receive.handle_packet(
             now,
@@ -274,7 +302,10 @@ impl Leg {
         let was_bye = self.rtcp.remote_bye();
         if self.rtcp.handle_rtcp(now, ntp, data, self.sender.ssrc(), &mut self.receive).is_err() {
             self.rejects.malformed += 1;
-        } else if !was_bye && self.rtcp.remote_bye() {
+            return;
+        }
+        self.heard(now);
+        if !was_bye && self.rtcp.remote_bye() {
             self.outputs.push_back(Output::RemoteBye);
         }
     }
@@ -400,19 +431,49 @@ impl Leg {
         Ok(())
     }
 
+    /// The peer was heard at `now` (a packet it sent was accepted; a clock
+    /// going backwards is ignored).
+    fn heard(&mut self, now: Instant) {
+        self.last_heard = self.last_heard.max(now);
+        self.silence_reported = false;
+    }
+
+    /// When the current silence counts as the peer gone, if it is watched.
+    fn silence_deadline(&self) -> Option<Instant> {
+        let limits = self.silence_limits.filter(|_| !self.silence_reported)?;
+        let limit = if self.sending { limits.active } else { limits.held };
+        Some(self.last_heard + limit)
+    }
+
+    /// Watches for a peer that goes silent (`None`: never). Counting starts
+    /// afresh now.
+    pub fn set_silence_limits(&mut self, limits: Option<SilenceLimits>, now: Instant) {
+        self.silence_limits = limits;
+        self.heard(now);
+    }
+
     /// When [`Leg::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Instant {
-        let report = self.rtcp.poll_timeout();
-        match self.dtmf_in.poll_timeout() {
-            Some(ms) => report.min(self.epoch + Duration::from_millis(ms)),
-            None => report,
+        let mut next = self.rtcp.poll_timeout();
+        if let Some(ms) = self.dtmf_in.poll_timeout() {
+            next = next.min(self.epoch + Duration::from_millis(ms));
+        }
+        match self.silence_deadline() {
+            Some(silent) => next.min(silent),
+            None => next,
         }
     }
 
-    /// Runs what is due at `now`: an RTCP report, a digit whose end never came.
+    /// Runs what is due at `now`: an RTCP report, a digit whose end never
+    /// came, a peer silent for too long.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.dtmf_in.handle_timeout(self.ms_since_epoch(now));
         self.drain_digits();
+        if self.silence_deadline().is_some_and(|deadline| now >= deadline) {
+            self.silence_reported = true;
+            let for_ms = now.saturating_duration_since(self.last_heard).as_millis() as u64;
+            self.outputs.push_back(Output::Silent { held: !self.sending, for_ms });
+        }
         if now < self.rtcp.poll_timeout() {
             return;
         }
@@ -441,8 +502,13 @@ impl Leg {
     }
 
     /// Whether to send at all: not while the peer holds the call. The clock runs
-    /// on, so sending resumes without a timestamp jump.
-    pub fn set_sending(&mut self, sending: bool) {
+    /// on, so sending resumes without a timestamp jump. A change of hold state
+    /// starts the silence count afresh at `now` (a phone resuming after a long
+    /// hold is not silent yet).
+    pub fn set_sending(&mut self, sending: bool, now: Instant) {
+        if sending != self.sending {
+            self.heard(now);
+        }
         self.sending = sending;
     }
 

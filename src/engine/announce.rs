@@ -122,7 +122,7 @@ pub(super) async fn wait_unless_hangup(inputs: &mut mpsc::Receiver<CallInput>, m
         tokio::select! {
             () = &mut sleep => return true,
             input = inputs.recv() => match input {
-                Some(CallInput::Hangup(_)) | None => return false,
+                Some(CallInput::Hangup(_) | CallInput::Silent { .. }) | None => return false,
                 Some(_) => {}
             },
         }

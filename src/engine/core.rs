@@ -16,8 +16,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tutti_api::Store;
 use tutti_api::live::{Event, EventBus, PlaybackMedia, PlaybackState, Target};
+use tutti_api::model::EndReason;
 use tutti_media::io::{LegHandle, LegIo, LegKey, LegNotice, NOTICE_BACKLOG};
-use tutti_media::leg::Leg;
+use tutti_media::leg::{Leg, SilenceLimits};
 use tutti_media::mixer::MixerConfig;
 use tutti_media::ports::PortPool;
 use tutti_media::room::{PlaybackId, RoomEvent, RoomHandle};
@@ -30,8 +31,9 @@ use super::registry::Registry;
 
 /// Room events waiting for the engine.
 const ROOM_EVENT_BACKLOG: usize = 4096;
-/// How long a stopping server waits for calls to record their end.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+/// How long a stopping server waits for call tasks to finish once every
+/// caller's end is recorded.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
 /// Inputs waiting for one call's task.
 pub(super) const CALL_INPUT_BACKLOG: usize = 64;
 /// How often the callers' energy levels are written to the store, in one
@@ -46,6 +48,9 @@ pub struct EngineConfig {
     pub sounds_dir: PathBuf,
     pub recordings_dir: PathBuf,
     pub tts_dir: PathBuf,
+    /// How long a caller's phone may send nothing before it is hung up
+    /// (`None`: never).
+    pub silence: Option<SilenceLimits>,
 }
 
 /// Something that happened to a call, for its task.
@@ -57,6 +62,11 @@ pub(super) enum CallInput {
     MediaChanged(Negotiated),
     Progress(CallProgress),
     Hangup(HangupReason),
+    /// The phone sent nothing (no RTP, no RTCP) for the silence limit.
+    Silent {
+        held: bool,
+        for_ms: u64,
+    },
 }
 
 /// What the engine keeps per live conference beside the registry's data.
@@ -179,20 +189,26 @@ impl Engine {
         self.state().live.callers.len()
     }
 
-    /// Stops the background tasks (the scheduler), hangs up every call (BYE to
-    /// confirmed dialogs) and waits until each
-    /// call's task has recorded its end in the store, for at most 5 seconds.
+    /// Stops the background tasks (the scheduler), records every caller's end
+    /// (reason: shutdown), hangs up every call (BYE to confirmed dialogs) and
+    /// gives the call tasks a moment to finish. A vanished phone never answers
+    /// its BYE; its end is recorded all the same, so nothing is left open.
     pub async fn shutdown(&self) {
         for task in self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             task.abort();
+        }
+        let callers: Vec<String> = self.state().live.callers.keys().cloned().collect();
+        for caller in callers {
+            self.leave(&caller, EndReason::Shutdown).await;
         }
         self.inner.ua.shutdown().await;
         let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
         while !self.state().calls.is_empty() {
             if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(
+                // Recorded already; only their signalling is unfinished.
+                tracing::debug!(
                     calls = self.state().calls.len(),
-                    "calls still ending after {SHUTDOWN_WAIT:?}"
+                    "call signalling unfinished at exit"
                 );
                 break;
             }
@@ -233,6 +249,9 @@ impl Engine {
             let (leg, input) = match notice {
                 LegNotice::Digit { leg, digit } => (leg, CallInput::Digit(digit)),
                 LegNotice::RemoteBye { leg } => (leg, CallInput::Hangup(HangupReason::RemoteBye)),
+                LegNotice::Silent { leg, held, for_ms } => {
+                    (leg, CallInput::Silent { held, for_ms })
+                }
             };
             let call = self.state().legs.get(&leg).map(|(call, _)| *call);
             if let Some(call) = call {
@@ -341,6 +360,7 @@ impl Engine {
         let leg =
             Leg::new(leg_config(negotiated, format!("leg{key}@tutti")), std::time::Instant::now())?;
         let leg = LegIo::spawn(key, leg, sockets, self.inner.notices.clone());
+        leg.handle().set_silence_limits(self.inner.config.silence);
         self.state().legs.insert(key, (call, None));
         Ok(leg)
     }

@@ -64,8 +64,8 @@ impl Engine {
             Err(Refusal::Gone) => None,
         };
         if let Some(caller_uid) = joined {
-            self.in_conference(&caller_uid, &mut inputs).await;
-            self.leave(&caller_uid).await;
+            let reason = self.in_conference(&caller_uid, &mut inputs).await;
+            self.leave(&caller_uid, reason).await;
             let _ = incoming.control.hangup().await;
         }
         self.state().calls.remove(&call);
@@ -288,7 +288,7 @@ impl Engine {
                     Some(CallInput::Digit(digit)) => {
                         action = entry.handle_digit(std::time::Instant::now(), digit);
                     }
-                    Some(CallInput::Hangup(_)) | None => break None,
+                    Some(CallInput::Hangup(_) | CallInput::Silent { .. }) | None => break None,
                     Some(_) => {}
                 },
                 () = sleep_until_option(deadline) => {
@@ -374,6 +374,7 @@ async fn wait_for_late_answer(inputs: &mut mpsc::Receiver<CallInput>) -> Option<
             match input {
                 CallInput::MediaChanged(negotiated) => return Some(negotiated),
                 CallInput::Hangup(_) => return None,
+                CallInput::Silent { .. } => return None,
                 CallInput::Answered | CallInput::Digit(_) | CallInput::Progress(_) => {}
             }
         }
@@ -390,6 +391,7 @@ async fn wait_for_ack(inputs: &mut mpsc::Receiver<CallInput>) -> bool {
         match input {
             CallInput::Answered => return true,
             CallInput::Hangup(_) => return false,
+            CallInput::Silent { .. } => return false,
             CallInput::MediaChanged(_) | CallInput::Digit(_) | CallInput::Progress(_) => {}
         }
     }

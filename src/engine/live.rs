@@ -6,7 +6,7 @@ use tutti_api::live::{
     CallUpdate, CallerField, CallerUpdate, DialRequest, Event, LiveControl, LiveFuture, Media,
     PlayRequest, PlaybackMedia, PlaybackState, Target,
 };
-use tutti_api::model::{Caller, Conference, Direction, Recording};
+use tutti_api::model::{Caller, Conference, Direction, EndReason, Recording};
 use tutti_api::ops::{Conflict, Kind, OpsError, OpsResult};
 use tutti_api::{Time, secret};
 use tutti_media::mixer::VolumeStep;
@@ -323,7 +323,7 @@ impl Engine {
     async fn hang_up_caller(&self, caller_uid: String) -> OpsResult<()> {
         let control = self.state().live.callers.get(&caller_uid).map(|c| c.io.control.clone());
         let control = control.ok_or(OpsError::NotFound(Kind::Caller))?;
-        self.leave(&caller_uid).await;
+        self.leave(&caller_uid, EndReason::Dropped).await;
         tokio::spawn(async move {
             if let Err(e) = control.hangup().await {
                 tracing::debug!(error = %e, "hang-up signalling failed");

@@ -4,7 +4,9 @@
 //! caller's live fields; the descriptive ones belong to the operations layer.
 
 use tutti_api::live::{CallerField, Event};
-use tutti_api::model::{Call, CallStatus, Caller, Conference, ConferenceStatus, Role, RoleFlags};
+use tutti_api::model::{
+    Call, CallStatus, Caller, Conference, ConferenceStatus, EndReason, Role, RoleFlags,
+};
 use tutti_api::ops::{Kind, OpsError};
 use tutti_api::rules::Admission;
 use tutti_api::{Time, model::Recording};
@@ -12,6 +14,7 @@ use tutti_media::io::LegIo;
 use tutti_media::room::{MemberChange, PlayTarget, RoomHandle};
 use tutti_media::wav::Prompt as Audio;
 use tutti_sip::ua::CallControl;
+use tutti_sip::ua::HangupReason;
 
 use super::core::{CallInput, CallerIo, ConferenceIo, Engine};
 use super::keypad::{Keypad, KeypadConfig};
@@ -229,12 +232,12 @@ impl Engine {
     }
 
     /// A caller's life in its conference: digits through the keypad map, media
-    /// changes, until hang-up.
+    /// changes, until hang-up or silence; says why it ended.
     pub(super) async fn in_conference(
         &self,
         caller_uid: &str,
         inputs: &mut tokio::sync::mpsc::Receiver<CallInput>,
-    ) {
+    ) -> EndReason {
         let mut keypad = Keypad::new(KeypadConfig::default());
         loop {
             let deadline = keypad.poll_timeout();
@@ -248,10 +251,14 @@ impl Engine {
                 }
             };
             match input {
-                None => break,
+                None => return EndReason::Hangup,
                 Some(CallInput::Hangup(reason)) => {
                     tracing::info!(caller = %caller_uid, ?reason, "hang-up");
-                    break;
+                    return end_reason(&reason);
+                }
+                Some(CallInput::Silent { held, for_ms }) => {
+                    tracing::info!(caller = %caller_uid, held, silent_ms = for_ms, "no media from the phone: hanging up");
+                    return EndReason::RtpTimeout;
                 }
                 Some(CallInput::Digit(digit)) => {
                     let Some(standing) = self.digit(caller_uid, digit).await else { continue };
@@ -269,11 +276,11 @@ impl Engine {
         }
     }
 
-    /// A caller leaves: out of the room, stored as ended, announced; the last one
-    /// out closes the call session. Does nothing for a caller already gone, so a
-    /// caller dropped by an interface (gone at once) and its call task (when the
-    /// BYE is done) may both call it.
-    pub(super) async fn leave(&self, caller_uid: &str) {
+    /// A caller leaves: out of the room, stored as ended (with `reason`),
+    /// announced; the last one out closes the call session. Does nothing for a
+    /// caller already gone, so a caller dropped by an interface (gone at once)
+    /// and its call task (when the BYE is done) may both call it.
+    pub(super) async fn leave(&self, caller_uid: &str, reason: EndReason) {
         let left = {
             let mut state = self.state();
             let Some(left) = state.live.leave(caller_uid) else { return };
@@ -302,8 +309,9 @@ impl Engine {
         let mut caller = live.caller;
         caller.active = false;
         caller.end_time = Some(Time::now());
+        caller.end_reason = Some(reason);
         let caller = self.store_live_fields(caller).await;
-        tracing::info!(conference = %live.conference_uid, caller = %caller_uid, "caller left");
+        tracing::info!(conference = %live.conference_uid, caller = %caller_uid, %reason, "caller left");
         self.inner
             .events
             .publish(Event::CallerLeft { conference_uid: live.conference_uid.clone(), caller });
@@ -425,5 +433,18 @@ impl Engine {
             Ok(()) => self.inner.events.publish(Event::RecordingStopped { recording }),
             Err(e) => tracing::error!(error = %e, "recording end not stored"),
         }
+    }
+}
+
+/// What the signalling's end of a call means for the caller's record.
+fn end_reason(reason: &HangupReason) -> EndReason {
+    match reason {
+        HangupReason::RemoteBye | HangupReason::Cancelled | HangupReason::NotConnected => {
+            EndReason::Hangup
+        }
+        HangupReason::SessionExpired => EndReason::SessionExpired,
+        HangupReason::AckTimeout => EndReason::NoAck,
+        HangupReason::Local | HangupReason::Rejected(_) => EndReason::Dropped,
+        HangupReason::Error(_) => EndReason::Error,
     }
 }

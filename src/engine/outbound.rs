@@ -122,7 +122,7 @@ impl Engine {
                     }
                 },
                 Some(CallInput::MediaChanged(n)) => negotiated = Some(n),
-                Some(CallInput::Hangup(_)) | None => {
+                Some(CallInput::Hangup(_) | CallInput::Silent { .. }) | None => {
                     if !connected {
                         report(OutboundProgress::Failed);
                     }
@@ -154,8 +154,8 @@ impl Engine {
                         Err(e) => tracing::warn!(error = %e, "!LeaveRecording: not recorded"),
                     }
                 }
-                self.in_conference(&uid, &mut inputs).await;
-                self.leave(&uid).await;
+                let reason = self.in_conference(&uid, &mut inputs).await;
+                self.leave(&uid, reason).await;
             }
             None => {
                 self.state().legs.retain(|_, (leg_call, _)| *leg_call != call);

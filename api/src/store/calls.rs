@@ -172,11 +172,14 @@ impl Store {
     /// IDLE. Returns how many callers were closed.
     pub async fn close_stale_sessions(&self, now: Time) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let callers = sqlx::query("UPDATE callers SET active = 0, end_time = ? WHERE active = 1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let callers = sqlx::query(
+            "UPDATE callers SET active = 0, end_time = ?, end_reason = 'server-restart' \
+             WHERE active = 1",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         sqlx::query("UPDATE calls SET status = 'CLOSED', actual_end = ? WHERE status = 'ACTIVE'")
             .bind(now)
             .execute(&mut *tx)

@@ -23,6 +23,7 @@ pub const CALLER_LIVE_COLUMNS: &[&str] = &[
     "volume_in",
     "volume_out",
     "end_time",
+    "end_reason",
 ];
 
 /// Descriptive caller fields to change; `None` leaves a field as it is.
@@ -89,6 +90,7 @@ impl Store {
             .bind(caller.volume_in)
             .bind(caller.volume_out)
             .bind(caller.end_time)
+            .bind(caller.end_reason)
             .bind(&caller.uid)
             .execute(&self.pool)
             .await?;
