@@ -17,6 +17,8 @@ use tracing::{debug, info, warn};
 
 use super::dtmf_info::{InfoBody, parse_info};
 use super::events::CallCommand;
+use super::inbound::sdp_refusal;
+use super::refusal::{Refusal, warning_header};
 use super::{CallId, HangupReason, Shared, UaError, UaEvent, headers};
 use crate::sdp::{self, LocalMedia, Negotiated, PendingOffer};
 use crate::session_timer::{self, Role, SessionTimer, TimerAction, UacNegotiator, UasDecision};
@@ -207,9 +209,13 @@ impl Call {
     /// A re-INVITE or UPDATE: a new offer (hold, resume, codec change, new address),
     /// a session refresh, or an offerless re-INVITE asking for our offer.
     async fn on_modify(&mut self, req: Request, handle: TransactionHandle) {
-        let Ok(timer_request) = headers::timer_request(&req) else {
-            handle.reply(StatusCode::BadRequest).await.ok();
-            return;
+        let timer_request = match headers::timer_request(&req) {
+            Ok(timer_request) => timer_request,
+            Err(e) => {
+                let refusal = Refusal::new(400, "Bad Session Timer", e.to_string());
+                self.refuse(&req, &handle, &refusal, vec![]).await;
+                return;
+            }
         };
         let timer_response =
             match session_timer::uas_decide(&self.shared.config.session_timer, &timer_request) {
@@ -238,8 +244,7 @@ impl Call {
                 }
                 Err(e) => {
                     // The old session stays in force (RFC 3261 section 14.2).
-                    debug!(error = %e, "re-offer refused");
-                    handle.reply(StatusCode::from(e.sip_status())).await.ok();
+                    self.refuse(&req, &handle, &sdp_refusal(&e), vec![]).await;
                     return;
                 }
             }
@@ -272,6 +277,20 @@ impl Call {
         }
     }
 
+    /// Refuses an in-dialog request with a Warning naming the problem, and logs it
+    /// (the call's span names the SIP Call-ID).
+    async fn refuse(
+        &self,
+        req: &Request,
+        handle: &TransactionHandle,
+        refusal: &Refusal,
+        mut response_headers: Vec<Header>,
+    ) {
+        self.shared.refusals.log(None, &req.method.to_string(), refusal);
+        response_headers.push(warning_header(&self.shared.warn_agent, &refusal.detail));
+        handle.respond(refusal.status_code(), Some(response_headers), None).await.ok();
+    }
+
     async fn on_info(&mut self, req: Request, handle: TransactionHandle) {
         let content_type = headers::first(req.headers.iter(), "Content-Type");
         match parse_info(content_type.as_deref(), &req.body) {
@@ -284,7 +303,9 @@ impl Call {
                 handle.reply(StatusCode::OK).await.ok();
             }
             InfoBody::BadDigit => {
-                handle.reply(StatusCode::BadRequest).await.ok();
+                let detail = "the DTMF body carries no digit (0-9, *, #, A-D)";
+                let refusal = Refusal::new(400, "No DTMF Digit", detail);
+                self.refuse(&req, &handle, &refusal, vec![]).await;
             }
             InfoBody::Unsupported => {
                 let accept = vec![Header::Accept(super::ACCEPT.into())];

@@ -14,7 +14,8 @@ use tracing::{Instrument, debug};
 
 use super::call::{Call, allows_update, hangup_reason};
 use super::events::CallCommand;
-use super::{HangupReason, IncomingCall, Shared, UaError, UaEvent, headers, reply};
+use super::refusal::Refusal;
+use super::{HangupReason, IncomingCall, Shared, UaError, UaEvent, headers, refuse, reply};
 use crate::sdp::{self, LocalMedia, MediaDirection, Negotiated, SdpError};
 use crate::session_timer::{self, Role, SessionTimer, TimerResponse, UasDecision};
 
@@ -34,20 +35,26 @@ pub(super) async fn start(shared: Arc<Shared>, mut tx: Transaction) {
     // RFC 3261 section 8.1.1.8: an INVITE must carry a Contact; without one there is
     // no remote target for the dialog.
     if tx.original.contact_header().is_err() {
-        reply(&mut tx, StatusCode::BadRequest, vec![]).await;
+        let refusal = Refusal::new(400, "Missing Contact", "an INVITE needs a Contact header");
+        refuse(&shared, &mut tx, &refusal, vec![]).await;
         return;
     }
-    if !sdp_or_no_body(&tx) {
+    if let Err(content_type) = sdp_or_no_body(&tx) {
         // Multipart bodies (SDP plus ISUP, ...) are not supported yet.
         let accept = vec![Header::Accept(super::ACCEPT.into())];
-        reply(&mut tx, StatusCode::UnsupportedMediaType, accept).await;
+        let detail = if content_type.is_empty() {
+            "a body without Content-Type is not supported; send application/sdp".to_owned()
+        } else {
+            format!("a body of type {content_type} is not supported; send application/sdp")
+        };
+        let refusal = Refusal::new(415, "Unsupported Media Type", detail);
+        refuse(&shared, &mut tx, &refusal, accept).await;
         return;
     }
     let offer = match read_offer(&tx) {
         Ok(offer) => offer,
         Err(e) => {
-            debug!(error = %e, "unusable offer");
-            reply(&mut tx, StatusCode::from(e.sip_status()), vec![]).await;
+            refuse(&shared, &mut tx, &sdp_refusal(&e), vec![]).await;
             return;
         }
     };
@@ -62,14 +69,17 @@ pub(super) async fn start(shared: Arc<Shared>, mut tx: Transaction) {
             direction: MediaDirection::SendRecv,
         };
         if let Err(e) = sdp::answer(offer, &shared.config.media_policy, &probe) {
-            debug!(error = %e, "offer cannot be answered");
-            reply(&mut tx, StatusCode::from(e.sip_status()), vec![]).await;
+            refuse(&shared, &mut tx, &sdp_refusal(&e), vec![]).await;
             return;
         }
     }
-    let Ok(timer_request) = headers::timer_request(&tx.original) else {
-        reply(&mut tx, StatusCode::BadRequest, vec![]).await;
-        return;
+    let timer_request = match headers::timer_request(&tx.original) {
+        Ok(timer_request) => timer_request,
+        Err(e) => {
+            let refusal = Refusal::new(400, "Bad Session Timer", e.to_string());
+            refuse(&shared, &mut tx, &refusal, vec![]).await;
+            return;
+        }
     };
     let timer_response =
         match session_timer::uas_decide(&shared.config.session_timer, &timer_request) {
@@ -127,15 +137,27 @@ pub(super) async fn start(shared: Arc<Shared>, mut tx: Transaction) {
     call.finish(reason).await;
 }
 
-/// Whether the body is SDP (or absent).
-fn sdp_or_no_body(tx: &Transaction) -> bool {
+/// Whether the body is SDP (or absent); `Err` with the Content-Type if not.
+fn sdp_or_no_body(tx: &Transaction) -> Result<(), String> {
     if tx.original.body.iter().all(u8::is_ascii_whitespace) {
-        return true;
+        return Ok(());
     }
     let content_type =
         headers::first(tx.original.headers.iter(), "Content-Type").unwrap_or_default();
     let mime = content_type.split(';').next().unwrap_or("").trim();
-    mime.eq_ignore_ascii_case("application/sdp")
+    if mime.eq_ignore_ascii_case("application/sdp") { Ok(()) } else { Err(content_type) }
+}
+
+/// The refusal of an offer that cannot be used; the detail says why (no common
+/// codec, no usable crypto, a parse error).
+pub(super) fn sdp_refusal(e: &SdpError) -> Refusal {
+    let status = e.sip_status();
+    let reason = match status {
+        400 => "Malformed SDP",
+        413 => "Request Entity Too Large",
+        _ => "Not Acceptable Here",
+    };
+    Refusal::new(status, reason, e.to_string())
 }
 
 /// The offer in the INVITE body, `None` for a late offer.

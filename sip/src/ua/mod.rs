@@ -14,6 +14,7 @@ mod fixes;
 mod headers;
 mod inbound;
 mod outbound;
+pub mod refusal;
 pub mod screen;
 
 use std::collections::HashMap;
@@ -43,6 +44,7 @@ use crate::sdp::{MediaPolicy, SdpError};
 use crate::session_timer::TimerConfig;
 use events::CallCommand;
 use fixes::{ByCallId, Fixups};
+use refusal::{Refusal, RefusalLog};
 
 /// Methods we implement, for Allow.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
@@ -174,6 +176,10 @@ pub(crate) struct Shared {
     /// The address written into Contact and From: the listen address, or when that is
     /// a wildcard, the media address (or rsipstack's pick of an interface).
     advertised: IpAddr,
+    /// Our `host:port` as the warn-agent of Warning headers.
+    pub(crate) warn_agent: String,
+    /// Where refused requests are logged (shared with the UDP screen).
+    pub(crate) refusals: Arc<RefusalLog>,
     cancel: CancellationToken,
 }
 
@@ -259,10 +265,25 @@ impl SipUa {
             .map_err(|source| UaError::Bind { addr: config.listen, source })?;
         let tcp_addr = SocketAddr::new(config.listen.ip(), port);
 
+        let advertised = if !config.listen.ip().is_unspecified() {
+            config.listen.ip()
+        } else if !config.media_address.is_unspecified() {
+            config.media_address
+        } else {
+            rsipstack::transport::SipConnection::resolve_bind_address(udp_addr).ip()
+        };
+        // The warn-agent names this server in Warning headers (RFC 3261 20.43).
+        let warn_agent = host_port(SocketAddr::new(advertised, udp_addr.port()));
+        let refusals = Arc::new(RefusalLog::default());
+
         let cancel = CancellationToken::new();
         let screened = screen::ScreenedSocket {
             socket: udp_socket,
-            max_size: config.max_message_size.min(UDP_BUFFER - 1),
+            screen: screen::Screen {
+                max_size: config.max_message_size.min(UDP_BUFFER - 1),
+                agent: warn_agent.clone(),
+            },
+            log: refusals.clone(),
         };
         let udp = UdpConnection::from_socket(Arc::new(screened), None, Some(cancel.child_token()))
             .await?;
@@ -291,13 +312,6 @@ impl SipUa {
         let dialogs = Arc::new(DialogLayer::new(inner.clone()));
         let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
 
-        let advertised = if !config.listen.ip().is_unspecified() {
-            config.listen.ip()
-        } else if !config.media_address.is_unspecified() {
-            config.media_address
-        } else {
-            rsipstack::transport::SipConnection::resolve_bind_address(udp_addr).ip()
-        };
         let shared = Arc::new(Shared {
             config,
             dialogs,
@@ -309,6 +323,8 @@ impl SipUa {
             udp_addr,
             tcp_addr,
             advertised,
+            warn_agent,
+            refusals,
             cancel: cancel.clone(),
         });
 
@@ -450,8 +466,11 @@ async fn handle_transaction(shared: Arc<Shared>, mut tx: Transaction) {
     if method != Method::Cancel {
         let unsupported = headers::unsupported_requires(&tx.original);
         if !unsupported.is_empty() {
-            let header = Header::Unsupported(unsupported.join(", ").into());
-            reply(&mut tx, StatusCode::BadExtension, vec![header]).await;
+            let unsupported = unsupported.join(", ");
+            let header = Header::Unsupported(unsupported.clone().into());
+            let detail = format!("Require names what tutti lacks: {unsupported}");
+            let refusal = Refusal::new(420, "Bad Extension", detail);
+            refuse(&shared, &mut tx, &refusal, vec![header]).await;
             return;
         }
     }
@@ -480,6 +499,24 @@ async fn handle_transaction(shared: Arc<Shared>, mut tx: Transaction) {
         }
         _ => reply(&mut tx, StatusCode::CallTransactionDoesNotExist, vec![]).await,
     }
+}
+
+/// Refuses a request outside any dialog with a Warning naming the problem, and logs
+/// the refusal with the peer's address.
+pub(crate) async fn refuse(
+    shared: &Shared,
+    tx: &mut Transaction,
+    refusal: &Refusal,
+    mut headers: Vec<Header>,
+) {
+    let peer = tx
+        .connection
+        .as_ref()
+        .and_then(|c| c.get_remote_addr())
+        .and_then(|a| a.get_socketaddr().ok());
+    shared.refusals.log(peer, &tx.original.method.to_string(), refusal);
+    headers.push(refusal::warning_header(&shared.warn_agent, &refusal.detail));
+    reply(tx, refusal.status_code(), headers).await;
 }
 
 /// Answers a transaction outside any dialog; a failure only means the peer is gone.
