@@ -10,6 +10,7 @@
 //!   command into one call of the operations layer ([`crate::ops`]), where every
 //!   rule lives.
 //! - [`events`]: bus events as event lines; [`error`]: every failure as its line.
+//! - [`guard`]: failed LOGINs counted per client address, and lockouts.
 //! - `server`: the tokio listener, a thin shell around the above.
 //!
 //! Choices where the document is vague: `<cn>` is the conference's dial-in number
@@ -25,8 +26,9 @@ pub mod codec;
 pub mod command;
 pub mod error;
 pub mod events;
+pub mod guard;
 pub mod schedule;
 mod server;
 pub mod session;
 
-pub use server::{MAX_CONNECTIONS, serve};
+pub use server::{MAX_CONNECTIONS, MAX_UNAUTHENTICATED, ServeLimits, serve, serve_with};

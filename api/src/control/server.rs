@@ -1,30 +1,39 @@
 //! The tokio shell of the control protocol: accepts connections up to a limit,
-//! feeds each one's bytes to its [`LineDecoder`] and [`Session`], writes answers,
-//! and forwards bus events to logged-in connections. No protocol logic here.
+//! feeds each one's bytes to its [`LineDecoder`] and [`Session`], asks the
+//! [`LoginGuard`] before a LOGIN is checked, writes answers, and forwards bus events
+//! to logged-in connections. No protocol logic here.
 
 use std::io;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, broadcast, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use super::codec::LineDecoder;
 use super::error::ControlError;
 use super::events::render;
-use super::session::Session;
+use super::guard::{self, Attempt, Failure, GuardLimits, LoginGuard};
+use super::session::{Outcome, Session};
 use crate::live::Event;
 use crate::ops::Ops;
 
 /// Connections served at once; one more is told so and closed. Each costs a task
 /// and a few kilobytes, so the bound is about misbehaving clients, not memory.
 pub const MAX_CONNECTIONS: usize = 64;
-/// How long a connection may stay without logging in.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections at once that have not logged in (yet). The rest of
+/// [`MAX_CONNECTIONS`] is kept for logged-in sessions, so that idle connections
+/// that never log in cannot lock the operators out; 16 is far more than clients
+/// logging in at the same moment need.
+pub const MAX_UNAUTHENTICATED: usize = 16;
+/// How long a connection may stay without logging in. A client logs in right after
+/// connecting; three wrong passwords with their delays still fit.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a write may wait for a client that does not read; then it is dropped
 /// rather than holding its events forever.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,6 +45,31 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Pause after a failed accept (out of file descriptors), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The limits a control server works with; [`Default`] gives the constants above
+/// and those of [`guard`]. Tests shorten them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// See [`MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// See [`MAX_UNAUTHENTICATED`].
+    pub max_unauthenticated: usize,
+    /// How long a connection may stay without logging in (10 s).
+    pub login_timeout: Duration,
+    /// Failed LOGINs per client address and the lockout.
+    pub login_guard: GuardLimits,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: MAX_CONNECTIONS,
+            max_unauthenticated: MAX_UNAUTHENTICATED,
+            login_timeout: LOGIN_TIMEOUT,
+            login_guard: GuardLimits::default(),
+        }
+    }
+}
+
 /// Serves the control protocol on `listener` until `shutdown` turns true (or its
 /// sender is dropped), then closes every connection and returns.
 pub async fn serve(
@@ -43,8 +77,20 @@ pub async fn serve(
     ctx: Ops,
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
+    serve_with(listener, ctx, shutdown, ServeLimits::default()).await
+}
+
+/// [`serve`] with other limits.
+pub async fn serve_with(
+    listener: TcpListener,
+    ctx: Ops,
+    shutdown: watch::Receiver<bool>,
+    limits: ServeLimits,
+) -> io::Result<()> {
     let ctx = Arc::new(ctx);
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let guard = Arc::new(Mutex::new(LoginGuard::new(limits.login_guard)));
+    let all = Arc::new(Semaphore::new(limits.max_connections));
+    let unauthenticated = Arc::new(Semaphore::new(limits.max_unauthenticated));
     let mut connections = JoinSet::new();
     let mut stop = shutdown.clone();
     let stopped = async move {
@@ -63,16 +109,29 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                let Ok(permit) = all.clone().try_acquire_owned() else {
                     tracing::warn!(%peer, "control: connection refused, too many connections");
                     refuse(&stream);
                     continue;
                 };
-                let ctx = ctx.clone();
+                let Ok(login_slot) = unauthenticated.clone().try_acquire_owned() else {
+                    tracing::warn!(
+                        %peer,
+                        "control: connection refused, too many connections not logged in"
+                    );
+                    refuse(&stream);
+                    continue;
+                };
+                let shell = Shell {
+                    ctx: ctx.clone(),
+                    guard: guard.clone(),
+                    peer,
+                    login_timeout: limits.login_timeout,
+                };
                 let shutdown = shutdown.clone();
                 connections.spawn(async move {
                     tracing::debug!(%peer, "control: connected");
-                    match connection(stream, &ctx, shutdown).await {
+                    match connection(stream, &shell, login_slot, shutdown).await {
                         Ok(()) => tracing::debug!(%peer, "control: disconnected"),
                         Err(e) => tracing::debug!(%peer, error = %e, "control: connection ended"),
                     }
@@ -98,32 +157,100 @@ fn refuse(stream: &TcpStream) {
     let _ = stream.try_write(line.as_bytes());
 }
 
+/// What one connection shares with the server.
+struct Shell {
+    ctx: Arc<Ops>,
+    guard: Arc<Mutex<LoginGuard>>,
+    peer: SocketAddr,
+    login_timeout: Duration,
+}
+
+impl Shell {
+    /// Asks the guard, which is never held across an await.
+    fn guard<T>(&self, ask: impl FnOnce(&mut LoginGuard, std::time::Instant) -> T) -> T {
+        let mut guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
+        ask(&mut guard, std::time::Instant::now())
+    }
+
+    /// Tells the guard how a LOGIN it allowed ended, and logs a failure with the
+    /// client's address (one line per failure, for fail2ban and the like).
+    fn login_checked(&self, outcome: &mut Outcome) {
+        let ip = self.peer.ip();
+        match outcome.login_verified {
+            Some(true) => self.guard(|guard, now| guard.succeeded(now, ip)),
+            Some(false) => {
+                let failure = self.guard(|guard, now| guard.failed(now, ip));
+                let failures = match failure {
+                    Failure::Counted { failures } | Failure::LockoutStarted { failures, .. } => {
+                        Some(failures)
+                    }
+                    Failure::LockedOut => None,
+                };
+                tracing::warn!(peer = %ip, port = self.peer.port(), failures, "control: LOGIN failed");
+                if let Failure::LockoutStarted { failures, lockout } = failure {
+                    tracing::warn!(
+                        peer = %ip,
+                        failures,
+                        lockout_secs = lockout.as_secs(),
+                        "control: too many failed LOGINs, address locked out"
+                    );
+                }
+                // Its next LOGIN would be refused anyway.
+                if !matches!(failure, Failure::Counted { .. }) {
+                    outcome.close = true;
+                }
+            }
+            // The password could not be checked (the store failed): the attempt
+            // stays counted, without a lockout of its own.
+            None => {}
+        }
+    }
+}
+
 async fn connection(
     stream: TcpStream,
-    ctx: &Ops,
+    shell: &Shell,
+    login_slot: OwnedSemaphorePermit,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
+    let ctx = &*shell.ctx;
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let mut decoder = LineDecoder::default();
     let mut session = Session::default();
+    let mut login_slot = Some(login_slot);
     let mut events: Option<broadcast::Receiver<Arc<Event>>> = None;
     let mut buf = vec![0u8; READ_CHUNK];
-    let login_deadline = Instant::now() + LOGIN_TIMEOUT;
+    let login_deadline = Instant::now() + shell.login_timeout;
     let stopped = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
     tokio::pin!(stopped);
     loop {
         while let Some(line) = decoder.poll_line() {
-            let outcome = session.handle_line(ctx, line).await;
+            let guarded = !session.is_logged_in() && matches!(&line, Ok(l) if guard::is_login(l));
+            if guarded
+                && shell.guard(|guard, now| guard.attempt(now, shell.peer.ip())) == Attempt::Refused
+            {
+                tracing::debug!(peer = %shell.peer, "control: LOGIN refused, address locked out");
+                write_lines(&mut writer, &[guard::locked_out_line()]).await?;
+                return close(reader, writer).await;
+            }
+            let mut outcome = session.handle_line(ctx, line).await;
+            if guarded {
+                shell.login_checked(&mut outcome);
+            }
+            if session.is_logged_in() && events.is_none() {
+                events = Some(ctx.events.subscribe());
+                // A logged-in session no longer takes one of the few places kept
+                // for connections that are logging in; given back before LOGIN,OK
+                // so that the client's next connection finds it free.
+                drop(login_slot.take());
+            }
             if let Some(delay) = outcome.delay {
                 sleep(delay).await;
             }
             write_lines(&mut writer, &outcome.lines).await?;
-            if session.is_logged_in() && events.is_none() {
-                events = Some(ctx.events.subscribe());
-            }
             if outcome.close {
                 return close(reader, writer).await;
             }

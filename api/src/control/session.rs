@@ -32,6 +32,9 @@ pub struct Outcome {
     pub delay: Option<Duration>,
     /// Close the connection after the answer.
     pub close: bool,
+    /// After a LOGIN whose password was checked: whether it was right. The server
+    /// counts failures per client address with it (see [`super::guard`]).
+    pub login_verified: Option<bool>,
 }
 
 impl Outcome {
@@ -82,7 +85,9 @@ impl Session {
                 Ok(verified) => verified,
                 Err(e) => return Outcome::error(&CommandError::from(e).on(verb)),
             };
-            return self.login_result(verified);
+            let mut outcome = self.login_result(verified);
+            outcome.login_verified = Some(verified);
+            return outcome;
         }
         match tokio::time::timeout(COMMAND_TIMEOUT, apply(ops, command)).await {
             Ok(Ok(lines)) => Outcome::lines(lines),
@@ -104,11 +109,13 @@ impl Session {
             return Outcome::lines(vec!["LOGIN,OK".into()]);
         }
         self.failures = self.failures.saturating_add(1);
-        tracing::warn!(failures = self.failures, "control: LOGIN with a wrong password");
+        // The server logs the failure at warn, with the client's address.
+        tracing::debug!(failures = self.failures, "control: LOGIN with a wrong password");
         Outcome {
             lines: vec![CommandError::InvalidPassword.on(Verb::Login).to_line()],
             delay: Some(LOGIN_FAILURE_DELAY),
             close: self.failures >= MAX_LOGIN_FAILURES,
+            ..Outcome::default()
         }
     }
 }
