@@ -200,7 +200,7 @@ impl LoginGuard {
     /// longer counts. Earlier failures still do, and a running lockout stays.
     pub fn succeeded(&mut self, now: Instant, ip: IpAddr) {
         if let Some(record) = self.records.get_mut(&Source::of(ip)) {
-            record.touched = now;
+            record.touched = record.touched.max(now);
             record.attempts.pop_back();
         }
     }

@@ -167,7 +167,7 @@ struct Shell {
 
 impl Shell {
     /// Asks the guard, which is never held across an await.
-    fn guard<T>(&self, ask: impl FnOnce(&mut LoginGuard, std::time::Instant) -> T) -> T {
+    fn ask_guard<T>(&self, ask: impl FnOnce(&mut LoginGuard, std::time::Instant) -> T) -> T {
         let mut guard = self.guard.lock().unwrap_or_else(PoisonError::into_inner);
         ask(&mut guard, std::time::Instant::now())
     }
@@ -177,16 +177,17 @@ impl Shell {
     fn login_checked(&self, outcome: &mut Outcome) {
         let ip = self.peer.ip();
         match outcome.login_verified {
-            Some(true) => self.guard(|guard, now| guard.succeeded(now, ip)),
+            Some(true) => self.ask_guard(|guard, now| guard.succeeded(now, ip)),
             Some(false) => {
-                let failure = self.guard(|guard, now| guard.failed(now, ip));
+                let failure = self.ask_guard(|guard, now| guard.failed(now, ip));
                 let failures = match failure {
                     Failure::Counted { failures } | Failure::LockoutStarted { failures, .. } => {
                         Some(failures)
                     }
                     Failure::LockedOut => None,
                 };
-                tracing::warn!(peer = %ip, port = self.peer.port(), failures, "control: LOGIN failed");
+                let port = self.peer.port();
+                tracing::warn!(peer = %ip, port, failures, "control: LOGIN failed");
                 if let Failure::LockoutStarted { failures, lockout } = failure {
                     tracing::warn!(
                         peer = %ip,
@@ -230,7 +231,8 @@ async fn connection(
         while let Some(line) = decoder.poll_line() {
             let guarded = !session.is_logged_in() && matches!(&line, Ok(l) if guard::is_login(l));
             if guarded
-                && shell.guard(|guard, now| guard.attempt(now, shell.peer.ip())) == Attempt::Refused
+                && shell.ask_guard(|guard, now| guard.attempt(now, shell.peer.ip()))
+                    == Attempt::Refused
             {
                 tracing::debug!(peer = %shell.peer, "control: LOGIN refused, address locked out");
                 write_lines(&mut writer, &[guard::locked_out_line()]).await?;
