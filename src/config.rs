@@ -38,21 +38,51 @@ pub enum Command {
         #[command(subcommand)]
         action: CustomerCommand,
     },
+    /// The TCP 4011 control password.
+    ControlPassword {
+        #[command(subcommand)]
+        action: ControlPasswordCommand,
+    },
     /// Apply database migrations and exit.
     Migrate,
-    /// Print the effective configuration, secrets hidden, and exit.
+    /// Print the configuration this invocation would use (its flags,
+    /// environment, config file and defaults; secrets hidden) and exit. It is
+    /// not read from a running server.
     Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ControlPasswordCommand {
+    /// Generate a new control password, store it and print it once (a running
+    /// server checks the new one at the next LOGIN).
+    Reset,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum CustomerCommand {
     /// Create a customer; prints its UID and API key as one JSON object.
     Create {
+        /// A name no other customer has (case and surrounding spaces ignored).
         #[arg(long)]
         name: String,
+        /// Its inbound number: callers dialling it are asked for a person's PIN.
+        #[arg(long)]
+        did: Option<String>,
+    },
+    /// Change a customer's name or inbound number (`--did ""` removes it).
+    Update {
+        uid: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        did: Option<String>,
     },
     /// List customers as a JSON array.
     List,
+    /// Show the default customer (the owner of TCP 4011 conferences unless
+    /// --control-customer names another); its API key is stored only hashed:
+    /// `customer rotate-key UID` issues a new one.
+    ShowDefault,
     /// Issue a new API key for a customer; the old key stops working.
     RotateKey { uid: String },
 }
@@ -69,22 +99,22 @@ pub struct Options {
 
     /// SIP listen address, UDP and TCP [default: 0.0.0.0:5060]
     #[arg(long, env = "TUTTI_SIP_LISTEN", global = true, value_name = "ADDR:PORT")]
-    pub sip_listen: Option<SocketAddr>,
+    pub sip_listen: Option<OrEmpty<SocketAddr>>,
 
     /// Address written into SDP [default: the SIP listen address, or the primary
     /// interface's address when that is 0.0.0.0]
     #[arg(long, env = "TUTTI_MEDIA_ADDRESS", global = true, value_name = "IP")]
-    pub media_address: Option<IpAddr>,
+    pub media_address: Option<OrEmpty<IpAddr>>,
 
     /// RTP port range [default: 16384-32767]
     #[arg(long, env = "TUTTI_RTP_PORTS", global = true, value_name = "LOW-HIGH")]
-    pub rtp_ports: Option<PortRange>,
+    pub rtp_ports: Option<OrEmpty<PortRange>>,
 
     /// TCP 4011 control protocol listen address; loopback by default because the
     /// protocol sends its password in plain text: give 0.0.0.0:4011 (or a private
     /// address) to reach it from other machines [default: 127.0.0.1:4011]
     #[arg(long, env = "TUTTI_CONTROL_LISTEN", global = true, value_name = "ADDR:PORT")]
-    pub control_listen: Option<SocketAddr>,
+    pub control_listen: Option<OrEmpty<SocketAddr>>,
 
     /// The TCP 4011 LOGIN password [default: generated on first start and printed once]
     #[arg(
@@ -96,15 +126,21 @@ pub struct Options {
     )]
     pub control_password: Option<String>,
 
+    /// The customer (UID) that owns conferences created over TCP 4011, which
+    /// has no notion of customers [default: the default customer, made on the
+    /// first start]
+    #[arg(long, env = "TUTTI_CONTROL_CUSTOMER", global = true, value_name = "UID")]
+    pub control_customer: Option<String>,
+
     /// HTTP listen address (/healthz, /metrics, the APIs); loopback by default: give
     /// 0.0.0.0:8080 (or a private address) to reach it from other machines
     /// [default: 127.0.0.1:8080]
     #[arg(long, env = "TUTTI_HTTP_LISTEN", global = true, value_name = "ADDR:PORT")]
-    pub http_listen: Option<SocketAddr>,
+    pub http_listen: Option<OrEmpty<SocketAddr>>,
 
     /// Data directory: database, sounds/, recordings/, tts/ [default: ./data]
     #[arg(long, env = "TUTTI_DATA_DIR", global = true, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    pub data_dir: Option<OrEmpty<PathBuf>>,
 
     /// Database URL [default: sqlite://<data-dir>/tutti.db]
     #[arg(long, env = "TUTTI_DATABASE", global = true, value_name = "URL")]
@@ -134,25 +170,57 @@ pub struct Options {
 
     /// Concurrent calls, both directions, beyond which INVITEs get 503 [default: 500]
     #[arg(long, env = "TUTTI_MAX_CALLS", global = true, value_name = "N")]
-    pub max_calls: Option<usize>,
+    pub max_calls: Option<OrEmpty<usize>>,
 
     /// Seconds an outbound call may ring before it is cancelled [default: 60]
     #[arg(long, env = "TUTTI_RING_TIMEOUT", global = true, value_name = "SECONDS")]
-    pub ring_timeout: Option<u64>,
+    pub ring_timeout: Option<OrEmpty<u64>>,
 
     /// Seconds a caller's phone may send no RTP or RTCP before it is hung up
     /// (a phone that vanished without a BYE); 0 turns it off [default: 60]
     #[arg(long, env = "TUTTI_RTP_TIMEOUT", global = true, value_name = "SECONDS")]
-    pub rtp_timeout: Option<u64>,
+    pub rtp_timeout: Option<OrEmpty<u64>>,
 
     /// The same while the phone holds the call (sendonly or inactive, when it
     /// legitimately sends nothing); 0 turns it off [default: 3600]
     #[arg(long, env = "TUTTI_RTP_HOLD_TIMEOUT", global = true, value_name = "SECONDS")]
-    pub rtp_hold_timeout: Option<u64>,
+    pub rtp_hold_timeout: Option<OrEmpty<u64>>,
 
     /// Log filter, tracing syntax (e.g. `info,tutti_sip=debug`) [default: info,rsipstack=warn]
     #[arg(long, env = "TUTTI_LOG", global = true, value_name = "FILTER")]
     pub log: Option<String>,
+}
+
+/// A typed option whose empty text means "not given", as for the text options:
+/// compose files and shells pass `TUTTI_X=` for "unset", and the default
+/// should then apply rather than a parse error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrEmpty<T>(pub Option<T>);
+
+impl<T: FromStr> FromStr for OrEmpty<T>
+where
+    T::Err: fmt::Display,
+{
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(Self(None));
+        }
+        s.parse().map(|v| Self(Some(v))).map_err(|e: T::Err| e.to_string())
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OrEmpty<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        T::deserialize(d).map(|v| Self(Some(v)))
+    }
+}
+
+/// The value of a typed option, if one was given.
+fn given<T>(option: Option<OrEmpty<T>>) -> Option<T> {
+    option.and_then(|o| o.0)
 }
 
 /// Why the configuration cannot be used.
@@ -168,6 +236,8 @@ pub enum ConfigError {
     SystemTimezone(String),
     #[error("invalid log filter {0:?}: {1}")]
     Log(String, String),
+    #[error("--{0} must be at least 1 (0 would {1})")]
+    Zero(&'static str, &'static str),
 }
 
 impl Options {
@@ -192,6 +262,7 @@ impl Options {
             rtp_ports,
             control_listen,
             control_password,
+            control_customer,
             http_listen,
             data_dir,
             database,
@@ -210,10 +281,12 @@ impl Options {
 
     /// An empty text value counts as not given: compose files and shells often
     /// pass `TUTTI_CONTROL_PASSWORD=` for "unset", and an empty password must
-    /// never become the password.
+    /// never become the password. (Typed options read empty text as not given
+    /// through [`OrEmpty`].)
     fn drop_empty_text(&mut self) {
         for text in [
             &mut self.control_password,
+            &mut self.control_customer,
             &mut self.database,
             &mut self.outbound_proxy,
             &mut self.outbound_username,
@@ -229,9 +302,10 @@ impl Options {
 
     /// The settings the server runs with: given options over built-in defaults.
     pub fn resolve(self) -> Result<Settings, ConfigError> {
-        let sip_listen = self.sip_listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 5060)));
-        let media_address = self.media_address.unwrap_or_else(|| default_media_address(sip_listen));
-        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+        let sip_listen = given(self.sip_listen).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 5060)));
+        let media_address =
+            given(self.media_address).unwrap_or_else(|| default_media_address(sip_listen));
+        let data_dir = given(self.data_dir).unwrap_or_else(|| PathBuf::from("./data"));
         let database = self.database.unwrap_or_else(|| default_database(&data_dir));
         // Validated here so a typo stops the server at start, not at the first
         // request that carries a local time.
@@ -249,23 +323,34 @@ impl Options {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log) {
             return Err(ConfigError::Log(log, e.to_string()));
         }
+        let max_calls = given(self.max_calls).unwrap_or(500);
+        if max_calls == 0 {
+            return Err(ConfigError::Zero("max-calls", "refuse every call"));
+        }
+        let ring_timeout = given(self.ring_timeout).unwrap_or(60);
+        if ring_timeout == 0 {
+            return Err(ConfigError::Zero("ring-timeout", "cancel every outbound call at once"));
+        }
         Ok(Settings {
             sip_listen,
             media_address,
-            rtp_ports: self.rtp_ports.unwrap_or(PortRange { low: 16384, high: 32767 }),
-            control_listen: self.control_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4011))),
+            rtp_ports: given(self.rtp_ports).unwrap_or(PortRange { low: 16384, high: 32767 }),
+            control_listen: given(self.control_listen)
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4011))),
             control_password: self.control_password,
-            http_listen: self.http_listen.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            control_customer: self.control_customer,
+            http_listen: given(self.http_listen)
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir,
             database,
             outbound_proxy: self.outbound_proxy,
             outbound_username: self.outbound_username,
             outbound_password: self.outbound_password,
             timezone,
-            max_calls: self.max_calls.unwrap_or(500).max(1),
-            ring_timeout: std::time::Duration::from_secs(self.ring_timeout.unwrap_or(60).max(1)),
-            rtp_timeout: self.rtp_timeout.unwrap_or(60),
-            rtp_hold_timeout: self.rtp_hold_timeout.unwrap_or(3600),
+            max_calls,
+            ring_timeout: std::time::Duration::from_secs(ring_timeout),
+            rtp_timeout: given(self.rtp_timeout).unwrap_or(60),
+            rtp_hold_timeout: given(self.rtp_hold_timeout).unwrap_or(3600),
             log,
         })
     }
@@ -338,6 +423,7 @@ pub struct Settings {
     pub rtp_ports: PortRange,
     pub control_listen: SocketAddr,
     pub control_password: Option<String>,
+    pub control_customer: Option<String>,
     pub http_listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database: String,
@@ -398,6 +484,7 @@ impl Settings {
         line("rtp-ports", Some(self.rtp_ports.to_string()));
         line("control-listen", Some(self.control_listen.to_string()));
         line("control-password", secret(&self.control_password));
+        line("control-customer", self.control_customer.clone());
         line("http-listen", Some(self.http_listen.to_string()));
         line("data-dir", Some(self.data_dir.display().to_string()));
         line("database", Some(self.database.clone()));
@@ -477,8 +564,8 @@ mod tests {
         let ok: Options =
             toml::from_str("sip-listen = \"127.0.0.1:5070\"\nrtp-ports = \"20000-20099\"")
                 .expect("parses");
-        assert_eq!(ok.sip_listen.map(|a| a.port()), Some(5070));
-        assert_eq!(ok.rtp_ports, Some(PortRange { low: 20000, high: 20099 }));
+        assert_eq!(given(ok.sip_listen).map(|a| a.port()), Some(5070));
+        assert_eq!(given(ok.rtp_ports), Some(PortRange { low: 20000, high: 20099 }));
         assert!(toml::from_str::<Options>("sip_listen = \"127.0.0.1:5070\"").is_err());
         assert!(toml::from_str::<Options>("rtp-ports = \"5-1\"").is_err());
     }

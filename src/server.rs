@@ -37,11 +37,9 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     if closed > 0 {
         tracing::warn!(callers = closed, "closed call sessions left open by an earlier run");
     }
-    first_start(&store, &settings).await?;
 
-    let events = EventBus::new();
-
-    // SIP and the call engine.
+    // Every listener is bound before anything is created or printed: a start
+    // that fails (a port in use) must not print secrets it then forgets.
     let mut sip = SipConfig::new(settings.sip_listen, settings.media_address);
     sip.outbound_proxy = settings.outbound_proxy.clone();
     sip.outbound_username = settings.outbound_username.clone();
@@ -52,6 +50,20 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         .await
         .map_err(|e| format!("cannot start SIP on {}: {e}", settings.sip_listen))?;
     tracing::info!(udp = %ua.udp_addr(), tcp = %ua.tcp_addr(), media = %settings.media_address, "SIP listening");
+    let control_listener = TcpListener::bind(settings.control_listen)
+        .await
+        .map_err(|e| format!("cannot listen for TCP 4011 on {}: {e}", settings.control_listen))?;
+    let control_addr = control_listener.local_addr()?;
+    let http = TcpListener::bind(settings.http_listen)
+        .await
+        .map_err(|e| format!("cannot listen for HTTP on {}: {e}", settings.http_listen))?;
+    let http_addr = http.local_addr()?;
+    warn_if_exposed("TCP 4011", control_addr);
+    warn_if_exposed("HTTP", http_addr);
+
+    let control_customer = first_start(&store, &settings).await?;
+
+    let events = EventBus::new();
     let engine = Engine::start(
         EngineConfig {
             media_address: settings.media_address,
@@ -68,11 +80,6 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     )?;
     engine.start_scheduler();
 
-    // TCP 4011.
-    let control_listener = TcpListener::bind(settings.control_listen)
-        .await
-        .map_err(|e| format!("cannot listen for TCP 4011 on {}: {e}", settings.control_listen))?;
-    tracing::info!(addr = %control_listener.local_addr()?, "control protocol listening");
     let timezone = match &settings.timezone {
         Some(name) => jiff::tz::TimeZone::get(name)?,
         None => jiff::tz::TimeZone::system(),
@@ -85,19 +92,15 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         OpsSettings {
             sounds_dir: settings.sounds_dir(),
             timezone,
-            control_customer: None,
+            control_customer: Some(control_customer),
             started,
             version: env!("CARGO_PKG_VERSION"),
         },
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    tracing::info!(addr = %control_addr, "control protocol listening");
     let control_task = tokio::spawn(control::serve(control_listener, ops.clone(), stop_rx.clone()));
-
-    let http = TcpListener::bind(settings.http_listen)
-        .await
-        .map_err(|e| format!("cannot listen for HTTP on {}: {e}", settings.http_listen))?;
-    let http_addr = http.local_addr()?;
-    tracing::info!(addr = %http_addr, "HTTP listening (/healthz, /metrics)");
+    tracing::info!(addr = %http_addr, "HTTP listening");
     tracing::info!(
         data_dir = %settings.data_dir.display(),
         database = %settings.database,
@@ -106,14 +109,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         env!("CARGO_PKG_VERSION")
     );
 
-    let mut http_rx = stop_rx.clone();
-    let http_task = tokio::spawn(
-        axum::serve(http, router(ops))
-            .with_graceful_shutdown(async move {
-                let _ = http_rx.wait_for(|stop| *stop).await;
-            })
-            .into_future(),
-    );
+    let http_task = tokio::spawn(tutti_api::http::serve(http, router(ops), stop_rx.clone()));
 
     let signal = stop.recv().await;
     tracing::info!(signal, "stopping: no new work is accepted");
@@ -135,18 +131,27 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// On an empty database, creates the default customer; without a stored control
-/// password and none configured, generates one. New secrets are printed once, on
-/// standard output, and are never logged.
-async fn first_start(store: &Store, settings: &Settings) -> Result<(), BoxError> {
-    if store.list_customers().await?.is_empty() {
-        let customer = Customer::new("default");
-        let key = store.create_customer(&customer).await?;
+/// Says loudly that a control listener is reachable from other machines: TCP
+/// 4011 sends its password in plain text and HTTP serves `/metrics` to anyone.
+fn warn_if_exposed(what: &str, addr: std::net::SocketAddr) {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "{what} listens beyond this machine; firewall it or use a private address");
+    }
+}
+
+/// Makes sure the default customer exists and, without a stored control
+/// password and none configured, generates one. New secrets are printed once,
+/// on standard output, each line starting with `tutti first start:` (so one
+/// grep finds them all), and are never logged. Returns the customer that owns
+/// TCP 4011 conferences: `--control-customer`, or the default one.
+async fn first_start(store: &Store, settings: &Settings) -> Result<String, BoxError> {
+    let (default, key) = store.ensure_default_customer().await?;
+    if let Some(key) = key {
         println!(
-            "tutti: created the default customer (shown once; `tutti customer rotate-key UID` issues a new key)"
+            "{FIRST_START} created the default customer (`tutti customer rotate-key UID` issues a new key)"
         );
-        println!("  customer UID: {}", customer.uid);
-        println!("  API key:      {key}");
+        println!("{FIRST_START} customer UID: {}", default.uid);
+        println!("{FIRST_START} API key: {key}");
     }
     match &settings.control_password {
         Some(password) if !store.verify_control_password(password).await? => {
@@ -157,14 +162,23 @@ async fn first_start(store: &Store, settings: &Settings) -> Result<(), BoxError>
             let password = secret::new_password();
             store.set_control_password(&password).await?;
             println!(
-                "tutti: generated the TCP 4011 control password (shown once; set --control-password to choose one)"
+                "{FIRST_START} generated the TCP 4011 control password (`tutti control-password reset` makes a new one)"
             );
-            println!("  control password: {password}");
+            println!("{FIRST_START} control password: {password}");
         }
         Some(_) | None => {}
     }
-    Ok(())
+    match &settings.control_customer {
+        Some(uid) => match store.find::<Customer>(uid).await? {
+            Some(customer) => Ok(customer.uid),
+            None => Err(format!("--control-customer: no customer with UID {uid:?}").into()),
+        },
+        None => Ok(default.uid),
+    }
 }
+
+/// What every line of first-start secrets starts with.
+pub const FIRST_START: &str = "tutti first start:";
 
 /// SIGINT and SIGTERM, caught from the moment they are installed.
 struct StopSignals {

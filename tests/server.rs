@@ -106,7 +106,8 @@ fn rotate_key_issues_a_new_key_and_unknown_customers_fail() {
 
     let out = run(dir.path(), &["customer", "rotate-key", "no-such-uid"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("customers not found"));
+    // The message names the UID that was not found.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no customer with UID \"no-such-uid\""));
 }
 
 #[test]

@@ -16,8 +16,8 @@ use tutti_api::control::{MAX_CONNECTIONS, MAX_UNAUTHENTICATED, ServeLimits, serv
 use tutti_api::live::{
     CallUpdate, CallerUpdate, DialRequest, EventBus, LiveControl, LiveFuture, PlayRequest, Target,
 };
-use tutti_api::ops::{Ops, OpsError, OpsSettings};
 use tutti_api::model::Customer;
+use tutti_api::ops::{Ops, OpsError, OpsSettings};
 
 const PASSWORD: &str = "right";
 /// How long a test waits for a line that should come.

@@ -6,6 +6,9 @@ use crate::model::{Customer, Record};
 use crate::secret;
 
 const CONTROL_PASSWORD_KEY: &str = "control_password_hash";
+const DEFAULT_CUSTOMER_KEY: &str = "default_customer_uid";
+/// The name the default customer is made with.
+pub const DEFAULT_CUSTOMER_NAME: &str = "default";
 
 impl Store {
     /// Stores a new customer and issues its API key, which is returned once and
@@ -59,17 +62,54 @@ impl Store {
         Ok(sqlx::query_as(trusted(sql)).fetch_all(&self.pool).await?)
     }
 
-    /// The oldest customer: the owner of conferences created through interfaces
-    /// that have no notion of customers (TCP 4011, the PBX resource).
+    /// The default customer: made on the server's first start, it owns what
+    /// interfaces without customers create (TCP 4011) unless
+    /// `--control-customer` names another. A database from before it was
+    /// recorded has its oldest customer named "default" as the default.
     pub async fn default_customer(&self) -> Result<Customer> {
+        match self.setting(DEFAULT_CUSTOMER_KEY).await? {
+            Some(uid) => self.get(&uid).await,
+            None => self
+                .oldest_named(DEFAULT_CUSTOMER_NAME)
+                .await?
+                .ok_or(StoreError::NotFound(Customer::TABLE)),
+        }
+    }
+
+    /// The default customer, made now if there is none (or it was deleted);
+    /// with its API key when it was just made.
+    pub async fn ensure_default_customer(&self) -> Result<(Customer, Option<String>)> {
+        let (customer, key) = match self.default_customer().await {
+            Ok(customer) => (customer, None),
+            Err(StoreError::NotFound(_)) => {
+                let customer = Customer::new(DEFAULT_CUSTOMER_NAME);
+                let key = self.create_customer(&customer).await?;
+                (customer, Some(key))
+            }
+            Err(e) => return Err(e),
+        };
+        self.set_setting(DEFAULT_CUSTOMER_KEY, &customer.uid).await?;
+        Ok((customer, key))
+    }
+
+    /// The oldest customer called `name` (names are unique since
+    /// [`Store::customer_named`] checks; older databases may repeat them).
+    async fn oldest_named(&self, name: &str) -> Result<Option<Customer>> {
         let sql = format!(
-            "SELECT {} FROM customers ORDER BY created_at, uid LIMIT 1",
+            "SELECT {} FROM customers WHERE name = ? ORDER BY created_at, uid LIMIT 1",
             Customer::COLUMNS.join(", ")
         );
-        sqlx::query_as(trusted(sql))
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound(Customer::TABLE))
+        Ok(sqlx::query_as(trusted(sql)).bind(name).fetch_optional(&self.pool).await?)
+    }
+
+    /// The customer called `name`, ignoring case and surrounding spaces.
+    pub async fn customer_named(&self, name: &str) -> Result<Option<Customer>> {
+        let sql = format!(
+            "SELECT {} FROM customers WHERE lower(trim(name)) = lower(trim(?)) \
+             ORDER BY created_at, uid LIMIT 1",
+            Customer::COLUMNS.join(", ")
+        );
+        Ok(sqlx::query_as(trusted(sql)).bind(name).fetch_optional(&self.pool).await?)
     }
 
     /// The customer whose inbound number is `did`.

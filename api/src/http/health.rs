@@ -1,6 +1,5 @@
-//! The HTTP server's own endpoints: `/healthz` for load balancers and compose
-//! healthchecks, `/metrics` in Prometheus text format. The protocol facades are
-//! merged into the same router as they are built.
+//! The server's own endpoints: `/healthz` for load balancers and compose
+//! healthchecks, `/metrics` in Prometheus text format.
 
 use std::fmt::Write as _;
 
@@ -13,9 +12,8 @@ use serde::Serialize;
 
 use crate::ops::Ops;
 
-/// The HTTP router over the operations layer (the same [`Ops`] TCP 4011 uses).
-pub fn router(ops: Ops) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).with_state(ops)
+pub fn router() -> Router<Ops> {
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics))
 }
 
 #[derive(Serialize)]

@@ -1,0 +1,82 @@
+//! The HTTP server: one router over the operations layer for every HTTP
+//! interface, and its own accept loop so that slow or idle clients are cut off
+//! (a header that never ends, a keep-alive connection that never asks again).
+//!
+//! - [`health`]: `/healthz` and `/metrics`.
+//! - Unknown paths answer 404 with a JSON error body.
+
+pub mod health;
+
+use std::io;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::ops::Ops;
+
+/// How long a client may take to send a request's headers, and how long a
+/// keep-alive connection may wait between requests, before it is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed accept (out of file descriptors), so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The HTTP router over the operations layer (the same [`Ops`] TCP 4011 uses).
+pub fn router(ops: Ops) -> Router {
+    health::router().fallback(not_found).with_state(ops)
+}
+
+/// Any path no interface serves.
+async fn not_found(uri: Uri) -> Response {
+    let body = serde_json::json!({
+        "error": "not found",
+        "message": format!("no such path: {}", uri.path()),
+    });
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}
+
+/// Serves `router` on `listener` until `shutdown` turns true, then lets
+/// requests in flight finish (the caller bounds how long it waits).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let stopped = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stopped);
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "http: accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut stopped => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "http: connection ended");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
