@@ -1,9 +1,8 @@
 //! The running call engine: its shared state, its background tasks (SIP
 //! events to call tasks, leg notices, room events, energy writes) and the media
 //! plumbing every call needs (RTP ports, legs, room tasks). What a call does
-//! lives beside it: [`super::inbound`], [`super::outbound`],
-//! [`super::membership`], [`super::actions`], [`super::sounds`]; who is where
-//! is the sans-IO [`super::registry`]. The state is behind one mutex that is
+//! lives beside it (`inbound`, `outbound`, `membership`, `actions`, `sounds`);
+//! who is where is the sans-IO [`super::registry`]. The state is behind one mutex that is
 //! only held for synchronous steps, never across an await.
 
 use std::collections::HashMap;

@@ -256,6 +256,9 @@ async fn connection(
             if outcome.close {
                 return close(reader, writer).await;
             }
+            // What the command caused (its NEWCONF, ...) follows its answer,
+            // before the next command's.
+            write_ready_events(&mut writer, &mut events, ctx).await?;
         }
         tokio::select! {
             () = &mut stopped => return Ok(()),
@@ -266,6 +269,8 @@ async fn connection(
             read = reader.read(&mut buf) => {
                 let n = read?;
                 if n == 0 {
+                    // The client is done sending; what is already due still goes out.
+                    write_ready_events(&mut writer, &mut events, ctx).await?;
                     return Ok(());
                 }
                 decoder.handle_bytes(&buf[..n]);
@@ -294,6 +299,26 @@ async fn close(mut reader: OwnedReadHalf, mut writer: OwnedWriteHalf) -> io::Res
     let drain = async { while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {} };
     let _ = timeout(CLOSE_LINGER, drain).await;
     Ok(())
+}
+
+/// Writes the events already waiting for this session, without waiting for more.
+async fn write_ready_events(
+    writer: &mut OwnedWriteHalf,
+    events: &mut Option<broadcast::Receiver<Arc<Event>>>,
+    ctx: &Ops,
+) -> io::Result<()> {
+    let Some(receiver) = events else { return Ok(()) };
+    let mut lines = Vec::new();
+    loop {
+        match receiver.try_recv() {
+            Ok(event) => lines.extend(render(&event, &ctx.settings.timezone)),
+            Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "control: a slow client missed events");
+            }
+            Err(_) => break,
+        }
+    }
+    write_lines(writer, &lines).await
 }
 
 /// The next bus event, or never when not subscribed.
