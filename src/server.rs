@@ -93,6 +93,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
             sounds_dir: settings.sounds_dir(),
             timezone,
             control_customer: Some(control_customer),
+            max_calls: settings.max_calls,
             started,
             version: env!("CARGO_PKG_VERSION"),
         },

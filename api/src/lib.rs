@@ -3,6 +3,7 @@
 //! ([`live`]), and the outward facades (TCP 4011 in [`control`], HTTP in [`http`]).
 //! It knows nothing of SIP or RTP.
 
+pub mod access;
 pub mod control;
 pub mod http;
 pub mod live;

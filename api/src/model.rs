@@ -215,6 +215,9 @@ record! {
         pub caller_interface: String,
         pub reg_comment: String,
         pub created_at: Time,
+        /// The most callers one reservation may be booked for; `None`: the
+        /// server's `--max-calls`.
+        pub max_callers: Option<i64>,
     }
 }
 
@@ -238,6 +241,7 @@ impl Customer {
             caller_interface: String::new(),
             reg_comment: String::new(),
             created_at: Time::now(),
+            max_callers: None,
         }
     }
 }
@@ -362,7 +366,9 @@ record! {
         pub conference_uid: String,
         pub token: String,
         pub start_time: Time,
-        pub duration_minutes: i64,
+        /// `None`: open-ended (the one reservation of a reservationless
+        /// conference, which only holds its estimated size).
+        pub duration_minutes: Option<i64>,
         pub estimated_callers: i64,
         /// Where early callers are sent instead of being refused.
         pub divert: Option<String>,
@@ -374,11 +380,19 @@ record! {
 impl Reservation {
     pub fn new(conference_uid: &str, start_time: Time, duration_minutes: i64) -> Self {
         Self {
+            duration_minutes: Some(duration_minutes),
+            ..Self::open_ended(conference_uid, start_time)
+        }
+    }
+
+    /// The reservation of a reservationless conference: from `start_time` on, no end.
+    pub fn open_ended(conference_uid: &str, start_time: Time) -> Self {
+        Self {
             uid: crate::secret::new_uid(),
             conference_uid: conference_uid.to_owned(),
             token: crate::secret::new_reservation_token(),
             start_time,
-            duration_minutes,
+            duration_minutes: None,
             estimated_callers: 0,
             divert: None,
             state: ReservationState::Reserved,
@@ -386,8 +400,19 @@ impl Reservation {
         }
     }
 
-    pub fn end_time(&self) -> Time {
-        self.start_time.plus_minutes(self.duration_minutes)
+    /// When it ends; `None` for an open-ended reservation.
+    pub fn end_time(&self) -> Option<Time> {
+        self.duration_minutes.map(|minutes| self.start_time.plus_minutes(minutes))
+    }
+
+    /// Whether it runs at `now`: reservations are half-open, `[start, end)`.
+    pub fn runs_at(&self, now: Time) -> bool {
+        self.start_time <= now && self.end_time().is_none_or(|end| now < end)
+    }
+
+    /// Whether it is over at `now`.
+    pub fn is_past(&self, now: Time) -> bool {
+        self.end_time().is_some_and(|end| end <= now)
     }
 }
 
@@ -660,7 +685,11 @@ mod tests {
     fn reservation_end_is_start_plus_duration() {
         let start: Time = "2026-12-01T10:00:00Z".parse().expect("valid");
         let r = Reservation::new("c", start, 90);
-        assert_eq!(r.end_time().to_string(), "2026-12-01T11:30:00.000Z");
+        assert_eq!(
+            r.end_time().map(|t| t.to_string()).as_deref(),
+            Some("2026-12-01T11:30:00.000Z")
+        );
+        assert!(Reservation::open_ended("c", start).end_time().is_none());
     }
 
     #[test]

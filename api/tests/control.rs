@@ -194,6 +194,7 @@ impl Server {
                 sounds_dir,
                 timezone,
                 control_customer: None,
+                max_calls: 500,
                 started: Instant::now(),
                 version: "test",
             },

@@ -90,6 +90,7 @@ async fn context(dir: &std::path::Path) -> Ops {
             sounds_dir: dir.join("sounds"),
             timezone: jiff::tz::TimeZone::UTC,
             control_customer: None,
+            max_calls: 500,
             started: Instant::now(),
             version: "test",
         },

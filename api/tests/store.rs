@@ -86,6 +86,7 @@ fn full_customer() -> Customer {
         caller_interface: "ci".into(),
         reg_comment: "rc".into(),
         created_at: at("2026-01-02T03:04:05.006Z"),
+        max_callers: Some(250),
     }
 }
 

@@ -108,6 +108,7 @@ impl From<OpsError> for CommandError {
             | OpsError::NotStarted
             | OpsError::Ended(_)
             | OpsError::Conflict(_)
+            | OpsError::Reservation(_)
             | OpsError::NotAllowed(_)) => Self::Live(sentence(
                 other.to_string().strip_prefix("the ").unwrap_or(&other.to_string()),
             )),

@@ -3,9 +3,17 @@
 //! (a header that never ends, a keep-alive connection that never asks again).
 //!
 //! - [`health`]: `/healthz` and `/metrics`.
+//! - [`params`] and [`envelope`]: what the MaestroConference-style facades
+//!   share: parameters from query, form or JSON, and the `{code,message,value}`
+//!   answer in JSON or XML.
+//! - [`openapi`]: `/openapi.json`, generated from the facades' function tables.
+//! - `/_access/*`: [`crate::access`].
 //! - Unknown paths answer 404 with a JSON error body.
 
+pub mod envelope;
 pub mod health;
+pub mod openapi;
+pub mod params;
 
 use std::io;
 use std::time::Duration;
@@ -29,7 +37,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The HTTP router over the operations layer (the same [`Ops`] TCP 4011 uses).
 pub fn router(ops: Ops) -> Router {
-    health::router().fallback(not_found).with_state(ops)
+    health::router()
+        .merge(crate::access::router())
+        .route("/openapi.json", axum::routing::get(openapi::document))
+        .fallback(not_found)
+        .with_state(ops)
 }
 
 /// Any path no interface serves.

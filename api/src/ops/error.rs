@@ -48,12 +48,12 @@ impl Kind {
     /// The kind stored in `table`, for the store's not-found errors.
     fn of_table(table: &str) -> Option<Kind> {
         Some(match table {
-            "customers" => Kind::Customer,
-            "conferences" => Kind::Conference,
+            "customers" | "customer" => Kind::Customer,
+            "conferences" | "conference" => Kind::Conference,
             "reservations" => Kind::Reservation,
-            "persons" => Kind::Person,
-            "calls" => Kind::Call,
-            "callers" => Kind::Caller,
+            "persons" | "person" => Kind::Person,
+            "calls" | "call" => Kind::Call,
+            "callers" | "caller" => Kind::Caller,
             "breakouts" => Kind::Breakout,
             "conference_tags" | "call_tags" => Kind::Tag,
             "recordings" => Kind::Recording,
@@ -85,6 +85,28 @@ pub enum Conflict {
     InUse(String),
 }
 
+/// A reservation rule that was broken (MaestroConference numbers each one per
+/// function; other interfaces word them their own way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReservationRule {
+    #[error("the start falls inside another reservation")]
+    StartOverlaps,
+    #[error("the reservation runs into another one")]
+    RunsIntoAnother,
+    #[error("the estimated number of callers is out of range")]
+    EstimateOutOfRange,
+    #[error("the conference is reservationless")]
+    Reservationless,
+    #[error("the conference's last reservation cannot be removed")]
+    LastOne,
+    #[error("the reservation is already past")]
+    Past,
+    #[error("the reservation is running now")]
+    Running,
+    #[error("none of the reservations given is valid")]
+    NoneValid,
+}
+
 /// Why an operation was not carried out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpsError {
@@ -107,6 +129,8 @@ pub enum OpsError {
     Ended(Kind),
     #[error("{0}")]
     Conflict(Conflict),
+    #[error("{0}")]
+    Reservation(ReservationRule),
     /// Understood, but a setting forbids it (outbound calls disabled, ...).
     #[error("{0}")]
     NotAllowed(&'static str),

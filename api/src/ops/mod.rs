@@ -9,20 +9,27 @@
 //! - [`callers`]: live callers' settings and descriptive fields, drop, move.
 //! - [`calls`]: call sessions and their breakout groups.
 //! - [`media`]: playbacks, recordings, outbound calls.
+//! - [`accounts`]: customers, their settings and custom values.
+//! - [`reservations`]: reserved and reservationless conferences, their
+//!   reservations, cancelling, and which list a conference is on.
+//! - [`persons`]: persons registered for a conference, with their PINs.
 //! - [`sounds`]: WAV names resolved inside the sounds directory.
 
+pub mod accounts;
 pub mod callers;
 pub mod calls;
 pub mod conferences;
 mod error;
 pub mod media;
+pub mod persons;
+pub mod reservations;
 pub mod sounds;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use error::{Conflict, Kind, OpsError, OpsResult};
+pub use error::{Conflict, Kind, OpsError, OpsResult, ReservationRule};
 
 use crate::live::{EventBus, LiveControl};
 use crate::model::Conference;
@@ -58,6 +65,9 @@ pub struct OpsSettings {
     /// The customer that owns conferences created through interfaces without
     /// customers (TCP 4011); `None`: the oldest customer.
     pub control_customer: Option<String>,
+    /// The server's `--max-calls`: the most callers a reservation may be booked
+    /// for when the customer has no limit of its own.
+    pub max_calls: usize,
     /// When the server started, for `/healthz`.
     pub started: Instant,
     pub version: &'static str,

@@ -138,6 +138,7 @@ pub async fn ops_with(live: FakeLive) -> (Ops, Arc<FakeLive>, tempfile::TempDir)
             sounds_dir,
             timezone: jiff::tz::TimeZone::UTC,
             control_customer: None,
+            max_calls: 500,
             started: Instant::now(),
             version: "test",
         },

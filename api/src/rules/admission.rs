@@ -86,7 +86,7 @@ pub fn admit(
 /// For a reserved conference: `None` while a reservation is running, otherwise
 /// how an early or late caller is turned away.
 fn reservation_gate(reservations: &[Reservation], now: Time) -> Option<Admission> {
-    if reservations.iter().any(|r| r.start_time <= now && now < r.end_time()) {
+    if reservations.iter().any(|r| r.runs_at(now)) {
         return None;
     }
     // The next reservation decides an early caller's fate (its divert, if any).

@@ -14,7 +14,7 @@ use crate::model::{Conference, ConferenceStatus, Reservation, ReservationState};
 pub fn reservation_state(r: &Reservation, now: Time, members: usize) -> ReservationState {
     if now < r.start_time {
         ReservationState::Reserved
-    } else if now >= r.end_time() {
+    } else if r.is_past(now) {
         ReservationState::Completed
     } else if members >= 2 {
         ReservationState::Active
@@ -47,10 +47,17 @@ pub fn conference_status(
     }
     if c.reserved {
         let first = reservations.iter().map(|r| r.start_time).min();
-        let last = reservations.iter().map(Reservation::end_time).max();
+        // An open-ended reservation (none should belong to a reserved
+        // conference) never lets it close.
+        let last = reservations.iter().map(Reservation::end_time).max_by(|a, b| match (a, b) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (Some(a), Some(b)) => a.cmp(b),
+        });
         return match (first, last) {
             (Some(first), _) if now < first => ConferenceStatus::Sched,
-            (_, Some(last)) if now >= last => ConferenceStatus::Closed,
+            (_, Some(Some(last))) if now >= last => ConferenceStatus::Closed,
             (Some(_), Some(_)) => ConferenceStatus::Idle,
             // A reserved conference whose reservations were all removed.
             _ => ConferenceStatus::Closed,
@@ -65,13 +72,53 @@ pub fn conference_status(
     }
 }
 
+/// Which of MaestroConference's lists a conference is on at `now`
+/// (getActiveConference, getUpcomingConference, ...). Exactly one is true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lists {
+    /// A call session is in progress.
+    pub active: bool,
+    /// Callers may start a call now: a reservation runs (reserved), or it is
+    /// between its scheduled start and end (reservationless).
+    pub possible: bool,
+    /// Not yet possible, but will be: a reservation to come, or a scheduled
+    /// start to come.
+    pub upcoming: bool,
+    /// Over: every reservation past (or none left), or past its scheduled end.
+    pub expired: bool,
+    pub canceled: bool,
+}
+
+/// The lists a conference is on at `now`; `live`: a call session is in progress.
+/// A reservation that started in the past counts as past exactly as if the time
+/// had gone by.
+pub fn lists(c: &Conference, reservations: &[Reservation], now: Time, live: bool) -> Lists {
+    if c.status == ConferenceStatus::Cancel {
+        return Lists { canceled: true, ..Lists::default() };
+    }
+    if live {
+        return Lists { active: true, ..Lists::default() };
+    }
+    let (possible, upcoming) = if c.reserved {
+        let running = reservations.iter().any(|r| r.runs_at(now));
+        let future = reservations.iter().any(|r| r.start_time > now);
+        (running, !running && future)
+    } else {
+        let ended = c.scheduled_end.is_some_and(|end| end <= now);
+        let not_yet = c.scheduled_start.is_some_and(|start| start > now);
+        (!ended && !not_yet, !ended && not_yet)
+    };
+    Lists { possible, upcoming, expired: !possible && !upcoming, ..Lists::default() }
+}
+
 /// The first instant after `now` at which a status above can change by time
 /// alone: a reservation start or end, or the scheduled end. The scheduler sleeps
 /// until then (or until a call starts or ends).
 pub fn next_change(c: &Conference, reservations: &[Reservation], now: Time) -> Option<Time> {
     reservations
         .iter()
-        .flat_map(|r| [r.start_time, r.end_time()])
+        .flat_map(|r| [Some(r.start_time), r.end_time()])
+        .flatten()
         .chain(c.scheduled_end)
         .filter(|t| *t > now)
         .min()
@@ -80,6 +127,45 @@ pub fn next_change(c: &Conference, reservations: &[Reservation], now: Time) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn on(l: Lists) -> &'static str {
+        match l {
+            Lists { active: true, .. } => "active",
+            Lists { possible: true, .. } => "possible",
+            Lists { upcoming: true, .. } => "upcoming",
+            Lists { expired: true, .. } => "expired",
+            Lists { canceled: true, .. } => "canceled",
+            _ => "none",
+        }
+    }
+
+    #[test]
+    fn every_conference_is_on_exactly_one_list() {
+        let (mut c, rs) = reserved();
+        let at_ = |t: &str| at(t);
+        assert_eq!(on(lists(&c, &rs, at_("2026-05-01T09:00:00Z"), false)), "upcoming");
+        assert_eq!(on(lists(&c, &rs, at_("2026-05-01T10:00:00Z"), false)), "possible");
+        assert_eq!(on(lists(&c, &rs, at_("2026-05-01T10:30:00Z"), true)), "active");
+        assert_eq!(on(lists(&c, &rs, at_("2026-05-01T11:00:00Z"), false)), "upcoming", "the 8th");
+        assert_eq!(on(lists(&c, &rs, at_("2026-05-08T10:30:00Z"), false)), "expired");
+        assert_eq!(on(lists(&c, &[], at_("2026-05-01T09:00:00Z"), false)), "expired");
+        // Reservationless: possible until its scheduled end.
+        c.reserved = false;
+        assert_eq!(on(lists(&c, &[], at_("2026-05-01T09:00:00Z"), false)), "possible");
+        c.scheduled_start = Some(at_("2026-05-02T09:00:00Z"));
+        c.scheduled_end = Some(at_("2026-05-02T10:00:00Z"));
+        assert_eq!(on(lists(&c, &[], at_("2026-05-01T09:00:00Z"), false)), "upcoming");
+        assert_eq!(on(lists(&c, &[], at_("2026-05-02T09:30:00Z"), false)), "possible");
+        assert_eq!(on(lists(&c, &[], at_("2026-05-02T10:00:00Z"), false)), "expired");
+        c.status = ConferenceStatus::Cancel;
+        assert_eq!(on(lists(&c, &[], at_("2026-05-02T09:30:00Z"), true)), "canceled");
+        // An open-ended reservation never expires.
+        let (mut r, open) = reserved();
+        r.reserved = true;
+        let endless = [Reservation::open_ended(&r.uid, at_("2026-01-01T00:00:00Z"))];
+        assert_eq!(on(lists(&r, &endless, at_("2030-01-01T00:00:00Z"), false)), "possible");
+        assert_eq!(open.len(), 2);
+    }
     use crate::model::Customer;
 
     fn at(s: &str) -> Time {

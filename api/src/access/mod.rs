@@ -1,0 +1,246 @@
+//! The MaestroConference "Conference Management API" (`/_access/<function>`),
+//! from `003_4b1c4ee2ca2345a0.txt`: customers, reservationless and reserved
+//! conferences, their reservations, persons with their PINs, call history and
+//! custom values. A translator over the operations layer: each request is
+//! authenticated, checked against [`functions::FUNCTIONS`], turned into one
+//! operation, and its answer or error rendered in the document's envelope
+//! (`http::envelope`), as JSON or XML (`type`, default XML).
+//!
+//! Transport: information requests by GET with a query string, commands by
+//! POST with a form body; parameters are read from the query string and a form
+//! or JSON object body alike, and information requests also answer POST (the
+//! document's PHP sample posts everything). A command sent by GET is refused
+//! (HTTP 405, code -1). Every enveloped answer is HTTP 200 with its `code`;
+//! an unknown function is HTTP 404 (code -1), a body over 1 MiB HTTP 413.
+//!
+//! Errors: -1 general (a refusal that is no parameter's fault, wrong
+//! credentials), -2 a parameter (named, with why), -3 the store or call engine
+//! unavailable (with an incident number; retry), -4 an unexpected failure;
+//! each function's own numbered codes as the document lists them. An object
+//! of another customer is answered exactly as an unknown one. The choices
+//! where the document is vague are in docs/api-access.md.
+
+mod commands;
+pub mod functions;
+mod info;
+pub mod objects;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use axum::routing::any;
+
+use crate::http::envelope::{Envelope, Format};
+use crate::http::params::{BodyError, ParamError, Params, parse_bool};
+use crate::model::{Customer, Role};
+use crate::ops::{Kind, Ops, OpsError, Scope};
+use functions::{Function, Ty};
+
+/// Routes `/_access/<function>`.
+pub fn router() -> Router<Ops> {
+    Router::new().route("/_access/{function}", any(handle))
+}
+
+/// Why a request failed, as the envelope carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessError {
+    pub code: i64,
+    pub message: String,
+}
+
+impl AccessError {
+    pub fn general(message: impl Into<String>) -> Self {
+        Self { code: -1, message: message.into() }
+    }
+
+    pub fn code(code: i64, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    /// An operation's error, with `param` named when it is about the object
+    /// that parameter names.
+    pub fn from_ops(e: OpsError, param: &str) -> Self {
+        match e {
+            OpsError::NotFound(kind) => Self::code(-2, format!("{param}: no such {kind}")),
+            OpsError::Invalid { field, reason } => Self::code(-2, format!("{field}: {reason}")),
+            OpsError::Unavailable { incident } => Self::code(
+                -3,
+                format!("the server could not complete the request (incident {incident}); retry"),
+            ),
+            other => Self::general(other.to_string()),
+        }
+    }
+}
+
+impl From<ParamError> for AccessError {
+    fn from(e: ParamError) -> Self {
+        Self::code(-2, e.to_string())
+    }
+}
+
+/// One authenticated request, as a function sees it.
+pub(crate) struct Request<'a> {
+    pub ops: &'a Ops,
+    pub scope: Scope,
+    pub customer: Customer,
+    pub params: Params,
+    pub tz: &'a jiff::tz::TimeZone,
+}
+
+impl Request<'_> {
+    /// A required UID parameter.
+    pub fn uid(&self, name: &str) -> Result<String, AccessError> {
+        Ok(self.params.required(name)?.to_owned())
+    }
+
+    /// An optional text parameter, as sent.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.params.get(name).map(str::to_owned)
+    }
+
+    pub fn boolean(&self, name: &str) -> Result<Option<bool>, AccessError> {
+        Ok(self.params.boolean(name)?)
+    }
+
+    pub fn role(&self, name: &str) -> Result<Role, AccessError> {
+        parse_role(name, self.params.required(name)?)
+    }
+}
+
+/// A MaestroConference role (PARTICIPANT, PRESENTER, ASSISTANT, OPERATOR).
+pub fn parse_role(name: &str, text: &str) -> Result<Role, AccessError> {
+    let role: Role =
+        text.parse().map_err(|_| ParamError::new(name, format!("{text:?} is not a role")))?;
+    if !functions::ROLES.contains(&role.as_str()) {
+        return Err(ParamError::new(name, format!("{text:?} is not a role")).into());
+    }
+    Ok(role)
+}
+
+async fn handle(
+    State(ops): State<Ops>,
+    Path(name): Path<String>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let params = Params::read(query.as_deref(), &headers, body).await;
+    // Errors before the format is known render in XML, the default.
+    let format = match &params {
+        Ok(p) => p.get("type").and_then(Format::parse).unwrap_or_default(),
+        Err(_) => query
+            .as_deref()
+            .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "type"))
+            .and_then(|(_, v)| Format::parse(&v))
+            .unwrap_or_default(),
+    };
+    let envelope = match params {
+        Err(BodyError::TooLarge) => Envelope::error(-2, BodyError::TooLarge.to_string())
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE),
+        Err(e) => Envelope::error(-2, e.to_string()),
+        Ok(params) => answer(&ops, &name, &method, params).await,
+    };
+    envelope.render(format)
+}
+
+async fn answer(ops: &Ops, name: &str, method: &Method, params: Params) -> Envelope {
+    let Some(function) = functions::find(name) else {
+        return Envelope::error(-1, format!("unknown function {name:?}"))
+            .with_status(StatusCode::NOT_FOUND);
+    };
+    if function.command && *method != Method::POST {
+        return Envelope::error(-1, format!("{name} is a command: send it by POST"))
+            .with_status(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    if *method != Method::GET && *method != Method::POST {
+        return Envelope::error(-1, format!("{name}: use GET or POST"))
+            .with_status(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    if let Some(t) = params.get("type")
+        && Format::parse(t).is_none()
+    {
+        return Envelope::error(-2, format!("type: {t:?} is not json or xml"));
+    }
+    let customer = match authenticate(ops, &params).await {
+        Ok(customer) => customer,
+        Err(e) => return Envelope::error(e.code, e.message),
+    };
+    if let Err(e) = check(function, &params) {
+        return Envelope::error(e.code, e.message);
+    }
+    let request = Request {
+        ops,
+        scope: Scope::Customer(customer.uid.clone()),
+        customer,
+        params,
+        tz: &ops.settings.timezone,
+    };
+    let result = if function.command {
+        commands::run(function.name, &request).await
+    } else {
+        info::run(function.name, &request).await
+    };
+    match result {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            if e.code == -3 || e.code == -4 {
+                tracing::warn!(function = name, code = e.code, message = %e.message, "access: failed");
+            }
+            Envelope::error(e.code, e.message)
+        }
+    }
+}
+
+/// The customer and key of the request.
+async fn authenticate(ops: &Ops, params: &Params) -> Result<Customer, AccessError> {
+    let uid = params.required("customer")?;
+    let key = params.required("key")?;
+    match ops.authenticate(uid, key).await {
+        Ok(customer) => Ok(customer),
+        Err(OpsError::NotFound(Kind::Customer)) => {
+            tracing::info!(customer = uid, "access: wrong customer or key");
+            Err(AccessError::general("invalid customer or key"))
+        }
+        Err(e) => Err(AccessError::from_ops(e, "customer")),
+    }
+}
+
+/// Checks the parameters the table declares: the required ones present, the
+/// typed ones well-formed.
+fn check(function: &Function, params: &Params) -> Result<(), AccessError> {
+    for param in function.params {
+        // createConferenceReserved's numbered parameters are checked by count.
+        if function.name == "createConferenceReserved" && param.name.ends_with('1') {
+            continue;
+        }
+        if param.required {
+            params.required(param.name)?;
+        }
+        let Some(value) = params.get(param.name) else { continue };
+        match param.ty {
+            Ty::Text | Ty::Uid | Ty::DateTime => {}
+            Ty::Integer => {
+                params.integer(param.name)?;
+            }
+            Ty::Boolean => {
+                parse_bool(param.name, value)?;
+            }
+            Ty::Role => {
+                parse_role(param.name, value)?;
+            }
+            Ty::OneOf(names) => {
+                if !names.contains(&value.trim()) {
+                    return Err(ParamError::new(
+                        param.name,
+                        format!("{value:?} is not one of {}", names.join(", ")),
+                    )
+                    .into());
+                }
+            }
+        }
+    }
+    Ok(())
+}

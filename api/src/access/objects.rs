@@ -1,0 +1,283 @@
+//! The MaestroConference objects (Customer, Conference, Reservation, Person,
+//! Call, Caller, CallTag, ConferenceTag, RoleFlag, CustomValue, Audio) as the
+//! documents name their fields, built from the domain model. The Conductor API
+//! shows the same objects.
+//!
+//! Choices where the documents are vague or contradict themselves: times are
+//! `yyyy.MM.dd HH:mm:ss` in `--timezone` and `null` when absent; a Customer's
+//! `ID` is its UID (the document says Integer; tutti's UIDs are text), and it
+//! is also given as `UID`; where an object lists `custom` twice (a Text and a
+//! CustomValue[]), `custom` is the list of key/value pairs and the text is
+//! `customText`; a Reservation's size is `estimateCaller` as the document
+//! spells it and `estimatedCallers` as its parameter does; a reserved
+//! conference's `scheduledStartTime`/`scheduledEndTime` are its first
+//! reservation's start and its last one's end.
+
+use jiff::tz::TimeZone;
+use serde_json::{Value, json};
+
+use crate::http::params::format_time;
+use crate::model::{
+    Call, CallStatus, CallTag, Caller, Conference, ConferenceTag, Customer, ObjectType, Person,
+    Reservation, RoleFlags, Sound,
+};
+use crate::store::{Result, Store};
+use crate::time::Time;
+
+fn time(t: Option<Time>, tz: &TimeZone) -> Value {
+    t.map_or(Value::Null, |t| Value::String(format_time(t, tz)))
+}
+
+async fn custom(store: &Store, kind: ObjectType, uid: &str) -> Result<Value> {
+    let values = store.custom_values(kind, uid).await?;
+    Ok(values.into_iter().map(|(key, value)| json!({"key": key, "value": value})).collect())
+}
+
+pub fn role_flag(f: &RoleFlags) -> Value {
+    json!({"role": f.role.as_str(), "mike": f.mike, "mute": f.mute, "deaf": f.deaf})
+}
+
+/// The role settings of the roles MaestroConference knows (the PBX's
+/// MODERATOR is not one of them).
+fn role_flags(flags: &[RoleFlags]) -> Vec<Value> {
+    flags
+        .iter()
+        .filter(|f| super::functions::ROLES.contains(&f.role.as_str()))
+        .map(role_flag)
+        .collect()
+}
+
+pub fn conference_tag(t: &ConferenceTag) -> Value {
+    json!({"ID": t.id, "value": t.value})
+}
+
+pub fn call_tag(t: &CallTag) -> Value {
+    json!({"ID": t.id, "value": t.value, "conferenceTagId": t.conference_tag_id})
+}
+
+pub fn audio(s: &Sound) -> Value {
+    json!({"ID": s.id, "name": s.name})
+}
+
+pub async fn customer(store: &Store, c: &Customer) -> Result<Value> {
+    Ok(json!({
+        "ID": c.uid,
+        "UID": c.uid,
+        "name": c.name,
+        "status": c.status.as_str(),
+        "DID": c.did.clone().unwrap_or_default(),
+        "recording": c.recording,
+        "greenroom": c.greenroom,
+        "contactEmails": c.contact_emails,
+        "backgroundMusic": c.background_music,
+        "placeCall": c.place_call,
+        "affiliateCode": c.affiliate_code,
+        "reminder": c.reminder,
+        "preCall": c.pre_call,
+        "postCall": c.post_call,
+        "banner": c.banner,
+        "callerInterface": c.caller_interface,
+        "regComment": c.reg_comment,
+        "maxCallers": c.max_callers,
+        "inboundList": [],
+        "custom": custom(store, ObjectType::Customer, &c.uid).await?,
+    }))
+}
+
+pub fn reservation(r: &Reservation, tz: &TimeZone) -> Value {
+    json!({
+        "UID": r.uid,
+        "conferenceUID": r.conference_uid,
+        "estimateCaller": r.estimated_callers,
+        "estimatedCallers": r.estimated_callers,
+        "startTime": time(Some(r.start_time), tz),
+        "endTime": time(r.end_time(), tz),
+        "duration": r.duration_minutes,
+        "state": r.state.as_str(),
+    })
+}
+
+pub async fn person(store: &Store, p: &Person) -> Result<Value> {
+    let tags: Vec<Value> = store.person_tags(&p.uid).await?.iter().map(conference_tag).collect();
+    Ok(json!({
+        "UID": p.uid,
+        "conferenceUID": p.conference_uid,
+        "name": p.name,
+        "ANI": p.ani,
+        "PIN": p.pin,
+        "role": p.role.as_str(),
+        "email": p.email,
+        "notes": p.notes,
+        "custom1": p.custom1,
+        "custom2": p.custom2,
+        "tags": tags,
+        "custom": custom(store, ObjectType::Person, &p.uid).await?,
+        "inboundAccess": 0,
+        "swAutoLoginUrl": "",
+    }))
+}
+
+/// A conference with its related UIDs (getConference).
+pub async fn conference(store: &Store, c: &Conference, tz: &TimeZone) -> Result<Value> {
+    let persons: Vec<String> = store.persons_of(&c.uid).await?.into_iter().map(|p| p.uid).collect();
+    let reservations = store.reservations_of(&c.uid).await?;
+    let calls = store.calls_of(&c.uid).await?;
+    let active: Vec<&Call> = calls.iter().filter(|k| k.status == CallStatus::Active).collect();
+    let listed: Vec<String> = if active.is_empty() {
+        calls.iter().map(|k| k.uid.clone()).collect()
+    } else {
+        active.iter().map(|k| k.uid.clone()).collect()
+    };
+    let (start, end) = if c.reserved {
+        let first = reservations.iter().map(|r| r.start_time).min();
+        let last = reservations.iter().filter_map(Reservation::end_time).max();
+        (first, last)
+    } else {
+        (c.scheduled_start, c.scheduled_end)
+    };
+    let customer = store.find::<Customer>(&c.customer_uid).await?;
+    let did = c
+        .dial_in_number
+        .clone()
+        .or_else(|| customer.as_ref().and_then(|k| k.did.clone()))
+        .unwrap_or_default();
+    let sounds: Vec<Value> = store.sounds_for(&c.customer_uid).await?.iter().map(audio).collect();
+    let tags: Vec<Value> =
+        store.conference_tags(&c.uid).await?.iter().map(conference_tag).collect();
+    let settings = role_flags(&store.conference_role_settings(&c.uid).await?);
+    Ok(json!({
+        "UID": c.uid,
+        "name": c.name,
+        "scheduledStartTime": time(start, tz),
+        "scheduledEndTime": time(end, tz),
+        "customer": c.customer_uid,
+        "status": c.status.as_str(),
+        "data": c.data,
+        "persons": persons,
+        "audio": sounds,
+        "DID": did,
+        "recording": c.recording,
+        "greenroom": c.greenroom,
+        "notes": c.notes,
+        "activeCallUID": active.first().map(|k| k.uid.clone()),
+        "tags": tags,
+        "setting": settings,
+        "customText": c.custom,
+        "reservations": reservations.iter().map(|r| r.uid.clone()).collect::<Vec<_>>(),
+        "reserved": c.reserved,
+        "backgroundMusic": c.background_music,
+        "custom": custom(store, ObjectType::Conference, &c.uid).await?,
+        "securityToken": c.security_token,
+        "calls": listed,
+        "contactEmail": c.contact_email,
+        "registerText": c.register_text,
+        "reminder": c.reminder,
+        "preCall": c.pre_call,
+        "postCall": c.post_call,
+        "banner": c.banner,
+        "callerInterface": c.caller_interface,
+        "regComment": c.reg_comment,
+    }))
+}
+
+/// A conference with its child objects (getConferenceData): persons,
+/// settings, reservations and customer in full.
+pub async fn conference_data(store: &Store, c: &Conference, tz: &TimeZone) -> Result<Value> {
+    let mut value = conference(store, c, tz).await?;
+    let mut persons = Vec::new();
+    for p in store.persons_of(&c.uid).await? {
+        persons.push(person(store, &p).await?);
+    }
+    let reservations: Vec<Value> =
+        store.reservations_of(&c.uid).await?.iter().map(|r| reservation(r, tz)).collect();
+    let customer = match store.find::<Customer>(&c.customer_uid).await? {
+        Some(k) => customer(store, &k).await?,
+        None => Value::Null,
+    };
+    if let Value::Object(fields) = &mut value {
+        fields.insert("persons".into(), Value::Array(persons));
+        fields.insert("reservations".into(), Value::Array(reservations));
+        fields.insert("customer".into(), customer);
+    }
+    Ok(value)
+}
+
+pub async fn caller(store: &Store, c: &Caller, tz: &TimeZone) -> Result<Value> {
+    Ok(json!({
+        "UID": c.uid,
+        "callUID": c.call_uid,
+        "name": c.name,
+        "ANI": c.ani,
+        "PIN": c.pin,
+        "DID": c.did,
+        "direction": c.direction.as_str(),
+        "startTime": time(Some(c.start_time), tz),
+        "endTime": time(c.end_time, tz),
+        "endReason": c.end_reason.map(|r| r.as_str()),
+        "role": c.role.as_str(),
+        "breakout": c.breakout_uid,
+        "breakoutTime": time(c.breakout_time, tz),
+        "mic": c.mike,
+        "mute": c.mute,
+        "deaf": c.deaf,
+        "active": c.active,
+        "tag": if c.tag.is_empty() { c.ani.clone() } else { c.tag.clone() },
+        "attention": c.attention,
+        "attentionTime": time(c.attention_time, tz),
+        "data": c.data,
+        "notes": c.notes,
+        "custom1": c.custom1,
+        "custom2": c.custom2,
+        "personUID": c.person_uid,
+        "volumeIn": c.volume_in,
+        "volumeOut": c.volume_out,
+        "energy": c.energy,
+        "custom": custom(store, ObjectType::Caller, &c.uid).await?,
+    }))
+}
+
+/// A call session (getCall): callers and breakouts as UIDs.
+pub async fn call(store: &Store, k: &Call, tz: &TimeZone) -> Result<Value> {
+    let callers: Vec<String> = store.callers_of(&k.uid).await?.into_iter().map(|c| c.uid).collect();
+    let breakouts: Vec<String> =
+        store.breakouts_of(&k.uid).await?.into_iter().map(|b| b.uid).collect();
+    let tags: Vec<Value> = store.call_tags(&k.uid).await?.iter().map(call_tag).collect();
+    let settings: Vec<Value> =
+        store.call_role_settings(&k.uid).await?.iter().map(role_flag).collect();
+    Ok(json!({
+        "UID": k.uid,
+        "name": k.name,
+        "actualStartTime": time(Some(k.actual_start), tz),
+        "actualEndTime": time(k.actual_end, tz),
+        "status": k.status.as_str(),
+        "notes": k.notes,
+        "conferenceUID": k.conference_uid,
+        "socketXML": 0,
+        "callers": callers,
+        "breakouts": breakouts,
+        "data": k.data,
+        "server": "tutti",
+        "serverConferenceUID": k.conference_uid,
+        "currentTime": time(Some(Time::now()), tz),
+        "talking": k.talking,
+        "greenroom": k.greenroom,
+        "tags": tags,
+        "settings": settings,
+        "customText": k.custom,
+        "backgroundMusic": k.background_music,
+        "custom": custom(store, ObjectType::Call, &k.uid).await?,
+    }))
+}
+
+/// A call session with its callers in full (getCallData).
+pub async fn call_data(store: &Store, k: &Call, tz: &TimeZone) -> Result<Value> {
+    let mut value = call(store, k, tz).await?;
+    let mut callers = Vec::new();
+    for c in store.callers_of(&k.uid).await? {
+        callers.push(caller(store, &c, tz).await?);
+    }
+    if let Value::Object(fields) = &mut value {
+        fields.insert("callers".into(), Value::Array(callers));
+    }
+    Ok(value)
+}

@@ -1,0 +1,236 @@
+//! Customers (the accounts that own conferences): authentication by API key,
+//! their settings, and the custom key/values every object may carry.
+
+use super::callers::MAX_TEXT_LEN;
+use super::{Kind, Ops, OpsError, OpsResult, Scope};
+use crate::model::{
+    Call, CallStatus, Caller, Conference, Customer, CustomerStatus, ObjectType, Person,
+};
+
+/// The longest custom key accepted.
+pub const MAX_KEY_LEN: usize = 255;
+
+impl Ops {
+    /// The customer whose API key `key` is, if its status lets it work. A wrong
+    /// key and an unknown customer look the same.
+    pub async fn authenticate(&self, customer_uid: &str, key: &str) -> OpsResult<Customer> {
+        let customer = self
+            .store
+            .authenticate_customer(customer_uid, key)
+            .await?
+            .ok_or(OpsError::NotFound(Kind::Customer))?;
+        match customer.status {
+            CustomerStatus::Active => Ok(customer),
+            CustomerStatus::Suspend | CustomerStatus::Hold => {
+                Err(OpsError::NotAllowed("the account is suspended"))
+            }
+            CustomerStatus::Closed => Err(OpsError::NotAllowed("the account is closed")),
+        }
+    }
+
+    /// The requester's own customer record.
+    pub async fn customer(&self, scope: &Scope) -> OpsResult<Customer> {
+        match scope {
+            Scope::Customer(uid) => {
+                self.store.find(uid).await?.ok_or(OpsError::NotFound(Kind::Customer))
+            }
+            Scope::Server => Err(OpsError::NotFound(Kind::Customer)),
+        }
+    }
+
+    /// Changes the requester's customer settings with `change`, checks and
+    /// stores them.
+    pub async fn modify_customer(
+        &self,
+        scope: &Scope,
+        change: impl FnOnce(&mut Customer) -> OpsResult<()>,
+    ) -> OpsResult<Customer> {
+        let before = self.customer(scope).await?;
+        let mut customer = before.clone();
+        change(&mut customer)?;
+        customer.uid = before.uid;
+        customer.created_at = before.created_at;
+        customer.status = before.status;
+        for (field, text) in [
+            ("contactEmails", &customer.contact_emails),
+            ("affiliateCode", &customer.affiliate_code),
+            ("preCall", &customer.pre_call),
+            ("postCall", &customer.post_call),
+            ("banner", &customer.banner),
+            ("callerInterface", &customer.caller_interface),
+            ("regComment", &customer.reg_comment),
+        ] {
+            check_text(field, text)?;
+        }
+        self.store.update(&customer).await?;
+        Ok(customer)
+    }
+
+    /// The most callers one reservation of this customer may be booked for.
+    pub fn caller_limit(&self, customer: &Customer) -> i64 {
+        customer
+            .max_callers
+            .unwrap_or_else(|| i64::try_from(self.settings.max_calls).unwrap_or(i64::MAX))
+    }
+
+    /// Sets (or, with an empty value, removes) a custom value on an object the
+    /// requester owns. Live calls and callers are the Conductor's business and
+    /// are refused.
+    pub async fn set_custom_value(
+        &self,
+        scope: &Scope,
+        object_type: ObjectType,
+        object_uid: &str,
+        key: &str,
+        value: &str,
+    ) -> OpsResult<()> {
+        if key.trim().is_empty() || key.len() > MAX_KEY_LEN {
+            return Err(OpsError::invalid("customKey", format!("1 to {MAX_KEY_LEN} bytes")));
+        }
+        check_text("customValue", value)?;
+        let kind = kind_of(object_type);
+        let owner = match object_type {
+            ObjectType::Customer => match scope {
+                Scope::Customer(uid) if uid == object_uid => Some(uid.clone()),
+                Scope::Server => self.store.find::<Customer>(object_uid).await?.map(|c| c.uid),
+                Scope::Customer(_) => None,
+            },
+            ObjectType::Conference => {
+                self.store.find::<Conference>(object_uid).await?.map(|c| c.customer_uid)
+            }
+            ObjectType::Person => {
+                self.store.find::<Person>(object_uid).await?.map(|p| p.customer_uid)
+            }
+            ObjectType::Call => {
+                let call = self.store.find::<Call>(object_uid).await?;
+                if call.as_ref().is_some_and(|c| c.status == CallStatus::Active) {
+                    self.call_owner(scope, object_uid).await?;
+                    return Err(OpsError::NotAllowed(
+                        "the call is in progress; the Conductor API steers live calls",
+                    ));
+                }
+                self.store.owner_of_call(object_uid).await?.map(|o| o.customer_uid)
+            }
+            ObjectType::Caller => {
+                let caller = self.store.find::<Caller>(object_uid).await?;
+                if caller.as_ref().is_some_and(|c| c.active) {
+                    self.caller_owner(scope, object_uid).await?;
+                    return Err(OpsError::NotAllowed(
+                        "the caller is connected; the Conductor API steers live callers",
+                    ));
+                }
+                self.store.owner_of_caller(object_uid).await?.map(|o| o.customer_uid)
+            }
+        };
+        match owner {
+            Some(owner) if scope.sees(&owner) => {}
+            _ => return Err(OpsError::NotFound(kind)),
+        }
+        self.store.set_custom_value(object_type, object_uid, key.trim(), value).await?;
+        Ok(())
+    }
+}
+
+fn kind_of(object_type: ObjectType) -> Kind {
+    match object_type {
+        ObjectType::Customer => Kind::Customer,
+        ObjectType::Conference => Kind::Conference,
+        ObjectType::Call => Kind::Call,
+        ObjectType::Caller => Kind::Caller,
+        ObjectType::Person => Kind::Person,
+    }
+}
+
+/// A descriptive text field within bounds.
+pub fn check_text(field: &'static str, text: &str) -> OpsResult<()> {
+    if text.len() > MAX_TEXT_LEN {
+        return Err(OpsError::invalid(field, format!("longer than {MAX_TEXT_LEN} bytes")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Direction, Role};
+    use crate::ops::testing::{FakeLive, ops_with};
+    use crate::time::Time;
+
+    #[tokio::test]
+    async fn custom_values_belong_to_the_owner_and_not_to_live_calls() {
+        let (ops, _live, _dir) = ops_with(FakeLive::default()).await;
+        let acme = ops.creating_customer(&Scope::Server).await.expect("customer");
+        let mine = Scope::Customer(acme.uid.clone());
+        let other = Customer::new("Other");
+        ops.store.create_customer(&other).await.expect("other");
+        let them = Scope::Customer(other.uid.clone());
+        let conf = Conference::new(&acme, "Weekly");
+        ops.store.create_conference(&conf).await.expect("conference");
+
+        ops.set_custom_value(
+            &mine,
+            ObjectType::Conference,
+            &conf.uid,
+            "RESELLER_INFO_URL",
+            "https://x/?a=1&b=<2>",
+        )
+        .await
+        .expect("set");
+        let values =
+            ops.store.custom_values(ObjectType::Conference, &conf.uid).await.expect("values");
+        assert_eq!(
+            values,
+            vec![("RESELLER_INFO_URL".to_owned(), "https://x/?a=1&b=<2>".to_owned())]
+        );
+        assert_eq!(
+            ops.set_custom_value(&them, ObjectType::Conference, &conf.uid, "k", "v").await,
+            Err(OpsError::NotFound(Kind::Conference))
+        );
+        assert_eq!(
+            ops.set_custom_value(&mine, ObjectType::Customer, &other.uid, "k", "v").await,
+            Err(OpsError::NotFound(Kind::Customer))
+        );
+        ops.set_custom_value(&mine, ObjectType::Conference, &conf.uid, "RESELLER_INFO_URL", "")
+            .await
+            .expect("an empty value removes");
+        assert!(
+            ops.store.custom_values(ObjectType::Conference, &conf.uid).await.expect("v").is_empty()
+        );
+
+        let call = Call::new(&conf, Time::now());
+        ops.store.start_call(&call).await.expect("call");
+        let caller = Caller::new(&call.uid, Direction::Inbound, Role::Participant, Time::now());
+        ops.store.insert(&caller).await.expect("caller");
+        for (kind, uid) in [(ObjectType::Call, &call.uid), (ObjectType::Caller, &caller.uid)] {
+            let result = ops.set_custom_value(&mine, kind, uid, "k", "v").await;
+            assert!(matches!(result, Err(OpsError::NotAllowed(_))), "{kind:?}: {result:?}");
+            let result = ops.set_custom_value(&them, kind, uid, "k", "v").await;
+            assert!(matches!(result, Err(OpsError::NotFound(_))), "another customer's {kind:?}");
+        }
+        assert!(matches!(
+            ops.set_custom_value(&mine, ObjectType::Conference, &conf.uid, " ", "v").await,
+            Err(OpsError::Invalid { field: "customKey", .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_suspended_customer_cannot_authenticate() {
+        let (ops, _live, _dir) = ops_with(FakeLive::default()).await;
+        let mut customer = Customer::new("Acme");
+        let key = ops.store.create_customer(&customer).await.expect("customer");
+        assert_eq!(
+            ops.authenticate(&customer.uid, &key).await.map(|c| c.uid),
+            Ok(customer.uid.clone())
+        );
+        assert_eq!(
+            ops.authenticate(&customer.uid, "wrong").await.map(drop),
+            Err(OpsError::NotFound(Kind::Customer))
+        );
+        customer.status = CustomerStatus::Suspend;
+        ops.store.update(&customer).await.expect("suspend");
+        assert!(matches!(
+            ops.authenticate(&customer.uid, &key).await,
+            Err(OpsError::NotAllowed(_))
+        ));
+    }
+}
