@@ -69,13 +69,17 @@ pub enum CustomerCommand {
         #[arg(long)]
         did: Option<String>,
     },
-    /// Change a customer's name or inbound number (`--did ""` removes it).
+    /// Change a customer's name, inbound number (`--did ""` removes it) or
+    /// the most callers one reservation may be booked for (`--max-callers 0`:
+    /// the server's --max-calls).
     Update {
         uid: String,
         #[arg(long)]
         name: Option<String>,
         #[arg(long)]
         did: Option<String>,
+        #[arg(long)]
+        max_callers: Option<u32>,
     },
     /// List customers as a JSON array.
     List,

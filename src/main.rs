@@ -149,7 +149,7 @@ async fn customer(settings: &Settings, action: CustomerCommand) -> Result<(), Bo
             let key = store.create_customer(&customer).await?;
             serde_json::to_string(&Printed::of(&customer, Some(&key)))?
         }
-        CustomerCommand::Update { uid, name, did: number } => {
+        CustomerCommand::Update { uid, name, did: number, max_callers } => {
             let mut customer =
                 store.find::<Customer>(&uid).await?.ok_or_else(|| not_found(&uid))?;
             if let Some(name) = name {
@@ -157,6 +157,9 @@ async fn customer(settings: &Settings, action: CustomerCommand) -> Result<(), Bo
             }
             if number.is_some() {
                 customer.did = did(number);
+            }
+            if let Some(limit) = max_callers {
+                customer.max_callers = (limit > 0).then_some(i64::from(limit));
             }
             store.update(&customer).await?;
             serde_json::to_string(&Printed::of(&customer, None))?

@@ -355,7 +355,14 @@ async fn schema_rules_become_typed_errors() {
     globex.created_at = acme.created_at.plus_minutes(1);
     store.create_customer(&globex).await.expect("globex");
 
-    assert_eq!(store.default_customer().await.expect("default").uid, acme.uid, "the oldest");
+    // The default customer is the one made as such (issue 17: not simply the
+    // oldest, which a `customer create` before the first start would make).
+    assert!(matches!(store.default_customer().await, Err(StoreError::NotFound(_))));
+    let (default, key) = store.ensure_default_customer().await.expect("default");
+    assert!(key.is_some(), "made now, with its key");
+    assert_eq!(store.default_customer().await.expect("default").uid, default.uid);
+    let (again, key) = store.ensure_default_customer().await.expect("default");
+    assert_eq!((again.uid, key), (default.uid, None), "made once");
     let mut conf = Conference::new(&acme, "A");
     conf.dial_in_number = Some("5000".into());
     assert!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tutti_api::Time;
-use tutti_api::model::{Caller, Conference, Direction, Role};
+use tutti_api::model::{Caller, Conference, Direction, Person, Role};
 use tutti_api::rules::Admission;
 use tutti_media::io::LegIo;
 use tutti_media::room::PlayTarget;
@@ -200,14 +200,30 @@ impl Engine {
         } else {
             (leg, None)
         };
-        let caller = Caller {
-            person_uid,
+        let mut caller = Caller {
             name: incoming.from_display_name.clone().unwrap_or_default(),
             ani: incoming.from_user.clone().unwrap_or_default(),
             did: dialled.number.clone(),
             pin,
             ..Caller::new("", Direction::Inbound, role, Time::now())
         };
+        // A person's PIN: the caller carries the person's name, notes and
+        // custom fields, and links to it.
+        if let Some(uid) = person_uid {
+            match self.inner.store.find::<Person>(&uid).await {
+                Ok(Some(person)) => {
+                    if !person.name.is_empty() {
+                        caller.name = person.name;
+                    }
+                    caller.notes = person.notes;
+                    caller.custom1 = person.custom1;
+                    caller.custom2 = person.custom2;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, person = %uid, "person not read"),
+            }
+            caller.person_uid = Some(uid);
+        }
         let control = incoming.control.clone();
         match self.join(&conference, caller, leg, control, seat, spoken_name).await {
             Ok(uid) => Ok(uid),
