@@ -199,3 +199,101 @@ fn http_cuts_off_unfinished_and_idle_clients_and_answers_404_in_json() {
     let (_, took) = waiting.join().expect("idle client");
     assert!(took < Duration::from_secs(15), "an idle connection held {took:?}");
 }
+
+/// A SIP request the server cannot take gets a 400 that says why, and a log
+/// line: a UDP INVITE whose Content-Length is larger than its body (RFC 3261
+/// 18.3), against the real binary.
+#[test]
+fn a_bad_sip_request_gets_a_400_that_says_why() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &[]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let local = socket.local_addr().expect("addr");
+    let body = "v=0\r\no=a 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";
+    let invite = format!(
+        "INVITE sip:4001@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKtrunc;rport\r\n\
+         From: <sip:t@127.0.0.1>;tag=t1\r\nTo: <sip:4001@127.0.0.1>\r\nCall-ID: trunc@test\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:t@{local}>\r\nMax-Forwards: 70\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len() + 40
+    );
+    socket.send_to(invite.as_bytes(), sip).expect("send");
+    let mut buf = [0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buf).expect("an answer");
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("SIP/2.0 400 "), "{text}");
+    let status_line = text.lines().next().unwrap_or_default();
+    assert!(status_line.len() > "SIP/2.0 400 ".len() + 3, "a reason phrase: {status_line}");
+    let warning = text.lines().find(|l| l.to_ascii_lowercase().starts_with("warning:"));
+    assert!(warning.is_some_and(|w| w.contains("399") && w.contains("Content-Length")), "{text}");
+    server.wait_for_log("Content-Length", Duration::from_secs(5));
+}
+
+/// Wrong LOGINs are counted per address across connections: twenty parallel
+/// guessers get at most five passwords checked between them, and each failure
+/// is logged with the address.
+#[test]
+fn login_guessing_is_limited_per_address_across_connections() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &["--control-password", "right"]);
+    let control = server.logged_addr("control protocol listening", "addr");
+    let answers: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..20)
+            .map(|i| {
+                scope.spawn(move || {
+                    let Ok(mut stream) = TcpStream::connect(control) else { return Vec::new() };
+                    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+                    let _ = stream.write_all(
+                        format!("LOGIN,wrong{i}\r\nLOGIN,wrong{i}b\r\nLOGIN,wrong{i}c\r\n")
+                            .as_bytes(),
+                    );
+                    let mut text = String::new();
+                    let _ = stream.read_to_string(&mut text);
+                    text.lines().map(str::to_owned).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("worker")).collect()
+    });
+    let checked = answers.iter().filter(|l| l.contains("Invalid password")).count();
+    let refused = answers.iter().filter(|l| l.contains("Too many failed logins")).count();
+    assert!(checked <= 5, "{checked} passwords were checked: {answers:?}");
+    assert!(refused >= 1, "{answers:?}");
+    assert!(
+        server.logs().contains("LOGIN failed peer=127.0.0.1"),
+        "failures are logged with the address"
+    );
+}
+
+/// Connections that never log in cannot lock operators out: only a share of
+/// the places may wait for a login, and each waits at most 10 s.
+#[test]
+fn idle_connections_that_never_log_in_cannot_lock_operators_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path(), &["--control-password", "right"]);
+    let control = server.logged_addr("control protocol listening", "addr");
+    // An operator logged in before the flood keeps its session.
+    let mut operator = Control::connect(control, "right");
+    let idle: Vec<TcpStream> =
+        (0..16).map(|_| TcpStream::connect(control).expect("connect")).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = TcpStream::connect(control).expect("connect");
+    extra.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut text = String::new();
+    let _ = extra.read_to_string(&mut text);
+    assert!(text.contains("Too many connections"), "the 17th waiting connection: {text:?}");
+    operator.command("KEEPALIVE", "KEEPALIVE");
+    // Within the login timeout the idle ones are closed, and a new login works.
+    let started = Instant::now();
+    for mut stream in idle {
+        stream.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        assert!(text.contains("Login timeout"), "{text:?}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(12), "{:?}", started.elapsed());
+    let mut again = Control::connect(control, "right");
+    again.command("KEEPALIVE", "KEEPALIVE");
+}
