@@ -3,10 +3,11 @@
 //! the longer limit while the peer holds the call, and forgotten as soon as
 //! anything arrives again.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tutti_media::codec::CodecKind;
 use tutti_media::leg::{Leg, LegConfig, Output, SilenceLimits};
 
 const A: &str = "127.0.0.1:40000";
@@ -17,17 +18,7 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 fn config(remote: &str) -> LegConfig {
-    LegConfig {
-        codec: CodecKind::Pcmu,
-        send_payload_type: 0,
-        recv_payload_type: 0,
-        send_telephone_event: Some(101),
-        recv_telephone_event: Some(101),
-        remote_rtp: addr(remote),
-        remote_rtcp: None,
-        srtp: None,
-        cname: "test@tutti".into(),
-    }
+    common::pcmu_leg(addr(remote))
 }
 
 const LIMITS: SilenceLimits =
