@@ -1,5 +1,7 @@
 //! Helpers shared by the media tests that use real sockets.
 
+#![allow(dead_code)] // Each test binary uses a different part of this module.
+
 use std::net::{Ipv4Addr, SocketAddr};
 
 use tutti_media::codec::CodecKind;
