@@ -36,6 +36,13 @@ one room per five callers. Example (the docs/performance.md table):
 
     scripts/load/run.py --calls 10,100,400,1000 --rooms 1,N/5 --hold 25
 
+HTTP under load: --http-bench runs wrk (Debian package wrk) during the window
+against /_access: getConference (GET) for the first half, addPerson (POST) for
+the second, --http-connections clients at once (default 50), and reports their
+requests per second and latency percentiles beside the media figures:
+
+    scripts/load/run.py --calls 100 --hold 30 --http-bench
+
 RTP counting. tutti has no RTP counters in /metrics, so packets are counted by
 the kernel. SIPp 3.6 sends every call's stream from its one media socket (-mp)
 and never reads that socket (its RTPSTREAM code has no receive path without
@@ -86,6 +93,7 @@ SIPp, timelines) is kept when a run failed or with --keep.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import ctypes
 import datetime
 import hashlib
@@ -413,6 +421,74 @@ def make_audio(workdir: Path) -> str:
 # --------------------------------------------------------------------------- one run
 
 
+def first_start_secrets(log_path: Path) -> tuple[str, str]:
+    """The default customer's UID and API key, as tutti printed them on its first
+    start (standard output goes to tutti.log here)."""
+    uid = key = ""
+    for line in log_path.read_text(errors="replace").splitlines():
+        if "tutti first start: customer UID:" in line:
+            uid = line.rsplit(" ", 1)[-1]
+        elif "tutti first start: API key:" in line:
+            key = line.rsplit(" ", 1)[-1]
+    if not uid or not key:
+        raise RuntimeError("no first-start secrets in tutti.log")
+    return uid, key
+
+
+def wrk_run(url: str, seconds: float, connections: int, script: Path | None, out: Path) -> dict:
+    """One wrk run (Debian package wrk): requests per second and latency
+    percentiles in milliseconds, non-2xx answers counted."""
+    cmd = ["wrk", "-t", "2", "-c", str(connections), "-d", f"{max(1, int(seconds))}s", "--latency",
+           "--timeout", "5s"]
+    if script:
+        cmd += ["-s", str(script)]
+    cmd.append(url)
+    text = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    out.write_text(" ".join(cmd) + "\n" + text)
+    result: dict = {}
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def ms(value: str) -> float | None:
+        m = re.match(r"([0-9.]+)(us|ms|s)$", value)
+        return round(float(m.group(1)) * units[m.group(2)], 2) if m else None
+
+    for line in text.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            result["rps"] = round(float(parts[1]))
+        elif len(parts) == 2 and parts[0] in ("50%", "90%", "99%"):
+            result[f"p{parts[0][:-1]}_ms"] = ms(parts[1])
+        elif line.strip().startswith("Non-2xx or 3xx responses:"):
+            result["non_2xx"] = int(parts[-1])
+        elif "requests in" in line:
+            result["requests"] = int(parts[0])
+    return result
+
+
+def http_bench(args, rundir: Path, http: str, seconds: float) -> dict:
+    """During the steady window: wrk against /_access getConference (GET) and
+    addPerson (POST), half the window each, --http-connections at once."""
+    uid, key = first_start_secrets(rundir / "tutti.log")
+    creds = f"customer={uid}&key={key}&type=json"
+    # The load's rooms have callers in them: they are on the active list.
+    lists = json.loads(http_get(http, f"/_access/getActiveConference?{creds}", 5))
+    if not lists.get("value"):
+        raise RuntimeError(f"no active conference to read: {lists}")
+    conference = lists["value"][0]["UID"]
+    get_url = f"http://{http}/_access/getConference?{creds}&conferenceUID={conference}"
+    post = rundir / "add_person.lua"
+    post.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+        f'wrk.body = "{creds}&conference={conference}&role=PARTICIPANT&name=Load"\n'
+    )
+    half = seconds / 2
+    got = wrk_run(get_url, half, args.http_connections, None, rundir / "wrk.getConference.txt")
+    added = wrk_run(f"http://{http}/_access/addPerson", half, args.http_connections, post,
+                    rundir / "wrk.addPerson.txt")
+    return {f"http_get_{k}": v for k, v in got.items()} | {f"http_add_{k}": v for k, v in added.items()}
+
+
 def parse_rooms(spec: str, calls: int) -> int:
     spec = spec.strip().upper().replace(" ", "")
     if spec.startswith("N/"):
@@ -569,9 +645,15 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
         }
         rows = []
         end = a["t"] + hold
+        bench = None
+        if args.http_bench:
+            pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+            bench = pool.submit(http_bench, args, rundir, http, hold - 1)
         while time.monotonic() < end:
             time.sleep(min(1, max(0, end - time.monotonic())))
             rows.append(sample("window"))
+        if bench is not None:
+            result.update(bench.result(timeout=120))
         b = {
             "t": time.monotonic(), "tutti": proc_ticks(tutti.pid), "sipp": proc_ticks(sipp.pid),
             "sipp_main": thread_ticks(sipp.pid).get(sipp.pid, ("", 0))[1],
@@ -721,7 +803,10 @@ def report(r: dict) -> None:
                 "sipp_rtp_sent_per_s", "tutti_rtcp_out_per_s", "tutti_socket_drops_per_s",
                 "snmp_rcvbuf_errors_per_s", "sipp_cpu_pct", "sipp_main_thread_pct", "machine_busy_pct",
                 "sipp_created", "sipp_successful", "sipp_failed", "sipp_failures", "sipp_retransmissions",
-                "setup_ms_avg", "sipp_exit", "tutti_callers_after", "tutti_exit", "elapsed_s", "rundir"):
+                "setup_ms_avg", "sipp_exit", "tutti_callers_after", "tutti_exit",
+                "http_get_rps", "http_get_p50_ms", "http_get_p99_ms", "http_get_non_2xx",
+                "http_add_rps", "http_add_p50_ms", "http_add_p99_ms", "http_add_non_2xx",
+                "elapsed_s", "rundir"):
         if key in r:
             print(f"  {key:28} {r[key]}")
     lg = r.get("tutti_log", {})
@@ -756,6 +841,10 @@ def main() -> int:
     p.add_argument("--hold", type=float, default=25, help="steady window in seconds (default 25)")
     p.add_argument("--rate", type=float, default=0,
                    help="calls per second during the ramp (default N/10, between 5 and 20)")
+    p.add_argument("--http-bench", action="store_true",
+                   help="during the window, load /_access getConference and addPerson with wrk (Debian package wrk)")
+    p.add_argument("--http-connections", type=int, default=50,
+                   help="concurrent HTTP clients for --http-bench (default 50)")
     p.add_argument("--talkers", default="3",
                    help='callers per room streaming speech, the rest stream quiet noise; "all" for everyone (default 3)')
     p.add_argument("--settle-max", type=float, default=20,
@@ -777,7 +866,8 @@ def main() -> int:
     if args.netns_active:
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
-    for tool in ("sipp", "sox"):
+    tools = ("sipp", "sox", "wrk") if args.http_bench else ("sipp", "sox")
+    for tool in tools:
         if not shutil.which(tool):
             sys.exit(f"{tool} not found (apt-get install sip-tester sox)")
     if args.build:
