@@ -23,15 +23,21 @@ pub(super) async fn run(name: &str, r: &Request<'_>) -> Answer {
         "getPossibleConference" => list(r, |l| l.possible).await,
         "getExpiredConference" => list(r, |l| l.expired).await,
         "getCanceledConference" => list(r, |l| l.canceled).await,
-        "getConference" | "getConferenceData" => {
+        "getConference" => {
+            // The busiest read: the conference and its lists in one query.
+            let uid = r.uid("conferenceUID")?;
+            let (conference, view) = r
+                .ops
+                .conference_with_view(&r.scope, &uid)
+                .await
+                .map_err(|e| store(e, "conferenceUID"))?;
+            Ok(Envelope::ok(objects::conference_of(&conference, view, r.tz)))
+        }
+        "getConferenceData" => {
             let uid = r.uid("conferenceUID")?;
             let conference =
                 r.ops.conference(&r.scope, &uid).await.map_err(|e| store(e, "conferenceUID"))?;
-            let value = if name == "getConference" {
-                objects::conference(&r.ops.store, &conference, r.tz).await
-            } else {
-                objects::conference_data(&r.ops.store, &conference, r.tz).await
-            };
+            let value = objects::conference_data(&r.ops.store, &conference, r.tz).await;
             Ok(Envelope::ok(value.map_err(stored)?))
         }
         "getConferenceReservation" => {

@@ -141,7 +141,17 @@ async fn handle(
         Err(BodyError::TooLarge) => Envelope::error(-2, BodyError::TooLarge.to_string())
             .with_status(StatusCode::PAYLOAD_TOO_LARGE),
         Err(e) => Envelope::error(-2, e.to_string()),
-        Ok(params) => answer(&ops, &name, &method, params).await,
+        // Its own task: a panic (a bug) is answered -4 instead of dropping the
+        // connection, and the server goes on.
+        Ok(params) => {
+            match tokio::spawn(async move { answer(&ops, &name, &method, params).await }).await {
+                Ok(envelope) => envelope,
+                Err(e) => {
+                    tracing::error!(error = %e, "access: a function failed unexpectedly");
+                    Envelope::error(-4, "unexpected failure; the server logged it")
+                }
+            }
+        }
     };
     envelope.render(format)
 }

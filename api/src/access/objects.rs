@@ -18,10 +18,10 @@ use serde_json::{Value, json};
 
 use crate::http::params::format_time;
 use crate::model::{
-    Call, CallStatus, CallTag, Caller, Conference, ConferenceTag, Customer, ObjectType, Person,
-    Reservation, RoleFlags, Sound,
+    Call, CallTag, Caller, Conference, ConferenceTag, Customer, ObjectType, Person, Reservation,
+    RoleFlags,
 };
-use crate::store::{Result, Store};
+use crate::store::{ConferenceView, Result, Store};
 use crate::time::Time;
 
 fn time(t: Option<Time>, tz: &TimeZone) -> Value {
@@ -53,10 +53,6 @@ pub fn conference_tag(t: &ConferenceTag) -> Value {
 
 pub fn call_tag(t: &CallTag) -> Value {
     json!({"ID": t.id, "value": t.value, "conferenceTagId": t.conference_tag_id})
-}
-
-pub fn audio(s: &Sound) -> Value {
-    json!({"ID": s.id, "name": s.name})
 }
 
 pub async fn customer(store: &Store, c: &Customer) -> Result<Value> {
@@ -119,33 +115,39 @@ pub async fn person(store: &Store, p: &Person) -> Result<Value> {
 
 /// A conference with its related UIDs (getConference).
 pub async fn conference(store: &Store, c: &Conference, tz: &TimeZone) -> Result<Value> {
-    let persons: Vec<String> = store.persons_of(&c.uid).await?.into_iter().map(|p| p.uid).collect();
-    let reservations = store.reservations_of(&c.uid).await?;
-    let calls = store.calls_of(&c.uid).await?;
-    let active: Vec<&Call> = calls.iter().filter(|k| k.status == CallStatus::Active).collect();
-    let listed: Vec<String> = if active.is_empty() {
-        calls.iter().map(|k| k.uid.clone()).collect()
+    let (c, view) = store
+        .conference_with_view(&c.uid)
+        .await?
+        .ok_or(crate::store::StoreError::NotFound("conferences"))?;
+    Ok(conference_of(&c, view, tz))
+}
+
+/// A conference with its related UIDs, from the conference and its view.
+pub fn conference_of(c: &Conference, view: ConferenceView, tz: &TimeZone) -> Value {
+    let active: Vec<&String> = view.calls.iter().filter(|(_, a)| *a).map(|(uid, _)| uid).collect();
+    let listed: Vec<&String> = if active.is_empty() {
+        view.calls.iter().map(|(uid, _)| uid).collect()
     } else {
-        active.iter().map(|k| k.uid.clone()).collect()
+        active.clone()
     };
     let (start, end) = if c.reserved {
-        let first = reservations.iter().map(|r| r.start_time).min();
-        let last = reservations.iter().filter_map(Reservation::end_time).max();
+        let first = view.reservations.iter().map(|(_, start, _)| *start).min();
+        let last = view
+            .reservations
+            .iter()
+            .filter_map(|(_, start, minutes)| minutes.map(|m| start.plus_minutes(m)))
+            .max();
         (first, last)
     } else {
         (c.scheduled_start, c.scheduled_end)
     };
-    let customer = store.find::<Customer>(&c.customer_uid).await?;
-    let did = c
-        .dial_in_number
-        .clone()
-        .or_else(|| customer.as_ref().and_then(|k| k.did.clone()))
-        .unwrap_or_default();
-    let sounds: Vec<Value> = store.sounds_for(&c.customer_uid).await?.iter().map(audio).collect();
-    let tags: Vec<Value> =
-        store.conference_tags(&c.uid).await?.iter().map(conference_tag).collect();
-    let settings = role_flags(&store.conference_role_settings(&c.uid).await?);
-    Ok(json!({
+    let did = c.dial_in_number.clone().or(view.customer_did).unwrap_or_default();
+    let sounds: Vec<Value> =
+        view.sounds.iter().map(|(id, name)| json!({"ID": id, "name": name})).collect();
+    let tags: Vec<Value> = view.tags.iter().map(conference_tag).collect();
+    let custom: Vec<Value> =
+        view.custom.iter().map(|(key, value)| json!({"key": key, "value": value})).collect();
+    json!({
         "UID": c.uid,
         "name": c.name,
         "scheduledStartTime": time(start, tz),
@@ -153,20 +155,20 @@ pub async fn conference(store: &Store, c: &Conference, tz: &TimeZone) -> Result<
         "customer": c.customer_uid,
         "status": c.status.as_str(),
         "data": c.data,
-        "persons": persons,
+        "persons": view.persons,
         "audio": sounds,
         "DID": did,
         "recording": c.recording,
         "greenroom": c.greenroom,
         "notes": c.notes,
-        "activeCallUID": active.first().map(|k| k.uid.clone()),
+        "activeCallUID": active.first(),
         "tags": tags,
-        "setting": settings,
+        "setting": role_flags(&view.settings),
         "customText": c.custom,
-        "reservations": reservations.iter().map(|r| r.uid.clone()).collect::<Vec<_>>(),
+        "reservations": view.reservations.iter().map(|(uid, _, _)| uid).collect::<Vec<_>>(),
         "reserved": c.reserved,
         "backgroundMusic": c.background_music,
-        "custom": custom(store, ObjectType::Conference, &c.uid).await?,
+        "custom": custom,
         "securityToken": c.security_token,
         "calls": listed,
         "contactEmail": c.contact_email,
@@ -177,7 +179,7 @@ pub async fn conference(store: &Store, c: &Conference, tz: &TimeZone) -> Result<
         "banner": c.banner,
         "callerInterface": c.caller_interface,
         "regComment": c.reg_comment,
-    }))
+    })
 }
 
 /// A conference with its child objects (getConferenceData): persons,

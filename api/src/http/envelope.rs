@@ -79,12 +79,19 @@ impl Envelope {
     }
 
     pub fn json(&self) -> String {
-        let document = serde_json::json!({
-            "message": self.message,
-            "value": self.value,
-            "code": self.code.to_string(),
-        });
-        document.to_string()
+        /// The document's order, borrowing the value rather than copying it.
+        #[derive(serde::Serialize)]
+        struct Json<'a> {
+            message: &'a str,
+            value: &'a Value,
+            code: String,
+        }
+        let document =
+            Json { message: &self.message, value: &self.value, code: self.code.to_string() };
+        serde_json::to_string(&document).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "envelope not rendered");
+            r#"{"message":"rendering failed","value":"","code":"-4"}"#.to_owned()
+        })
     }
 
     pub fn xml(&self) -> String {

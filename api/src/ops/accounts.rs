@@ -1,24 +1,70 @@
 //! Customers (the accounts that own conferences): authentication by API key,
 //! their settings, and the custom key/values every object may carry.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq;
+
 use super::callers::MAX_TEXT_LEN;
 use super::{Kind, Ops, OpsError, OpsResult, Scope};
 use crate::model::{
     Call, CallStatus, Caller, Conference, Customer, CustomerStatus, ObjectType, Person,
 };
+use crate::secret;
 
 /// The longest custom key accepted.
 pub const MAX_KEY_LEN: usize = 255;
+
+/// How long a verified customer and key are trusted without asking the store
+/// again. A key rotated from the command line (another process) stops working
+/// within this time; a status change takes effect within it.
+pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(2);
+/// Entries kept at most; the cache is emptied when it fills.
+const AUTH_CACHE_SIZE: usize = 10_000;
+
+/// Recently verified customers, by UID, with the hash of the key that
+/// unlocked them: every API request authenticates, and most repeat.
+#[derive(Debug, Default)]
+pub struct AuthCache {
+    entries: Mutex<HashMap<String, (String, Customer, Instant)>>,
+}
+
+impl AuthCache {
+    fn get(&self, uid: &str, key_hash: &str, now: Instant) -> Option<Customer> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (hash, customer, at) = entries.get(uid)?;
+        let fresh = now.saturating_duration_since(*at) < AUTH_CACHE_TTL;
+        let same: bool = hash.as_bytes().ct_eq(key_hash.as_bytes()).into();
+        (fresh && same).then(|| customer.clone())
+    }
+
+    fn put(&self, uid: &str, key_hash: String, customer: &Customer, now: Instant) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= AUTH_CACHE_SIZE {
+            entries.clear();
+        }
+        entries.insert(uid.to_owned(), (key_hash, customer.clone(), now));
+    }
+}
 
 impl Ops {
     /// The customer whose API key `key` is, if its status lets it work. A wrong
     /// key and an unknown customer look the same.
     pub async fn authenticate(&self, customer_uid: &str, key: &str) -> OpsResult<Customer> {
-        let customer = self
-            .store
-            .authenticate_customer(customer_uid, key)
-            .await?
-            .ok_or(OpsError::NotFound(Kind::Customer))?;
+        let key_hash = secret::hash_api_key(key);
+        let now = Instant::now();
+        let cached = self.auth_cache.get(customer_uid, &key_hash, now);
+        let customer = match cached {
+            Some(customer) => customer,
+            None => {
+                let found = self.store.authenticate_customer(customer_uid, key).await?;
+                let customer = found.ok_or(OpsError::NotFound(Kind::Customer))?;
+                self.auth_cache.put(customer_uid, key_hash, &customer, now);
+                customer
+            }
+        };
         match customer.status {
             CustomerStatus::Active => Ok(customer),
             CustomerStatus::Suspend | CustomerStatus::Hold => {
@@ -216,7 +262,7 @@ mod tests {
     #[tokio::test]
     async fn a_suspended_customer_cannot_authenticate() {
         let (ops, _live, _dir) = ops_with(FakeLive::default()).await;
-        let mut customer = Customer::new("Acme");
+        let customer = Customer::new("Acme");
         let key = ops.store.create_customer(&customer).await.expect("customer");
         assert_eq!(
             ops.authenticate(&customer.uid, &key).await.map(|c| c.uid),
@@ -226,11 +272,17 @@ mod tests {
             ops.authenticate(&customer.uid, "wrong").await.map(drop),
             Err(OpsError::NotFound(Kind::Customer))
         );
-        customer.status = CustomerStatus::Suspend;
-        ops.store.update(&customer).await.expect("suspend");
+        // A suspended customer is refused (one verified moments ago is trusted
+        // for AUTH_CACHE_TTL; this one was not).
+        let mut suspended = Customer::new("Suspended");
+        suspended.status = CustomerStatus::Suspend;
+        let other_key = ops.store.create_customer(&suspended).await.expect("customer");
         assert!(matches!(
-            ops.authenticate(&customer.uid, &key).await,
+            ops.authenticate(&suspended.uid, &other_key).await,
             Err(OpsError::NotAllowed(_))
         ));
+        // A rotated key works at once.
+        let fresh = ops.store.rotate_api_key(&customer.uid).await.expect("rotate");
+        assert!(ops.authenticate(&customer.uid, &fresh).await.is_ok());
     }
 }

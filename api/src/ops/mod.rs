@@ -81,6 +81,7 @@ pub struct Ops {
     pub live: Arc<dyn LiveControl>,
     pub events: EventBus,
     pub settings: Arc<OpsSettings>,
+    auth_cache: Arc<accounts::AuthCache>,
 }
 
 impl std::fmt::Debug for Ops {
@@ -96,7 +97,8 @@ impl Ops {
         events: EventBus,
         settings: OpsSettings,
     ) -> Self {
-        Self { store, live, events, settings: Arc::new(settings) }
+        let auth_cache = Arc::default();
+        Self { store, live, events, settings: Arc::new(settings), auth_cache }
     }
 
     /// An object's owner, if the requester may see it; otherwise `kind` not found.
@@ -111,6 +113,19 @@ impl Ops {
     pub async fn conference(&self, scope: &Scope, uid: &str) -> OpsResult<Conference> {
         match self.store.find::<Conference>(uid).await? {
             Some(c) if scope.sees(&c.customer_uid) => Ok(c),
+            _ => Err(OpsError::NotFound(Kind::Conference)),
+        }
+    }
+
+    /// The conference with everything its answer lists, in one read, if the
+    /// requester may see it.
+    pub async fn conference_with_view(
+        &self,
+        scope: &Scope,
+        uid: &str,
+    ) -> OpsResult<(Conference, crate::store::ConferenceView)> {
+        match self.store.conference_with_view(uid).await? {
+            Some((c, view)) if scope.sees(&c.customer_uid) => Ok((c, view)),
             _ => Err(OpsError::NotFound(Kind::Conference)),
         }
     }

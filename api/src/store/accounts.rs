@@ -43,15 +43,19 @@ impl Store {
     /// The customer, if `key` is its current API key. Unknown customers and wrong
     /// keys look the same to the caller.
     pub async fn authenticate_customer(&self, uid: &str, key: &str) -> Result<Option<Customer>> {
-        let stored: Option<String> =
-            sqlx::query_scalar("SELECT api_key_hash FROM customers WHERE uid = ?")
-                .bind(uid)
-                .fetch_optional(&self.pool)
-                .await?;
-        match stored {
-            Some(hash) if secret::verify_api_key(key, &hash) => self.find(uid).await,
-            _ => Ok(None),
+        // One query: the key's hash with the row it unlocks.
+        let sql = format!(
+            "SELECT {}, api_key_hash FROM customers WHERE uid = ?",
+            Customer::COLUMNS.join(", ")
+        );
+        let row: Option<sqlx::sqlite::SqliteRow> =
+            sqlx::query(trusted(sql)).bind(uid).fetch_optional(&self.pool).await?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: String = sqlx::Row::try_get(&row, "api_key_hash")?;
+        if !secret::verify_api_key(key, &hash) {
+            return Ok(None);
         }
+        Ok(Some(<Customer as sqlx::FromRow<sqlx::sqlite::SqliteRow>>::from_row(&row)?))
     }
 
     pub async fn list_customers(&self) -> Result<Vec<Customer>> {

@@ -12,6 +12,7 @@ mod control_queries;
 mod fields;
 mod misc;
 mod owners;
+mod views;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use crate::model::Record;
 pub use fields::{CALLER_LIVE_COLUMNS, CallFlag, CallerDetails};
 pub use misc::Counts;
 pub use owners::Owner;
+pub use views::ConferenceView;
 
 /// Why a store operation failed, by cause: the object is missing, the request
 /// collides with stored data or breaks a rule, or the database itself failed.
