@@ -47,6 +47,12 @@ impl AuthCache {
         }
         entries.insert(uid.to_owned(), (key_hash, customer.clone(), now));
     }
+
+    /// Drops what is remembered of `uid`, after its record changed here.
+    fn forget(&self, uid: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.remove(uid);
+    }
 }
 
 impl Ops {
@@ -109,6 +115,8 @@ impl Ops {
             check_text(field, text)?;
         }
         self.store.update(&customer).await?;
+        // The next request must see the new defaults, not the cached record.
+        self.auth_cache.forget(&customer.uid);
         Ok(customer)
     }
 
@@ -284,5 +292,23 @@ mod tests {
         // A rotated key works at once.
         let fresh = ops.store.rotate_api_key(&customer.uid).await.expect("rotate");
         assert!(ops.authenticate(&customer.uid, &fresh).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_settings_change_is_seen_by_the_next_request() {
+        let (ops, _live, _dir) = ops_with(FakeLive::default()).await;
+        let customer = Customer::new("Acme");
+        let key = ops.store.create_customer(&customer).await.expect("customer");
+        let before = ops.authenticate(&customer.uid, &key).await.expect("auth");
+        assert!(!before.greenroom);
+        let scope = Scope::Customer(customer.uid.clone());
+        ops.modify_customer(&scope, |c| {
+            c.greenroom = true;
+            Ok(())
+        })
+        .await
+        .expect("modify");
+        let after = ops.authenticate(&customer.uid, &key).await.expect("auth");
+        assert!(after.greenroom, "not the record cached before the change");
     }
 }
