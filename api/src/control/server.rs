@@ -235,6 +235,7 @@ async fn connection(
                     == Attempt::Refused
             {
                 tracing::debug!(peer = %shell.peer, "control: LOGIN refused, address locked out");
+                drop(login_slot.take());
                 write_lines(&mut writer, &[guard::locked_out_line()]).await?;
                 return close(reader, writer).await;
             }
@@ -263,6 +264,9 @@ async fn connection(
         tokio::select! {
             () = &mut stopped => return Ok(()),
             () = sleep_until(login_deadline), if !session.is_logged_in() => {
+                // The place is free before the client can see the connection
+                // close (closing lingers to read what it still sends).
+                drop(login_slot.take());
                 write_lines(&mut writer, &[ControlError::LoginTimeout.to_line()]).await?;
                 return close(reader, writer).await;
             }
