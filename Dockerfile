@@ -17,7 +17,7 @@ COPY scripts/docker/healthcheck.sh /usr/local/bin/tutti-healthcheck
 ENV TUTTI_DATA_DIR=/data
 VOLUME ["/data"]
 USER tutti
-EXPOSE 5060/udp 5060/tcp 4011/tcp 8080/tcp
+EXPOSE 5060/udp 5060/tcp 4011/tcp 4012/tcp 8080/tcp
 # GET /healthz on the port of TUTTI_HTTP_LISTEN (default 127.0.0.1:8080).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["tutti-healthcheck"]

@@ -46,7 +46,7 @@ done
 
 step "1. start on loopback with a control password"
 "$TUTTI" --data-dir "$work/data" --sip-listen "127.0.0.1:$SIP" --control-listen "127.0.0.1:$CONTROL" \
-  --http-listen "127.0.0.1:$HTTP" --control-password secret >"$work/stdout" 2>"$work/server.log" &
+  --http-listen "127.0.0.1:$HTTP" --events-listen 127.0.0.1:0 --control-password secret >"$work/stdout" 2>"$work/server.log" &
 server=$!
 for _ in $(seq 1 300); do
   curl -sf "http://127.0.0.1:$HTTP/healthz" >/dev/null 2>&1 && break

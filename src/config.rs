@@ -142,6 +142,11 @@ pub struct Options {
     #[arg(long, env = "TUTTI_HTTP_LISTEN", global = true, value_name = "ADDR:PORT")]
     pub http_listen: Option<OrEmpty<SocketAddr>>,
 
+    /// Conductor API XMLSocket event port (the `socketXML` of a Call); loopback
+    /// by default like the other control listeners [default: 127.0.0.1:4012]
+    #[arg(long, env = "TUTTI_EVENTS_LISTEN", global = true, value_name = "ADDR:PORT")]
+    pub events_listen: Option<OrEmpty<SocketAddr>>,
+
     /// Data directory: database, sounds/, recordings/, tts/ [default: ./data]
     #[arg(long, env = "TUTTI_DATA_DIR", global = true, value_name = "DIR")]
     pub data_dir: Option<OrEmpty<PathBuf>>,
@@ -268,6 +273,7 @@ impl Options {
             control_password,
             control_customer,
             http_listen,
+            events_listen,
             data_dir,
             database,
             outbound_proxy,
@@ -345,6 +351,8 @@ impl Options {
             control_customer: self.control_customer,
             http_listen: given(self.http_listen)
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            events_listen: given(self.events_listen)
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4012))),
             data_dir,
             database,
             outbound_proxy: self.outbound_proxy,
@@ -429,6 +437,7 @@ pub struct Settings {
     pub control_password: Option<String>,
     pub control_customer: Option<String>,
     pub http_listen: SocketAddr,
+    pub events_listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database: String,
     pub outbound_proxy: Option<String>,
@@ -490,6 +499,7 @@ impl Settings {
         line("control-password", secret(&self.control_password));
         line("control-customer", self.control_customer.clone());
         line("http-listen", Some(self.http_listen.to_string()));
+        line("events-listen", Some(self.events_listen.to_string()));
         line("data-dir", Some(self.data_dir.display().to_string()));
         line("database", Some(self.database.clone()));
         line("outbound-proxy", self.outbound_proxy.clone());
@@ -531,6 +541,7 @@ mod tests {
         // The control listeners stay on loopback unless exposed on purpose.
         assert_eq!(s.control_listen.to_string(), "127.0.0.1:4011");
         assert_eq!(s.http_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.events_listen.to_string(), "127.0.0.1:4012");
         assert_eq!(s.rtp_ports.to_string(), "16384-32767");
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert_eq!(s.database, "sqlite://./data/tutti.db");

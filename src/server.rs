@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tutti_api::conductor::events::Hub;
+use tutti_api::conductor::socket;
 use tutti_api::control;
 use tutti_api::http::router;
 use tutti_api::live::EventBus;
@@ -58,6 +60,10 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         .await
         .map_err(|e| format!("cannot listen for HTTP on {}: {e}", settings.http_listen))?;
     let http_addr = http.local_addr()?;
+    let events_socket = TcpListener::bind(settings.events_listen).await.map_err(|e| {
+        format!("cannot listen for the XMLSocket events on {}: {e}", settings.events_listen)
+    })?;
+    let events_addr = events_socket.local_addr()?;
     warn_if_exposed("TCP 4011", control_addr);
     warn_if_exposed("HTTP", http_addr);
 
@@ -96,6 +102,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
             max_calls: settings.max_calls,
             started,
             version: env!("CARGO_PKG_VERSION"),
+            events_port: events_addr.port(),
         },
     );
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -110,11 +117,18 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         env!("CARGO_PKG_VERSION")
     );
 
-    let http_task = tokio::spawn(tutti_api::http::serve(http, router(ops), stop_rx.clone()));
+    // The Conductor's events, for its WebSocket, SSE and XMLSocket subscribers.
+    let hub = Hub::start(ops.clone());
+    tracing::info!(addr = %events_addr, "XMLSocket events listening");
+    tokio::spawn(socket::serve(events_socket, ops.clone(), hub.clone(), stop_rx.clone()));
+    let http_task =
+        tokio::spawn(tutti_api::http::serve(http, router(ops, hub.clone()), stop_rx.clone()));
 
     let signal = stop.recv().await;
     tracing::info!(signal, "stopping: no new work is accepted");
     let _ = stop_tx.send(true);
+    // Event streams end, so their connections do not hold the HTTP drain.
+    hub.close();
     // Live calls get a BYE; their tasks record the callers' end in the store.
     engine.shutdown().await;
     if tokio::time::timeout(DRAIN_TIMEOUT, control_task).await.is_err() {

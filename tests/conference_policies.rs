@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::Server;
 use support::phone::{Control, MUSIC_NOTES, Phone, Phones, level, music_level, talk};
+use support::{Server, open_store, tone_wav};
+use tutti_api::Time;
 use tutti_api::model::{Conference, ConferenceStatus, Reservation, ReservationState};
-use tutti_api::{Store, Time};
 use tutti_media::tone::goertzel_amplitude;
 
 /// The entry beep's two notes (tutti_media::tone::ENTRY_BEEP_HZ).
@@ -150,10 +150,6 @@ async fn a_full_conference_turns_the_next_caller_away() {
         talk_until(&mut phones, |p| level(&p[0], 1000.0) > 500.0 && level(&p[1], 440.0) > 500.0)
             .await;
     assert!(fine, "the members stopped hearing each other:\n{}", server.logs());
-}
-
-async fn open_store(dir: &Path) -> Store {
-    Store::open(&format!("sqlite://{}", dir.join("tutti.db").display())).await.expect("store")
 }
 
 /// The conference's status and its reservations' states, as stored now.
@@ -411,19 +407,6 @@ async fn caller_names_are_recorded_and_announced() {
     // Names are kept in memory only.
     let names = std::fs::read_dir(dir.path().join("recordings/names")).expect("names dir");
     assert_eq!(names.count(), 0, "recorded names left on disk");
-}
-
-/// Writes a one-tone WAV (16 kHz) into the server's sounds directory.
-fn tone_wav(dir: &Path, name: &str, freq: f64, ms: usize) {
-    let sounds = dir.join("sounds");
-    std::fs::create_dir_all(&sounds).expect("sounds dir");
-    let samples: Vec<i16> = (0..16 * ms)
-        .map(|n| (8000.0 * (2.0 * std::f64::consts::PI * freq * n as f64 / 16_000.0).sin()) as i16)
-        .collect();
-    let mut writer =
-        tutti_media::wav::WavWriter::create(&sounds.join(name), 16_000).expect("create wav");
-    writer.write(&samples).expect("write wav");
-    writer.finish().expect("finish wav");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

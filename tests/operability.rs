@@ -38,6 +38,7 @@ fn a_failed_start_prints_no_secrets_and_the_next_start_prints_them_all() {
         .arg(dir.path())
         .args(["--sip-listen", &format!("127.0.0.1:{port}")])
         .args(["--http-listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0"])
+        .args(["--events-listen", "127.0.0.1:0"])
         .args(["--timezone", "UTC", "serve"])
         .output()
         .expect("run");
@@ -101,6 +102,7 @@ fn the_owner_of_4011_conferences_is_explicit() {
         .arg(dir.path())
         .args(["--sip-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .args(["--control-listen", "127.0.0.1:0", "--timezone", "UTC"])
+        .args(["--events-listen", "127.0.0.1:0"])
         .args(["--control-customer", "nobody", "serve"])
         .output()
         .expect("run");

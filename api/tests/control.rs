@@ -197,6 +197,7 @@ impl Server {
                 max_calls: 500,
                 started: Instant::now(),
                 version: "test",
+                events_port: 0,
             },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

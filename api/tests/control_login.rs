@@ -93,6 +93,7 @@ async fn context(dir: &std::path::Path) -> Ops {
             max_calls: 500,
             started: Instant::now(),
             version: "test",
+            events_port: 0,
         },
     )
 }

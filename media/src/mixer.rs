@@ -199,17 +199,19 @@ impl VolumeStep {
 pub struct TalkDetection {
     /// RMS that counts towards starting (default 400, about -38 dBFS).
     pub start_level: u16,
-    /// Consecutive loud frames needed to start (default 2: 40 ms).
+    /// Consecutive loud frames needed to start (default 3: 60 ms).
     pub start_frames: u16,
     /// RMS below which a frame counts towards stopping (default 200, about -44 dBFS).
     pub stop_level: u16,
-    /// Consecutive quiet frames needed to stop (default 25: 500 ms).
+    /// Consecutive quiet frames needed to stop (default 30: 600 ms). With the
+    /// start delay this bounds talking reports to well under one pair a second
+    /// per member while it speaks.
     pub stop_frames: u16,
 }
 
 impl Default for TalkDetection {
     fn default() -> Self {
-        Self { start_level: 400, start_frames: 2, stop_level: 200, stop_frames: 25 }
+        Self { start_level: 400, start_frames: 3, stop_level: 200, stop_frames: 30 }
     }
 }
 

@@ -539,6 +539,7 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
             "--rtp-ports", f"{rtp_base}-{rtp_hi}",
             "--control-listen", f"127.0.0.1:{control_port}",
             "--http-listen", http,
+            "--events-listen", "127.0.0.1:0",
             "--data-dir", str(rundir / "data"),
             "--control-password", password,
             "--max-calls", str(calls + 100),

@@ -4,9 +4,7 @@
 //! caller's live fields; the descriptive ones belong to the operations layer.
 
 use tutti_api::live::{CallerField, Event};
-use tutti_api::model::{
-    Call, CallStatus, Caller, Conference, ConferenceStatus, EndReason, Role, RoleFlags,
-};
+use tutti_api::model::{Call, Caller, Conference, ConferenceStatus, EndReason, Role, RoleFlags};
 use tutti_api::ops::{Kind, OpsError};
 use tutti_api::rules::Admission;
 use tutti_api::{Time, model::Recording};
@@ -352,10 +350,9 @@ impl Engine {
             }
         }
         let now = Time::now();
-        if let Ok(mut call) = store.get::<Call>(&live.call_uid).await {
-            call.status = CallStatus::Closed;
-            call.actual_end = Some(now);
-            let _ = store.update(&call).await;
+        // Only the status and the end: fields an interface wrote stay.
+        if let Err(e) = store.end_call(&live.call_uid, now).await {
+            tracing::error!(error = %e, call = %live.call_uid, "the call's end not stored");
         }
         let idle = store.set_conference_status(
             conference_uid,

@@ -73,6 +73,7 @@ impl Server {
             .args(["--http-listen", "127.0.0.1:0"])
             .args(["--sip-listen", "127.0.0.1:0"])
             .args(["--control-listen", "127.0.0.1:0"])
+            .args(["--events-listen", "127.0.0.1:0"])
             .args(["--rtp-ports", &rtp_ports])
             .args(["--timezone", "UTC"])
             .args(extra)
@@ -220,4 +221,24 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("bad status line in {head:?}"));
     (status, body.to_owned())
+}
+
+/// The server's database, opened beside it (SQLite WAL: both may write).
+pub async fn open_store(dir: &Path) -> tutti_api::Store {
+    tutti_api::Store::open(&format!("sqlite://{}", dir.join("tutti.db").display()))
+        .await
+        .expect("store")
+}
+
+/// Writes `<dir>/sounds/<name>`: a 16 kHz WAV of a `freq` tone lasting `ms`.
+pub fn tone_wav(dir: &Path, name: &str, freq: f64, ms: usize) {
+    let sounds = dir.join("sounds");
+    std::fs::create_dir_all(&sounds).expect("sounds dir");
+    let samples: Vec<i16> = (0..16 * ms)
+        .map(|n| (8000.0 * (2.0 * std::f64::consts::PI * freq * n as f64 / 16_000.0).sin()) as i16)
+        .collect();
+    let mut writer =
+        tutti_media::wav::WavWriter::create(&sounds.join(name), 16_000).expect("create wav");
+    writer.write(&samples).expect("write wav");
+    writer.finish().expect("finish wav");
 }

@@ -4,56 +4,11 @@
 //! runs, and `/openapi.json` is generated from it, so the description cannot
 //! drift from what the server does.
 
-/// What a parameter holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ty {
-    Text,
-    /// A UID of an object the customer owns.
-    Uid,
-    Integer,
-    /// `true`/`false`/`1`/`0`.
-    Boolean,
-    /// `yyyy.MM.dd HH:mm:ss` in the server's zone, or ISO 8601 with an offset.
-    DateTime,
-    /// PARTICIPANT, PRESENTER, ASSISTANT or OPERATOR.
-    Role,
-    /// One of the listed names.
-    OneOf(&'static [&'static str]),
-}
+pub use crate::http::functions::{Function, Param, Ty};
 
-/// One parameter of a function.
-#[derive(Debug, Clone, Copy)]
-pub struct Param {
-    pub name: &'static str,
-    pub ty: Ty,
-    pub required: bool,
-    pub doc: &'static str,
-}
+use crate::http::functions::{opt, req};
 
-/// One function of the API.
-#[derive(Debug, Clone, Copy)]
-pub struct Function {
-    pub name: &'static str,
-    /// A command request (POST); otherwise an information request (GET).
-    pub command: bool,
-    pub summary: &'static str,
-    pub params: &'static [Param],
-    /// The function's own error codes (positive), with their reasons.
-    pub errors: &'static [(i64, &'static str)],
-    /// What `value` holds on success.
-    pub returns: &'static str,
-}
-
-const fn req(name: &'static str, ty: Ty, doc: &'static str) -> Param {
-    Param { name, ty, required: true, doc }
-}
-
-const fn opt(name: &'static str, ty: Ty, doc: &'static str) -> Param {
-    Param { name, ty, required: false, doc }
-}
-
-/// The roles MaestroConference knows.
-pub const ROLES: &[&str] = &["PARTICIPANT", "PRESENTER", "ASSISTANT", "OPERATOR"];
+pub use crate::http::functions::ROLES;
 
 /// The customer fields updateCustomer changes.
 pub const CUSTOMER_FIELDS: &[&str] = &[
@@ -360,5 +315,5 @@ pub const FUNCTIONS: &[Function] = &[
 
 /// The function named exactly `name`.
 pub fn find(name: &str) -> Option<&'static Function> {
-    FUNCTIONS.iter().find(|f| f.name == name)
+    crate::http::functions::find(FUNCTIONS, name)
 }

@@ -65,9 +65,9 @@ pub(super) async fn run(name: &str, r: &Request<'_>) -> Answer {
                 ));
             }
             let value = if name == "getCall" {
-                objects::call(&r.ops.store, &call, r.tz).await
+                objects::call(&r.ops.store, &call, r.ops.settings.events_port, r.tz).await
             } else {
-                objects::call_data(&r.ops.store, &call, r.tz).await
+                objects::call_data(&r.ops.store, &call, r.ops.settings.events_port, r.tz).await
             };
             Ok(Envelope::ok(value.map_err(stored)?))
         }

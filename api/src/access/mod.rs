@@ -32,11 +32,11 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::any;
 
-use crate::http::envelope::{Envelope, Format};
-use crate::http::params::{BodyError, ParamError, Params, parse_bool};
+use crate::http::envelope::{Envelope, Format, read_request};
+use crate::http::functions::check;
+use crate::http::params::{ParamError, Params};
 use crate::model::{Customer, Role};
 use crate::ops::{Kind, Ops, OpsError, Scope};
-use functions::{Function, Ty};
 
 /// Routes `/_access/<function>`.
 pub fn router() -> Router<Ops> {
@@ -111,12 +111,7 @@ impl Request<'_> {
 
 /// A MaestroConference role (PARTICIPANT, PRESENTER, ASSISTANT, OPERATOR).
 pub fn parse_role(name: &str, text: &str) -> Result<Role, AccessError> {
-    let role: Role =
-        text.parse().map_err(|_| ParamError::new(name, format!("{text:?} is not a role")))?;
-    if !functions::ROLES.contains(&role.as_str()) {
-        return Err(ParamError::new(name, format!("{text:?} is not a role")).into());
-    }
-    Ok(role)
+    Ok(crate::http::functions::parse_role(name, text)?)
 }
 
 async fn handle(
@@ -127,32 +122,20 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let params = Params::read(query.as_deref(), &headers, body).await;
-    // Errors before the format is known render in XML, the default.
-    let format = match &params {
-        Ok(p) => p.get("type").and_then(Format::parse).unwrap_or_default(),
-        Err(_) => query
-            .as_deref()
-            .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "type"))
-            .and_then(|(_, v)| Format::parse(&v))
-            .unwrap_or_default(),
+    let (params, format) = match read_request(query.as_deref(), &headers, body).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
     };
-    let envelope = match params {
-        Err(BodyError::TooLarge) => Envelope::error(-2, BodyError::TooLarge.to_string())
-            .with_status(StatusCode::PAYLOAD_TOO_LARGE),
-        Err(e) => Envelope::error(-2, e.to_string()),
-        // Its own task: a panic (a bug) is answered -4 instead of dropping the
-        // connection, and the server goes on.
-        Ok(params) => {
-            match tokio::spawn(async move { answer(&ops, &name, &method, params).await }).await {
-                Ok(envelope) => envelope,
-                Err(e) => {
-                    tracing::error!(error = %e, "access: a function failed unexpectedly");
-                    Envelope::error(-4, "unexpected failure; the server logged it")
-                }
+    // Its own task: a panic (a bug) is answered -4 instead of dropping the
+    // connection, and the server goes on.
+    let envelope =
+        match tokio::spawn(async move { answer(&ops, &name, &method, params).await }).await {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                tracing::error!(error = %e, "access: a function failed unexpectedly");
+                Envelope::error(-4, "unexpected failure; the server logged it")
             }
-        }
-    };
+        };
     envelope.render(format)
 }
 
@@ -178,8 +161,11 @@ async fn answer(ops: &Ops, name: &str, method: &Method, params: Params) -> Envel
         Ok(customer) => customer,
         Err(e) => return Envelope::error(e.code, e.message),
     };
-    if let Err(e) = check(function, &params) {
-        return Envelope::error(e.code, e.message);
+    if let Err(e) = check(function, &params, |f, p| {
+        // createConferenceReserved's numbered parameters are checked by count.
+        f.name == "createConferenceReserved" && p.ends_with('1')
+    }) {
+        return Envelope::error(-2, e.to_string());
     }
     let request = Request {
         ops,
@@ -216,41 +202,4 @@ async fn authenticate(ops: &Ops, params: &Params) -> Result<Customer, AccessErro
         }
         Err(e) => Err(AccessError::from_ops(e, "customer")),
     }
-}
-
-/// Checks the parameters the table declares: the required ones present, the
-/// typed ones well-formed.
-fn check(function: &Function, params: &Params) -> Result<(), AccessError> {
-    for param in function.params {
-        // createConferenceReserved's numbered parameters are checked by count.
-        if function.name == "createConferenceReserved" && param.name.ends_with('1') {
-            continue;
-        }
-        if param.required {
-            params.required(param.name)?;
-        }
-        let Some(value) = params.get(param.name) else { continue };
-        match param.ty {
-            Ty::Text | Ty::Uid | Ty::DateTime => {}
-            Ty::Integer => {
-                params.integer(param.name)?;
-            }
-            Ty::Boolean => {
-                parse_bool(param.name, value)?;
-            }
-            Ty::Role => {
-                parse_role(param.name, value)?;
-            }
-            Ty::OneOf(names) => {
-                if !names.contains(&value.trim()) {
-                    return Err(ParamError::new(
-                        param.name,
-                        format!("{value:?} is not one of {}", names.join(", ")),
-                    )
-                    .into());
-                }
-            }
-        }
-    }
-    Ok(())
 }

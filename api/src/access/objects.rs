@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 
 use crate::http::params::format_time;
 use crate::model::{
-    Call, CallTag, Caller, Conference, ConferenceTag, Customer, ObjectType, Person, Reservation,
-    RoleFlags,
+    Breakout, Call, CallTag, Caller, Conference, ConferenceTag, Customer, ObjectType, Person,
+    Reservation, Role, RoleFlags,
 };
 use crate::store::{ConferenceView, Result, Store};
 use crate::time::Time;
@@ -45,6 +45,12 @@ fn role_flags(flags: &[RoleFlags]) -> Vec<Value> {
         .filter(|f| super::functions::ROLES.contains(&f.role.as_str()))
         .map(role_flag)
         .collect()
+}
+
+/// An Audio clip: the document's `UID`, `Name` and `Value` (the file, relative
+/// to the sounds directory), with `ID` and `name` as `/_access` showed them.
+pub fn audio(id: i64, name: &str, file: &str) -> Value {
+    json!({"UID": id.to_string(), "Name": name, "Value": file, "ID": id, "name": name})
 }
 
 pub fn conference_tag(t: &ConferenceTag) -> Value {
@@ -124,6 +130,7 @@ pub async fn conference(store: &Store, c: &Conference, tz: &TimeZone) -> Result<
 
 /// A conference with its related UIDs, from the conference and its view.
 pub fn conference_of(c: &Conference, view: ConferenceView, tz: &TimeZone) -> Value {
+    let place_call = view.customer_place_call;
     let active: Vec<&String> = view.calls.iter().filter(|(_, a)| *a).map(|(uid, _)| uid).collect();
     let listed: Vec<&String> = if active.is_empty() {
         view.calls.iter().map(|(uid, _)| uid).collect()
@@ -143,7 +150,7 @@ pub fn conference_of(c: &Conference, view: ConferenceView, tz: &TimeZone) -> Val
     };
     let did = c.dial_in_number.clone().or(view.customer_did).unwrap_or_default();
     let sounds: Vec<Value> =
-        view.sounds.iter().map(|(id, name)| json!({"ID": id, "name": name})).collect();
+        view.sounds.iter().map(|(id, name, file)| audio(*id, name, file)).collect();
     let tags: Vec<Value> = view.tags.iter().map(conference_tag).collect();
     let custom: Vec<Value> =
         view.custom.iter().map(|(key, value)| json!({"key": key, "value": value})).collect();
@@ -162,6 +169,9 @@ pub fn conference_of(c: &Conference, view: ConferenceView, tz: &TimeZone) -> Val
         "greenroom": c.greenroom,
         "notes": c.notes,
         "activeCallUID": active.first(),
+        "mainCallUID": active.first().copied().or(view.calls.last().map(|(uid, _)| uid)),
+        "largeCall": false,
+        "placeCall": place_call,
         "tags": tags,
         "setting": role_flags(&view.settings),
         "customText": c.custom,
@@ -231,15 +241,51 @@ pub async fn caller(store: &Store, c: &Caller, tz: &TimeZone) -> Result<Value> {
         "custom1": c.custom1,
         "custom2": c.custom2,
         "personUID": c.person_uid,
-        "volumeIn": c.volume_in,
-        "volumeOut": c.volume_out,
+        "volume_in": c.volume_in,
+        "volume_out": c.volume_out,
         "energy": c.energy,
         "custom": custom(store, ObjectType::Caller, &c.uid).await?,
     }))
 }
 
-/// A call session (getCall): callers and breakouts as UIDs.
-pub async fn call(store: &Store, k: &Call, tz: &TimeZone) -> Result<Value> {
+/// A breakout group with the UIDs of the callers in it now. `assistedGroup`
+/// says whether a presenter, assistant or operator is among them.
+pub async fn breakout(store: &Store, b: &Breakout, tz: &TimeZone) -> Result<Value> {
+    let members: Vec<Caller> = store
+        .callers_of(&b.call_uid)
+        .await?
+        .into_iter()
+        .filter(|c| c.active && c.breakout_uid.as_deref() == Some(b.uid.as_str()))
+        .collect();
+    Ok(breakout_of(b, &members, tz))
+}
+
+/// A breakout group, given the callers in it.
+pub fn breakout_of(b: &Breakout, members: &[Caller], tz: &TimeZone) -> Value {
+    let assisted = members.iter().any(|c| c.role != Role::Participant);
+    let caller_attention =
+        members.iter().filter(|c| c.attention > 0).filter_map(|c| c.attention_time).min();
+    let attention_time = match (b.attention_time, caller_attention) {
+        (Some(a), Some(c)) => Some(a.min(c)),
+        (a, c) => a.or(c),
+    };
+    json!({
+        "UID": b.uid,
+        "callUID": b.call_uid,
+        "name": b.name,
+        "callers": members.iter().map(|c| c.uid.as_str()).collect::<Vec<_>>(),
+        "attention": b.attention || caller_attention.is_some(),
+        "attentionTime": time(attention_time, tz),
+        "lastAssistedTime": if assisted { Value::Null } else { time(b.last_assisted_time, tz) },
+        "assistedGroup": assisted,
+        "data": b.data,
+        "private": b.private,
+    })
+}
+
+/// A call session (getCall): callers and breakouts as UIDs. `socket_xml` is
+/// the port of the XMLSocket event stream (`--events-listen`), 0 without one.
+pub async fn call(store: &Store, k: &Call, socket_xml: u16, tz: &TimeZone) -> Result<Value> {
     let callers: Vec<String> = store.callers_of(&k.uid).await?.into_iter().map(|c| c.uid).collect();
     let breakouts: Vec<String> =
         store.breakouts_of(&k.uid).await?.into_iter().map(|b| b.uid).collect();
@@ -254,7 +300,7 @@ pub async fn call(store: &Store, k: &Call, tz: &TimeZone) -> Result<Value> {
         "status": k.status.as_str(),
         "notes": k.notes,
         "conferenceUID": k.conference_uid,
-        "socketXML": 0,
+        "socketXML": socket_xml,
         "callers": callers,
         "breakouts": breakouts,
         "data": k.data,
@@ -267,19 +313,42 @@ pub async fn call(store: &Store, k: &Call, tz: &TimeZone) -> Result<Value> {
         "settings": settings,
         "customText": k.custom,
         "backgroundMusic": k.background_music,
+        "entryway": k.entryway,
+        "link": k.link,
+        "message": k.message,
+        "feedback": k.feedback,
+        "enableFeedback": k.enable_feedback,
+        "enableBroadcast": k.enable_broadcast,
         "custom": custom(store, ObjectType::Call, &k.uid).await?,
     }))
 }
 
-/// A call session with its callers in full (getCallData).
-pub async fn call_data(store: &Store, k: &Call, tz: &TimeZone) -> Result<Value> {
-    let mut value = call(store, k, tz).await?;
+/// A call session with its callers and breakouts in full (getCallData): what
+/// a client reconnecting to the events needs to start over.
+pub async fn call_data(store: &Store, k: &Call, socket_xml: u16, tz: &TimeZone) -> Result<Value> {
+    let mut value = call(store, k, socket_xml, tz).await?;
+    let all = store.callers_of(&k.uid).await?;
     let mut callers = Vec::new();
-    for c in store.callers_of(&k.uid).await? {
-        callers.push(caller(store, &c, tz).await?);
+    for c in &all {
+        callers.push(caller(store, c, tz).await?);
     }
+    let active: Vec<Caller> = all.into_iter().filter(|c| c.active).collect();
+    let breakouts: Vec<Value> = store
+        .breakouts_of(&k.uid)
+        .await?
+        .iter()
+        .map(|b| {
+            let members: Vec<Caller> = active
+                .iter()
+                .filter(|c| c.breakout_uid.as_deref() == Some(b.uid.as_str()))
+                .cloned()
+                .collect();
+            breakout_of(b, &members, tz)
+        })
+        .collect();
     if let Value::Object(fields) = &mut value {
         fields.insert("callers".into(), Value::Array(callers));
+        fields.insert("breakouts".into(), Value::Array(breakouts));
     }
     Ok(value)
 }

@@ -14,6 +14,34 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+/// Reads a request's parameters (query string, form or JSON body) and the
+/// format it asks for (`type`). A body that cannot be read is answered at once
+/// with code -2 (HTTP 413 when too large), in the format the query string asks for.
+pub async fn read_request(
+    query: Option<&str>,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<(super::params::Params, Format), Response> {
+    use super::params::{BodyError, Params};
+    match Params::read(query, headers, body).await {
+        Ok(params) => {
+            let format = params.get("type").and_then(Format::parse).unwrap_or_default();
+            Ok((params, format))
+        }
+        Err(e) => {
+            let format = query
+                .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "type"))
+                .and_then(|(_, v)| Format::parse(&v))
+                .unwrap_or_default();
+            let status = match e {
+                BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::OK,
+            };
+            Err(Envelope::error(-2, e.to_string()).with_status(status).render(format))
+        }
+    }
+}
+
 /// Which rendering the client asked for (`type=json` or `type=xml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
@@ -114,7 +142,7 @@ impl Envelope {
 }
 
 /// `value` as the element `name`; a list as repeated `name` elements.
-fn write_element(out: &mut String, name: &str, value: &Value) {
+pub fn write_element(out: &mut String, name: &str, value: &Value) {
     match value {
         Value::Array(items) => {
             for item in items {

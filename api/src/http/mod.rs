@@ -8,9 +8,11 @@
 //!   answer in JSON or XML.
 //! - [`openapi`]: `/openapi.json`, generated from the facades' function tables.
 //! - `/_access/*`: [`crate::access`].
+//! - `/_conference/*` and its event streams: [`crate::conductor`].
 //! - Unknown paths answer 404 with a JSON error body.
 
 pub mod envelope;
+pub mod functions;
 pub mod health;
 pub mod openapi;
 pub mod params;
@@ -22,7 +24,6 @@ use axum::Router;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -35,13 +36,25 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (out of file descriptors), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// The HTTP router over the operations layer (the same [`Ops`] TCP 4011 uses).
-pub fn router(ops: Ops) -> Router {
+/// The HTTP router over the operations layer (the same [`Ops`] TCP 4011 uses);
+/// `hub` carries the Conductor's events to its WebSocket and SSE subscribers.
+pub fn router(ops: Ops, hub: crate::conductor::events::Hub) -> Router {
     health::router()
         .merge(crate::access::router())
+        .merge(crate::conductor::router().layer(axum::Extension(hub)))
         .route("/openapi.json", axum::routing::get(openapi::document))
         .fallback(not_found)
         .with_state(ops)
+}
+
+/// A future that completes when `shutdown` turns true.
+fn shutdown_of(
+    shutdown: &watch::Receiver<bool>,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    let mut shutdown = shutdown.clone();
+    Box::pin(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    })
 }
 
 /// Any path no interface serves.
@@ -60,11 +73,13 @@ pub async fn serve(
     router: Router,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
+    let stopped_rx = shutdown.clone();
     let stopped = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
     tokio::pin!(stopped);
-    let graceful = GracefulShutdown::new();
+    // Connections in flight: each holds a sender; all gone means all done.
+    let (alive, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     loop {
@@ -80,15 +95,27 @@ pub async fn serve(
             () = &mut stopped => break,
         };
         let service = TowerToHyperService::new(router.clone());
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        // With upgrades: the Conductor's event WebSocket.
+        let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let (alive, mut stop) = (alive.clone(), shutdown_of(&stopped_rx));
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let _alive = alive;
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = &mut stop => {
+                    // Finish the request in flight, then close.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "http: connection ended");
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    drop(alive);
+    let _ = all_done.recv().await;
     Ok(())
 }

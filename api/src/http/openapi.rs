@@ -1,12 +1,13 @@
 //! `/openapi.json`: an OpenAPI 3.1 description of the HTTP interfaces,
-//! generated from their function tables (`access::functions::FUNCTIONS`), the
-//! same data the dispatcher checks requests against.
+//! generated from their function tables (`access::functions::FUNCTIONS`,
+//! `conductor::functions::FUNCTIONS`), the same data the dispatchers check
+//! requests against.
 
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Map, Value, json};
 
-use crate::access::functions::{FUNCTIONS, Function, Param, ROLES, Ty};
+use crate::http::functions::{Function, Param, ROLES, Ty};
 use crate::ops::Ops;
 
 /// The document, as `/openapi.json` serves it.
@@ -29,33 +30,82 @@ fn schema(ty: Ty) -> Value {
     }
 }
 
-/// The parameters every `/_access` function takes.
-fn common() -> Vec<Param> {
-    vec![
-        Param { name: "customer", ty: Ty::Uid, required: true, doc: "UID of the customer" },
-        Param { name: "key", ty: Ty::Text, required: true, doc: "The customer's API key" },
-        Param {
-            name: "type",
-            ty: Ty::OneOf(&["json", "xml"]),
-            required: false,
-            doc: "Answer format (any case); XML by default",
-        },
-    ]
+const TYPE: Param = Param {
+    name: "type",
+    ty: Ty::OneOf(&["json", "xml"]),
+    required: false,
+    doc: "Answer format (any case); XML by default",
+};
+
+/// One MaestroConference-style interface, as described here.
+struct Api {
+    prefix: &'static str,
+    tag: &'static str,
+    functions: &'static [Function],
+    /// What every function takes besides its own parameters.
+    common: &'static [Param],
+    /// Prefixed to the function's name in `operationId` (names repeat across APIs).
+    operation_prefix: &'static str,
+    /// Commands answer `TRUE` or `FALSE,<message>` as plain text (the Conductor).
+    plain_commands: bool,
 }
 
-fn operation(f: &Function) -> Value {
-    let params: Vec<Param> = common().into_iter().chain(f.params.iter().copied()).collect();
+const ACCESS: Api = Api {
+    prefix: "/_access",
+    tag: "Conference Management (/_access)",
+    functions: crate::access::functions::FUNCTIONS,
+    common: &[
+        Param { name: "customer", ty: Ty::Uid, required: true, doc: "UID of the customer" },
+        Param { name: "key", ty: Ty::Text, required: true, doc: "The customer's API key" },
+        TYPE,
+    ],
+    operation_prefix: "",
+    plain_commands: false,
+};
+
+const CONDUCTOR: Api = Api {
+    prefix: "/_conference",
+    tag: "Conductor (/_conference)",
+    functions: crate::conductor::functions::FUNCTIONS,
+    common: &[
+        Param {
+            name: "securityToken",
+            ty: Ty::Text,
+            required: true,
+            doc: "The conference's security token (a Conference's securityToken in /_access)",
+        },
+        TYPE,
+    ],
+    operation_prefix: "conductor.",
+    plain_commands: true,
+};
+
+fn operation(api: &Api, f: &Function) -> Value {
+    let params: Vec<Param> = api
+        .common
+        .iter()
+        .copied()
+        .filter(|p| !(api.plain_commands && f.command && p.name == "type"))
+        .chain(f.params.iter().copied())
+        .collect();
     let mut errors = String::from(
         "Errors in `code`: -1 general, -2 a parameter (named), -3 unavailable (retry), -4 unexpected.",
     );
     for (code, why) in f.errors {
         errors.push_str(&format!(" {code}: {why}."));
     }
+    let description = if api.plain_commands && f.command {
+        "Answers `TRUE` when the command is accepted, or `FALSE,<message>`; the outcome \
+         arrives as events (/_conference/events)."
+            .to_owned()
+    } else {
+        format!("Returns {} in `value`. {errors}", f.returns)
+    };
     let mut op = json!({
-        "operationId": f.name,
+        "operationId": format!("{}{}", api.operation_prefix, f.name),
         "summary": f.summary,
-        "description": format!("Returns {} in `value`. {errors}", f.returns),
-        "tags": ["Conference Management (/_access)"],
+        "description": description,
+        "tags": [api.tag],
         "responses": {
             "200": {
                 "description": "The envelope: `code` 0 and `value`, or an error `code` and `message`",
@@ -70,6 +120,19 @@ fn operation(f: &Function) -> Value {
         },
     });
     let fields = op.as_object_mut().expect("an object literal");
+    if api.plain_commands && f.command {
+        fields.insert(
+            "responses".into(),
+            json!({
+                "200": {
+                    "description": "`TRUE`, or `FALSE,<message>` (a refusal, nothing changed; for a \
+                                    list of callers, the ones not changed)",
+                    "content": {"text/plain": {"schema": {"type": "string", "examples": ["TRUE", "FALSE,UID: no such caller"]}}},
+                },
+                "404": {"description": "Unknown function (envelope, code -1)"},
+            }),
+        );
+    }
     if f.command {
         let mut properties = Map::new();
         let mut required = Vec::new();
@@ -113,18 +176,61 @@ fn operation(f: &Function) -> Value {
 /// The whole document.
 pub fn build(version: &str) -> Value {
     let mut paths = Map::new();
-    for f in FUNCTIONS {
-        let method = if f.command { "post" } else { "get" };
-        let mut item = Map::new();
-        item.insert(method.into(), operation(f));
-        paths.insert(format!("/_access/{}", f.name), Value::Object(item));
+    for api in [&ACCESS, &CONDUCTOR] {
+        for f in api.functions {
+            let method = if f.command { "post" } else { "get" };
+            let mut item = Map::new();
+            item.insert(method.into(), operation(api, f));
+            paths.insert(format!("{}/{}", api.prefix, f.name), Value::Object(item));
+        }
+    }
+    for (path, id, summary, content) in [
+        (
+            "/_conference/events",
+            "conductor.events",
+            "The call's events over a WebSocket (send the Upgrade headers): one text message per event",
+            "application/json",
+        ),
+        (
+            "/_conference/events/sse",
+            "conductor.eventsSse",
+            "The call's events as Server-Sent Events: one `data:` per event",
+            "text/event-stream",
+        ),
+    ] {
+        let parameters: Vec<Value> = [
+            ("callUID", true, "UID of the call to watch"),
+            ("securityToken", true, "The conference's security token"),
+            ("type", false, "json or xml (default) events"),
+        ]
+        .iter()
+        .map(|(name, required, doc)| {
+            json!({"name": name, "in": "query", "required": required, "description": doc, "schema": {"type": "string"}})
+        })
+        .collect();
+        let op = json!({
+            "operationId": id,
+            "summary": summary,
+            "description": "Each event is {\"source\",\"name\",\"target\"} (JSON) or \
+                            <event><source/><name/><target/></event> (XML); target is the \
+                            changed object's current state. docs/api-conductor.md lists them.",
+            "tags": [CONDUCTOR.tag],
+            "parameters": parameters,
+            "responses": {
+                "101": {"description": "WebSocket: switching protocols, then the events"},
+                "200": {"description": "SSE: the event stream", "content": {content: {}}},
+                "400": {"description": "A missing or malformed parameter (envelope, code -2)"},
+                "403": {"description": "A wrong security token (envelope, code -1); nothing is streamed"},
+            },
+        });
+        paths.insert(path.to_owned(), json!({"get": op}));
     }
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "tutti",
             "version": version,
-            "description": "The HTTP control interfaces of the tutti conference server. docs/api-access.md describes /_access with examples.",
+            "description": "The HTTP control interfaces of the tutti conference server. docs/api-access.md describes /_access and docs/api-conductor.md /_conference, with examples.",
         },
         "paths": paths,
         "components": {
@@ -159,10 +265,14 @@ mod tests {
     #[test]
     fn every_function_is_described_with_its_parameters() {
         let doc = build("test");
-        for f in FUNCTIONS {
-            let path = &doc["paths"][format!("/_access/{}", f.name)];
+        let mut ids = std::collections::HashSet::new();
+        for (api, f) in
+            [ACCESS, CONDUCTOR].iter().flat_map(|a| a.functions.iter().map(move |f| (a, f)))
+        {
+            let path = &doc["paths"][format!("{}/{}", api.prefix, f.name)];
             let op = if f.command { &path["post"] } else { &path["get"] };
-            assert_eq!(op["operationId"], f.name);
+            assert_eq!(op["operationId"], format!("{}{}", api.operation_prefix, f.name));
+            assert!(ids.insert(op["operationId"].to_string()), "unique ids");
             for p in f.params {
                 let described = if f.command {
                     op["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]["properties"]

@@ -97,6 +97,13 @@ impl Params {
         params
     }
 
+    /// The parameters of a query string (the event streams take no body).
+    pub fn from_query(query: &str) -> Self {
+        let mut params = Self::default();
+        params.add_form(query.as_bytes(), true);
+        params
+    }
+
     fn add_form(&mut self, bytes: &[u8], overrides: bool) {
         let mut seen = std::collections::HashSet::new();
         for (name, value) in form_urlencoded::parse(bytes) {

@@ -138,10 +138,7 @@ impl Ops {
         key: &str,
         value: &str,
     ) -> OpsResult<()> {
-        if key.trim().is_empty() || key.len() > MAX_KEY_LEN {
-            return Err(OpsError::invalid("customKey", format!("1 to {MAX_KEY_LEN} bytes")));
-        }
-        check_text("customValue", value)?;
+        check_custom(key, value)?;
         let kind = kind_of(object_type);
         let owner = match object_type {
             ObjectType::Customer => match scope {
@@ -183,6 +180,70 @@ impl Ops {
         self.store.set_custom_value(object_type, object_uid, key.trim(), value).await?;
         Ok(())
     }
+}
+
+impl Ops {
+    /// Sets (or, with an empty value, removes) a custom value of a running
+    /// call's own objects: its conference, the call, the conference's persons
+    /// and the call's callers (the Conductor's updateCustomValue). Anything
+    /// else answers as unknown; the customer is the management API's.
+    pub async fn set_call_custom_value(
+        &self,
+        call: &Call,
+        object_type: ObjectType,
+        object_uid: &str,
+        key: &str,
+        value: &str,
+    ) -> OpsResult<()> {
+        check_custom(key, value)?;
+        let belongs = match object_type {
+            ObjectType::Customer => {
+                return Err(OpsError::NotAllowed(
+                    "a customer's custom values are set through the management API",
+                ));
+            }
+            ObjectType::Conference => object_uid == call.conference_uid,
+            ObjectType::Call => object_uid == call.uid,
+            ObjectType::Person => self
+                .store
+                .find::<Person>(object_uid)
+                .await?
+                .is_some_and(|p| p.conference_uid == call.conference_uid),
+            ObjectType::Caller => {
+                self.store.find::<Caller>(object_uid).await?.is_some_and(|c| c.call_uid == call.uid)
+            }
+        };
+        if !belongs {
+            return Err(OpsError::NotFound(kind_of(object_type)));
+        }
+        self.store.set_custom_value(object_type, object_uid, key.trim(), value).await?;
+        // Objects the call's clients watch are announced.
+        match object_type {
+            ObjectType::Call => self.events.publish(crate::live::Event::CallUpdated {
+                conference_uid: call.conference_uid.clone(),
+                call_uid: call.uid.clone(),
+                field: "custom".into(),
+            }),
+            ObjectType::Caller => {
+                let caller = self.store.get::<Caller>(object_uid).await?;
+                self.events.publish(crate::live::Event::CallerUpdated {
+                    conference_uid: call.conference_uid.clone(),
+                    caller,
+                    field: crate::live::CallerField::Other,
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// A custom key and value within bounds.
+fn check_custom(key: &str, value: &str) -> OpsResult<()> {
+    if key.trim().is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(OpsError::invalid("customKey", format!("1 to {MAX_KEY_LEN} bytes")));
+    }
+    check_text("customValue", value)
 }
 
 fn kind_of(object_type: ObjectType) -> Kind {

@@ -216,3 +216,101 @@ mod tests {
         ));
     }
 }
+
+/// What a Conductor-style client changes about one caller (updateCaller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallerChange {
+    /// A setting the call engine applies (mike, mute, deaf, volume, ...).
+    Live(CallerUpdate),
+    /// Descriptive fields.
+    Details(CallerDetails),
+    /// Text added to the notes on a new line.
+    AppendNote(String),
+    /// Hang up (the document's `active`, and dropCaller).
+    Drop,
+    /// A level written by a client; the mixer's next measurement (once a
+    /// second while the caller's leg runs) replaces it.
+    Energy(i64),
+}
+
+/// The highest energy level: the RMS of a full-scale 16-bit signal.
+pub const MAX_ENERGY: i64 = 32767;
+
+impl Ops {
+    /// Changes callers of one call; a caller of another call, or unknown, is
+    /// reported while the others are changed (the document's partial failure).
+    pub async fn change_callers(
+        &self,
+        scope: &Scope,
+        call_uid: &str,
+        caller_uids: &[String],
+        change: &CallerChange,
+    ) -> OpsResult<super::calls::Partial> {
+        let call = self.call(scope, call_uid).await?;
+        let mut partial = super::calls::Partial::default();
+        for uid in caller_uids {
+            if let Err(e) = self.change_caller(&call, uid, change).await {
+                partial.failed.push((uid.clone(), e));
+            }
+        }
+        Ok(partial)
+    }
+
+    async fn change_caller(
+        &self,
+        call: &crate::model::Call,
+        uid: &str,
+        change: &CallerChange,
+    ) -> OpsResult<()> {
+        let caller = match self.store.find::<Caller>(uid).await? {
+            Some(c) if c.call_uid == call.uid => c,
+            _ => return Err(OpsError::NotFound(Kind::Caller)),
+        };
+        match change {
+            CallerChange::Live(update) => {
+                check_update(update)?;
+                if !caller.active {
+                    return Err(OpsError::Ended(Kind::Caller));
+                }
+                self.live.update_caller(caller.uid, update.clone()).await
+            }
+            CallerChange::Drop => {
+                if !caller.active {
+                    return Err(OpsError::Ended(Kind::Caller));
+                }
+                self.live.drop_caller(caller.uid).await
+            }
+            CallerChange::Details(details) => {
+                self.set_caller_details(&Scope::Server, &caller.uid, details).await.map(drop)
+            }
+            CallerChange::Energy(level) => {
+                if !(0..=MAX_ENERGY).contains(level) {
+                    return Err(OpsError::invalid("value", format!("from 0 to {MAX_ENERGY}")));
+                }
+                self.store.set_caller_energies(&[(caller.uid.clone(), *level)]).await?;
+                let caller = self.store.get::<Caller>(&caller.uid).await?;
+                self.events.publish(Event::CallerUpdated {
+                    conference_uid: call.conference_uid.clone(),
+                    caller,
+                    field: CallerField::Other,
+                });
+                Ok(())
+            }
+            CallerChange::AppendNote(text) => {
+                if text.len() > MAX_TEXT_LEN {
+                    return Err(OpsError::invalid(
+                        "value",
+                        format!("longer than {MAX_TEXT_LEN} bytes"),
+                    ));
+                }
+                let caller = self.store.append_caller_note(&caller.uid, text).await?;
+                self.events.publish(Event::CallerUpdated {
+                    conference_uid: call.conference_uid.clone(),
+                    caller,
+                    field: CallerField::Other,
+                });
+                Ok(())
+            }
+        }
+    }
+}

@@ -49,6 +49,27 @@ impl Ops {
         self.live.play(PlayRequest { target, media, looped }).await
     }
 
+    /// Plays one of the stored sounds (the Conductor's playTone: an Audio clip
+    /// of the conference), the customer's own or a shared one.
+    pub async fn play_sound(&self, scope: &Scope, target: Target, sound_id: i64) -> OpsResult<()> {
+        self.check_target(scope, &target).await?;
+        let sound = match self.store.sound(sound_id).await {
+            Ok(sound) => sound,
+            Err(crate::store::StoreError::NotFound(_)) => {
+                return Err(OpsError::NotFound(Kind::Sound));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(owner) = &sound.customer_uid
+            && !scope.sees(owner)
+        {
+            return Err(OpsError::NotFound(Kind::Sound));
+        }
+        let (path, _) = resolve_wav_named(&self.settings.sounds_dir, &sound.file_name).await?;
+        let media = Media::File { path, name: sound.name };
+        self.live.play(PlayRequest { target, media, looped: false }).await
+    }
+
     /// Speaks `text` through text-to-speech.
     pub async fn play_speech(&self, scope: &Scope, target: Target, text: &str) -> OpsResult<()> {
         let text = text.trim();

@@ -71,6 +71,9 @@ pub struct OpsSettings {
     /// When the server started, for `/healthz`.
     pub started: Instant,
     pub version: &'static str,
+    /// The port of the Conductor's XMLSocket event stream (`--events-listen`),
+    /// which the Call object advertises as `socketXML`; 0 when there is none.
+    pub events_port: u16,
 }
 
 /// What every interface works with: the store, the live seam, the event bus and

@@ -141,6 +141,7 @@ pub async fn ops_with(live: FakeLive) -> (Ops, Arc<FakeLive>, tempfile::TempDir)
             max_calls: 500,
             started: Instant::now(),
             version: "test",
+            events_port: 0,
         },
     );
     (ops, live, dir)

@@ -53,11 +53,17 @@ impl CallerDetails {
     }
 }
 
-/// A call session's switches the call engine applies live.
+/// A call session's switches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallFlag {
+    /// Applied live by the call engine.
     GreenRoom,
+    /// Applied live by the call engine.
     Talking,
+    Entryway,
+    BackgroundMusic,
+    EnableFeedback,
+    EnableBroadcast,
 }
 
 impl CallFlag {
@@ -65,6 +71,36 @@ impl CallFlag {
         match self {
             CallFlag::GreenRoom => "greenroom",
             CallFlag::Talking => "talking",
+            CallFlag::Entryway => "entryway",
+            CallFlag::BackgroundMusic => "background_music",
+            CallFlag::EnableFeedback => "enable_feedback",
+            CallFlag::EnableBroadcast => "enable_broadcast",
+        }
+    }
+}
+
+/// A call session's descriptive text fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallText {
+    Name,
+    Notes,
+    Data,
+    Custom,
+    Link,
+    Message,
+    Feedback,
+}
+
+impl CallText {
+    fn column(self) -> &'static str {
+        match self {
+            CallText::Name => "name",
+            CallText::Notes => "notes",
+            CallText::Data => "data",
+            CallText::Custom => "custom",
+            CallText::Link => "link",
+            CallText::Message => "message",
+            CallText::Feedback => "feedback",
         }
     }
 }
@@ -147,6 +183,90 @@ impl Store {
             return Err(StoreError::NotFound("calls"));
         }
         Ok(())
+    }
+
+    /// Sets one of a call session's text fields, or with `append`, adds to it
+    /// (on a new line when it has text already).
+    pub async fn set_call_text(
+        &self,
+        call_uid: &str,
+        field: CallText,
+        value: &str,
+        append: bool,
+    ) -> Result<()> {
+        let column = field.column();
+        let sql = if append {
+            format!(
+                "UPDATE calls SET {column} = CASE WHEN {column} = '' THEN ?1 \
+                 ELSE {column} || char(10) || ?1 END WHERE uid = ?2"
+            )
+        } else {
+            format!("UPDATE calls SET {column} = ?1 WHERE uid = ?2")
+        };
+        let done = sqlx::query(trusted(sql)).bind(value).bind(call_uid).execute(&self.pool).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("calls"));
+        }
+        Ok(())
+    }
+
+    /// Records the end of a call session: CLOSED, with its end time, touching
+    /// nothing else.
+    pub async fn end_call(&self, call_uid: &str, at: crate::time::Time) -> Result<()> {
+        sqlx::query("UPDATE calls SET status = 'CLOSED', actual_end = ? WHERE uid = ?")
+            .bind(at)
+            .bind(call_uid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds to a caller's notes (on a new line when they have text already).
+    pub async fn append_caller_note(&self, uid: &str, text: &str) -> Result<Caller> {
+        let done = sqlx::query(
+            "UPDATE callers SET notes = CASE WHEN notes = '' THEN ?1 \
+             ELSE notes || char(10) || ?1 END WHERE uid = ?2",
+        )
+        .bind(text)
+        .bind(uid)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("callers"));
+        }
+        self.get(uid).await
+    }
+
+    /// Changes a breakout's name, data or attention flag (`None` leaves one as
+    /// it is); returns the breakout as stored after.
+    pub async fn set_breakout_details(
+        &self,
+        uid: &str,
+        name: Option<&str>,
+        data: Option<&str>,
+        attention: Option<(bool, Option<crate::time::Time>)>,
+    ) -> Result<crate::model::Breakout> {
+        let (attention, attention_time) = match attention {
+            Some((on, at)) => (Some(on), at),
+            None => (None, None),
+        };
+        let done = sqlx::query(
+            "UPDATE breakouts SET name = COALESCE(?1, name), data = COALESCE(?2, data), \
+             attention = COALESCE(?3, attention), \
+             attention_time = CASE WHEN ?3 IS NULL THEN attention_time ELSE ?4 END \
+             WHERE uid = ?5",
+        )
+        .bind(name)
+        .bind(data)
+        .bind(attention)
+        .bind(attention_time)
+        .bind(uid)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("breakouts"));
+        }
+        self.get(uid).await
     }
 
     /// Marks a breakout private or open.

@@ -24,7 +24,7 @@ use sqlx::{Executor, Sqlite};
 
 use crate::model::Record;
 
-pub use fields::{CALLER_LIVE_COLUMNS, CallFlag, CallerDetails};
+pub use fields::{CALLER_LIVE_COLUMNS, CallFlag, CallText, CallerDetails};
 pub use misc::Counts;
 pub use owners::Owner;
 pub use views::ConferenceView;

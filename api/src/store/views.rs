@@ -22,8 +22,10 @@ pub struct ConferenceView {
     pub calls: Vec<(String, bool)>,
     /// The owning customer's DID.
     pub customer_did: Option<String>,
-    /// Sounds the customer may use: id and name.
-    pub sounds: Vec<(i64, String)>,
+    /// Whether the owning customer may place outbound calls.
+    pub customer_place_call: bool,
+    /// Sounds the customer may use: id, name and file name.
+    pub sounds: Vec<(i64, String, String)>,
     pub tags: Vec<ConferenceTag>,
     /// Entry settings per role, in role order.
     pub settings: Vec<RoleFlags>,
@@ -75,7 +77,8 @@ impl Store {
                 FROM (SELECT uid, status FROM calls WHERE conference_uid = c.uid \
                 ORDER BY actual_start, uid)) AS v_calls, \
              (SELECT did FROM customers WHERE uid = c.customer_uid) AS v_did, \
-             (SELECT json_group_array(json_array(id, name)) FROM (SELECT id, name FROM sounds \
+             (SELECT place_call FROM customers WHERE uid = c.customer_uid) AS v_place_call, \
+             (SELECT json_group_array(json_array(id, name, file_name)) FROM (SELECT id, name, file_name FROM sounds \
                 WHERE customer_uid IS NULL OR customer_uid = c.customer_uid ORDER BY id)) AS v_sounds, \
              (SELECT json_group_array(json_array(id, value)) FROM (SELECT id, value FROM conference_tags \
                 WHERE conference_uid = c.uid ORDER BY id)) AS v_tags, \
@@ -103,7 +106,8 @@ impl Store {
             text("v_settings")?,
             text("v_custom")?,
         );
-        let view = view_of(conference_uid, raw)?;
+        let mut view = view_of(conference_uid, raw)?;
+        view.customer_place_call = row.try_get::<Option<bool>, _>("v_place_call")?.unwrap_or(false);
         Ok(Some((conference, view)))
     }
 }
@@ -137,6 +141,7 @@ fn view_of(
             .map(|c| (c.uid, c.status == "ACTIVE"))
             .collect(),
         customer_did,
+        customer_place_call: false,
         sounds: parse("sounds", &sounds)?,
         tags: parse::<(i64, String)>("tags", &tags)?
             .into_iter()
@@ -200,7 +205,10 @@ mod tests {
         assert_eq!(view.calls.len(), 1);
         assert!(view.calls[0].1, "active");
         assert_eq!(view.customer_did.as_deref(), Some("5550100"));
-        assert_eq!(view.sounds, vec![(view.sounds[0].0, "Chime".to_owned())]);
+        assert_eq!(
+            view.sounds,
+            vec![(view.sounds[0].0, "Chime".to_owned(), "chime.wav".to_owned())]
+        );
         assert_eq!(view.tags, store.conference_tags(&conference.uid).await.expect("tags"));
         assert_eq!(
             view.settings,
