@@ -608,6 +608,20 @@ async fn commands_change_what_is_heard_and_every_client_sees_them() {
     room.ok("playTone", &[("callUID", &call), ("tone", &sound.id.to_string())]).await;
     hears(&mut phones, 0, &[(1400.0, true)]).await;
 
+    // The rooms' ticks are timed (/metrics).
+    let addr = room.addr;
+    let metrics =
+        tokio::task::spawn_blocking(move || get(addr, "/metrics", &[])).await.expect("metrics");
+    let value = |name: &str| -> f64 {
+        metrics
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    assert!(value("tutti_mixer_tick_lateness_seconds_count") > 100.0, "{}", metrics.body);
+    assert!(value("tutti_mixer_ticks_skipped_total") >= 0.0, "{}", metrics.body);
+
     // dropCaller: Bob is hung up and shown inactive.
     room.ok("dropCaller", &[("callUID", &call), ("UID", bob)]).await;
     json.expect("CALLER", "UPDATE", |t| t.text("UID") == bob && t.text("active") == "false").await;

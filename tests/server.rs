@@ -36,6 +36,9 @@ fn serves_health_and_metrics_then_stops_cleanly_with_data_intact() {
     assert_eq!(metric(&body, "tutti_customers"), 1);
     assert_eq!(metric(&body, "tutti_conferences"), 0);
     assert_eq!(metric(&body, "tutti_active_calls"), 0);
+    // No room has ticked yet; the mixer's punctuality is shown all the same.
+    assert_eq!(metric(&body, "tutti_mixer_tick_lateness_seconds_count"), 0);
+    assert_eq!(metric(&body, "tutti_mixer_ticks_skipped_total"), 0);
 
     // The CLI works against the running server's database (WAL allows it).
     let out = run(dir.path(), &["customer", "create", "--name", "Acme Ltd"]);

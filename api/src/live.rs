@@ -150,6 +150,11 @@ pub trait LiveControl: Send + Sync + 'static {
     /// open; the engine stores the flag, applies it to the room and announces
     /// it with [`Event::BreakoutUpdated`].
     fn set_breakout_private(&self, breakout_uid: String, private: bool) -> LiveFuture<'_, ()>;
+    /// Appends the live side's own figures to `/metrics` (Prometheus text);
+    /// nothing by default.
+    fn render_metrics(&self, out: &mut String) {
+        let _ = out;
+    }
 }
 
 /// Outbound call progress, named as TCP 4011 CALLUSER events name it.

@@ -26,6 +26,7 @@ pub mod resample;
 pub mod room;
 pub mod rtp;
 pub mod source;
+pub mod timing;
 pub mod tone;
 pub mod tts;
 pub mod wav;

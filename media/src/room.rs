@@ -21,6 +21,7 @@ use crate::mixer::{
 use crate::record::{Finished, FrameSink, RecordError, Recording, RecordingWriter};
 use crate::resample::FrameResampler;
 use crate::source::{FrameSource, SourceState};
+use crate::timing::TICKS;
 
 /// How many commands may wait for a busy room.
 const COMMAND_BACKLOG: usize = 256;
@@ -430,7 +431,13 @@ impl Room {
                 },
                 () = tokio::time::sleep_until(deadline.into()), if active => {
                     let now = Instant::now();
-                    for _ in 0..self.clock.due(now) {
+                    let skipped = self.clock.skipped();
+                    let due = self.clock.due(now);
+                    if due > 0 {
+                        TICKS.record(now.saturating_duration_since(deadline));
+                        TICKS.add_skipped(self.clock.skipped() - skipped);
+                    }
+                    for _ in 0..due {
                         self.tick(now);
                     }
                 }

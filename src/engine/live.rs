@@ -404,4 +404,8 @@ impl LiveControl for Engine {
     fn set_breakout_private(&self, breakout_uid: String, private: bool) -> LiveFuture<'_, ()> {
         Box::pin(async move { self.breakout_private(&breakout_uid, private).await })
     }
+
+    fn render_metrics(&self, out: &mut String) {
+        tutti_media::timing::TICKS.snapshot().render_prometheus(out);
+    }
 }
