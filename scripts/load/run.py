@@ -36,6 +36,23 @@ one room per five callers. Example (the docs/performance.md table):
 
     scripts/load/run.py --calls 10,100,400,1000 --rooms 1,N/5 --hold 25
 
+Mixer punctuality: every run reports how late the rooms woke for their 20 ms
+ticks during the window (tutti's tutti_mixer_tick_lateness_seconds histogram
+in /metrics, before and after: p50/p99 as bucket bounds, ticks skipped) and
+the worst lateness since the start.
+
+Conductor event fan-out: --subscribers K opens K XMLSocket subscribers
+(--events-listen) on the first room's call and, with --conductor-rate R,
+POSTs R updateCaller mute toggles a second over /_conference during the
+window, round-robin over the room's callers. Each toggle's CALLER MUTE event
+is timed at every subscriber from just before its command was sent: the
+event latency (p50/p99/max over all subscribers) and the events missing.
+--subscribers 0 with the same --conductor-rate is the baseline (the same
+commands, nobody watching):
+
+    scripts/load/run.py --calls 200 --hold 30 --conductor-rate 10 --subscribers 0
+    scripts/load/run.py --calls 200 --hold 30 --conductor-rate 10 --subscribers 50
+
 HTTP under load: --http-bench runs wrk (Debian package wrk) during the window
 against /_access: getConference (GET) for the first half, addPerson (POST) for
 the second, --http-connections clients at once (default 50), and reports their
@@ -110,7 +127,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import threading
+import urllib.parse
 import urllib.request
+import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
@@ -489,6 +509,157 @@ def http_bench(args, rundir: Path, http: str, seconds: float) -> dict:
     return {f"http_get_{k}": v for k, v in got.items()} | {f"http_add_{k}": v for k, v in added.items()}
 
 
+def http_post(addr: str, path: str, fields: dict, timeout: float = 5.0) -> str:
+    body = urllib.parse.urlencode(fields).encode()
+    with urllib.request.urlopen(f"http://{addr}{path}", data=body, timeout=timeout) as r:
+        return r.read().decode()
+
+
+def tick_lateness(before: dict[str, float], after: dict[str, float]) -> dict:
+    """The window's mixer tick lateness from two /metrics readings: p50 and
+    p99 as the bound of the histogram bucket they fall in (ms), ticks counted
+    and skipped; the worst since the start."""
+    name = "tutti_mixer_tick_lateness_seconds"
+    bounds = sorted(
+        (float(k.split('le="')[1].rstrip('"}')), k) for k in after
+        if k.startswith(name + "_bucket") and "+Inf" not in k
+    )
+    total = after.get(name + "_count", 0) - before.get(name + "_count", 0)
+    out = {"ticks": int(total)}
+    if total <= 0:
+        return out
+    for q in (0.5, 0.99):
+        out[f"p{int(q * 100)}_ms"] = None
+        for bound, key in bounds:
+            if after.get(key, 0) - before.get(key, 0) >= q * total:
+                out[f"p{int(q * 100)}_ms"] = round(bound * 1000, 2)
+                break
+        if out[f"p{int(q * 100)}_ms"] is None:
+            out[f"p{int(q * 100)}_ms"] = f">{bounds[-1][0] * 1000:g}"
+    out["skipped"] = int(after.get("tutti_mixer_ticks_skipped_total", 0)
+                         - before.get("tutti_mixer_ticks_skipped_total", 0))
+    out["max_since_start_ms"] = round(after.get("tutti_mixer_tick_lateness_max_seconds", 0) * 1000, 2)
+    return out
+
+
+class Subscriber(threading.Thread):
+    """One XMLSocket subscriber: each CALLER MUTE event's arrival time, by
+    (caller UID, mute value)."""
+
+    def __init__(self, port: int, call: str, token: str):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.sendall(f'<subscribe callUID="{call}" securityToken="{token}"/>\0'.encode())
+        self.buf = b""
+        first = self.document()
+        if first is None or ET.fromstring(first).tag != "subscribed":
+            raise RuntimeError(f"XMLSocket subscription refused: {first!r}")
+        self.arrived: dict[tuple[str, str], float] = {}
+        self.events = 0
+        self.ended = None
+
+    def document(self) -> str | None:
+        while b"\0" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        doc, _, self.buf = self.buf.partition(b"\0")
+        return doc.decode()
+
+    def run(self) -> None:
+        self.sock.settimeout(None)
+        try:
+            while (doc := self.document()) is not None:
+                now = time.monotonic()
+                self.events += 1
+                event = ET.fromstring(doc)
+                if event.findtext("source") == "CALLER" and event.findtext("name") == "MUTE":
+                    target = event.find("target")
+                    key = (target.findtext("UID"), target.findtext("mute"))
+                    self.arrived.setdefault(key, now)
+            self.ended = "closed by the server"
+        except OSError as e:
+            self.ended = f"{type(e).__name__}: {e}"
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def conductor_bench(args, rundir: Path, http: str, events_port: int, seconds: float) -> dict:
+    """During the window: --subscribers XMLSocket subscribers on the first
+    room's call, --conductor-rate mute toggles a second; the latency from each
+    command to its event at every subscriber."""
+    uid, key = first_start_secrets(rundir / "tutti.log")
+    creds = {"customer": uid, "key": key, "type": "json"}
+    lists = json.loads(http_get(http, "/_access/getActiveConference?" + urllib.parse.urlencode(creds), 5))
+    conference = lists["value"][0]
+    token = conference["securityToken"]
+    auth = {"securityToken": token, "type": "json"}
+    view = json.loads(http_get(http, "/_conference/getConference?" + urllib.parse.urlencode(
+        auth | {"conferenceUID": conference["UID"]}), 5))
+    call = view["value"]["mainCallUID"]
+    data = json.loads(http_get(http, "/_conference/getCallData?" + urllib.parse.urlencode(
+        auth | {"callUID": call}), 10))
+    callers = [c["UID"] for c in data["value"]["callers"] if c["active"]]
+    subscribers = [Subscriber(events_port, call, token) for _ in range(args.subscribers)]
+    for s in subscribers:
+        s.start()
+    sent: dict[tuple[str, str], float] = {}
+    command_ms = []
+    refused = 0
+    period = 1.0 / args.conductor_rate if args.conductor_rate > 0 else None
+    start = time.monotonic()
+    end = start + seconds - 2  # the last events have 2 s to arrive
+    k = 0
+    while period and time.monotonic() < end:
+        due = start + k * period
+        time.sleep(max(0.0, due - time.monotonic()))
+        uid_k = callers[k % len(callers)]
+        value = "true" if (k // len(callers)) % 2 == 0 else "false"
+        t = time.monotonic()
+        sent[(uid_k, value)] = t
+        answer = http_post(http, "/_conference/updateCaller",
+                           {"securityToken": token, "callUID": call, "UID": uid_k, "field": "mute", "value": value})
+        command_ms.append((time.monotonic() - t) * 1000)
+        if answer.strip() != "TRUE":
+            refused += 1
+        k += 1
+    time.sleep(max(0.0, start + seconds - time.monotonic()))
+    latencies = []
+    missing = 0
+    for s in subscribers:
+        for key_, t_sent in sent.items():
+            t = s.arrived.get(key_)
+            if t is None:
+                missing += 1
+            else:
+                latencies.append((t - t_sent) * 1000)
+    dropped = sum(1 for s in subscribers if s.ended is not None)
+    events = sum(s.events for s in subscribers)
+    for s in subscribers:
+        s.close()
+    latencies.sort()
+    command_ms.sort()
+
+    def pct(values, q):
+        return round(values[min(len(values) - 1, int(q * len(values)))], 2) if values else None
+
+    return {
+        "conductor_subscribers": args.subscribers, "conductor_commands": len(sent),
+        "conductor_refused": refused, "conductor_command_p50_ms": pct(command_ms, 0.5),
+        "conductor_command_p99_ms": pct(command_ms, 0.99),
+        "conductor_events_received": events, "conductor_events_missing": missing,
+        "conductor_subscribers_dropped": dropped,
+        "conductor_event_p50_ms": pct(latencies, 0.5), "conductor_event_p99_ms": pct(latencies, 0.99),
+        "conductor_event_max_ms": round(latencies[-1], 2) if latencies else None,
+    }
+
+
 def parse_rooms(spec: str, calls: int) -> int:
     spec = spec.strip().upper().replace(" ", "")
     if spec.startswith("N/"):
@@ -512,7 +683,7 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
     sipp_timeout = int(ramp + pause_s + 60)
 
     taken: set[int] = set()
-    sip_port, control_port, http_port, sipp_port = (free_port(taken) for _ in range(4))
+    sip_port, control_port, http_port, sipp_port, events_port = (free_port(taken) for _ in range(5))
     rtp_len = 2 * calls + 200
     rtp_base = free_range(rtp_len, taken)
     rtp_hi = rtp_base + rtp_len - 1
@@ -539,7 +710,7 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
             "--rtp-ports", f"{rtp_base}-{rtp_hi}",
             "--control-listen", f"127.0.0.1:{control_port}",
             "--http-listen", http,
-            "--events-listen", "127.0.0.1:0",
+            "--events-listen", f"127.0.0.1:{events_port}",
             "--data-dir", str(rundir / "data"),
             "--control-password", password,
             "--max-calls", str(calls + 100),
@@ -646,15 +817,20 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
         }
         rows = []
         end = a["t"] + hold
-        bench = None
+        metrics_before = metrics(http)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+        benches = []
         if args.http_bench:
-            pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-            bench = pool.submit(http_bench, args, rundir, http, hold - 1)
+            benches.append(pool.submit(http_bench, args, rundir, http, hold - 1))
+        if args.subscribers or args.conductor_rate:
+            benches.append(pool.submit(conductor_bench, args, rundir, http, events_port, hold - 1))
         while time.monotonic() < end:
             time.sleep(min(1, max(0, end - time.monotonic())))
             rows.append(sample("window"))
-        if bench is not None:
+        for bench in benches:
             result.update(bench.result(timeout=120))
+        pool.shutdown()
+        result.update({f"tick_{k}": v for k, v in tick_lateness(metrics_before, metrics(http)).items()})
         b = {
             "t": time.monotonic(), "tutti": proc_ticks(tutti.pid), "sipp": proc_ticks(sipp.pid),
             "sipp_main": thread_ticks(sipp.pid).get(sipp.pid, ("", 0))[1],
@@ -807,6 +983,11 @@ def report(r: dict) -> None:
                 "setup_ms_avg", "sipp_exit", "tutti_callers_after", "tutti_exit",
                 "http_get_rps", "http_get_p50_ms", "http_get_p99_ms", "http_get_non_2xx",
                 "http_add_rps", "http_add_p50_ms", "http_add_p99_ms", "http_add_non_2xx",
+                "tick_ticks", "tick_p50_ms", "tick_p99_ms", "tick_skipped", "tick_max_since_start_ms",
+                "conductor_subscribers", "conductor_commands", "conductor_refused",
+                "conductor_command_p50_ms", "conductor_command_p99_ms", "conductor_events_received",
+                "conductor_events_missing", "conductor_subscribers_dropped", "conductor_event_p50_ms",
+                "conductor_event_p99_ms", "conductor_event_max_ms",
                 "elapsed_s", "rundir"):
         if key in r:
             print(f"  {key:28} {r[key]}")
@@ -846,6 +1027,10 @@ def main() -> int:
                    help="during the window, load /_access getConference and addPerson with wrk (Debian package wrk)")
     p.add_argument("--http-connections", type=int, default=50,
                    help="concurrent HTTP clients for --http-bench (default 50)")
+    p.add_argument("--subscribers", type=int, default=0,
+                   help="Conductor XMLSocket subscribers on the first room's call during the window (default 0)")
+    p.add_argument("--conductor-rate", type=float, default=0,
+                   help="updateCaller mute toggles per second over /_conference during the window, timed to their events")
     p.add_argument("--talkers", default="3",
                    help='callers per room streaming speech, the rest stream quiet noise; "all" for everyone (default 3)')
     p.add_argument("--settle-max", type=float, default=20,
