@@ -30,7 +30,7 @@ const PAT: f64 = 1000.0;
 
 /// A running server with one customer's conference and its persons.
 struct Room {
-    _server: Server,
+    server: Server,
     addr: SocketAddr,
     sip: SocketAddr,
     customer: String,
@@ -91,7 +91,7 @@ impl Room {
                 ));
             }
             let sip = server.logged_addr("SIP listening", "udp");
-            Room { _server: server, addr, sip, customer, conference: uid, token, pins, dir }
+            Room { server, addr, sip, customer, conference: uid, token, pins, dir }
         })
         .await
         .expect("room set up")
@@ -648,7 +648,8 @@ async fn commands_change_what_is_heard_and_every_client_sees_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breakouts_hands_tags_and_talking_over_the_xml_socket() {
-    let (room, _line, mut phones, call, callers) = three_in_a_call(&[]).await;
+    let (room, _line, mut phones, call, callers) =
+        three_in_a_call(&["--control-password", "secret"]).await;
     let (ann, bob) = (uid_of(&callers, "Ann").to_owned(), uid_of(&callers, "Bob").to_owned());
     let (ann, bob) = (ann.as_str(), bob.as_str());
 
@@ -748,6 +749,17 @@ async fn breakouts_hands_tags_and_talking_over_the_xml_socket() {
     hears(&mut phones, 1, &[(ANN, false), (PAT, true)]).await;
     let team = room.info("getBreakout", &[("callUID", &call), ("UID", "TEAM")]).await;
     assert_eq!(team["callers"], serde_json::json!([ann]));
+
+    // A change from another interface raises the same event: TCP 4011.
+    let control = room.server.logged_addr("control protocol listening", "addr");
+    let command = format!("MUTEUSER,{bob},1");
+    let answer = tokio::task::spawn_blocking(move || {
+        support::phone::Control::connect(control, "secret").command(&command, "MUTEUSER")
+    })
+    .await
+    .expect("4011");
+    assert_eq!(answer, ["MUTEUSER,OK"]);
+    events.expect("CALLER", "MUTE", |t| t.text("UID") == bob && t.text("mute") == "true").await;
 
     // The multi form, with a stranger in the second group.
     let answer = room
