@@ -170,7 +170,7 @@ pub fn conference_of(c: &Conference, view: ConferenceView, tz: &TimeZone) -> Val
         "notes": c.notes,
         "activeCallUID": active.first(),
         "mainCallUID": active.first().copied().or(view.calls.last().map(|(uid, _)| uid)),
-        "largeCall": false,
+        "largeCall": c.large_call,
         "placeCall": place_call,
         "tags": tags,
         "setting": role_flags(&view.settings),
