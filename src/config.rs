@@ -198,6 +198,12 @@ pub struct Options {
     /// Log filter, tracing syntax (e.g. `info,tutti_sip=debug`) [default: info,rsipstack=warn]
     #[arg(long, env = "TUTTI_LOG", global = true, value_name = "FILTER")]
     pub log: Option<String>,
+
+    /// For tests only: lets `POST /_test/clock` move the wall clock the
+    /// schedule follows. Command line only, never from the environment or a file.
+    #[arg(long, global = true, hide = true)]
+    #[serde(skip)]
+    pub test_clock: bool,
 }
 
 /// A typed option whose empty text means "not given", as for the text options:
@@ -364,6 +370,7 @@ impl Options {
             rtp_timeout: given(self.rtp_timeout).unwrap_or(60),
             rtp_hold_timeout: given(self.rtp_hold_timeout).unwrap_or(3600),
             log,
+            test_clock: self.test_clock,
         })
     }
 }
@@ -453,6 +460,7 @@ pub struct Settings {
     /// The same for a held call.
     pub rtp_hold_timeout: u64,
     pub log: String,
+    pub test_clock: bool,
 }
 
 impl Settings {

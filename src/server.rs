@@ -68,6 +68,12 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     warn_if_exposed("HTTP", http_addr);
 
     let control_customer = first_start(&store, &settings).await?;
+    if settings.test_clock {
+        tutti_api::Time::enable_test_clock();
+        tracing::warn!(
+            "test clock on: POST /_test/clock moves the wall clock; never use this in production"
+        );
+    }
 
     let events = EventBus::new();
     let engine = Engine::start(

@@ -4,6 +4,7 @@
 //! It knows nothing of SIP or RTP.
 
 pub mod access;
+pub mod aculab;
 pub mod conductor;
 pub mod control;
 pub mod http;

@@ -304,6 +304,9 @@ pub enum Event {
         conference_uid: String,
         tag: CallTag,
     },
+    /// The wall clock was moved (the test clock, `--test-clock`): everything
+    /// computed from it is recomputed.
+    ClockChanged,
 }
 
 /// How many events a subscriber may fall behind before it starts missing the

@@ -40,7 +40,8 @@ impl Engine {
                 let _ = incoming.reject(status).await;
                 None
             }
-            Err(Refusal::Admission(Admission::NotStarted { divert: Some(target) })) => {
+            Err(Refusal::Admission(Admission::NotStarted { divert: Some(service) })) => {
+                let target = divert_uri(&service, &incoming.request_uri);
                 tracing::info!(%call, user = %incoming.request_user, %target, "call diverted");
                 let _ = incoming.redirect(target).await;
                 None
@@ -412,4 +413,32 @@ async fn wait_for_ack(inputs: &mut mpsc::Receiver<CallInput>) -> bool {
         }
     }
     false
+}
+
+/// Where an early caller is diverted: a SIP URI as given, or a service name on
+/// this server as the caller addressed it (`sip:<service>@<host of the request URI>`).
+fn divert_uri(service: &str, request_uri: &str) -> String {
+    let lower = service.to_ascii_lowercase();
+    if lower.starts_with("sip:") || lower.starts_with("sips:") {
+        return service.to_owned();
+    }
+    let after_scheme = request_uri.split_once(':').map_or(request_uri, |(_, rest)| rest);
+    let host_part = after_scheme.rsplit_once('@').map_or(after_scheme, |(_, host)| host);
+    let host: String = host_part.chars().take_while(|c| !matches!(c, ';' | '>' | '?')).collect();
+    format!("sip:{service}@{host}")
+}
+
+#[cfg(test)]
+mod divert_tests {
+    use super::divert_uri;
+
+    #[test]
+    fn a_service_name_is_diverted_on_this_server() {
+        assert_eq!(
+            divert_uri("EarlyAnnouncement", "sip:Board@10.0.0.5:5060;transport=udp"),
+            "sip:EarlyAnnouncement@10.0.0.5:5060"
+        );
+        assert_eq!(divert_uri("Later", "sip:tutti.example.com"), "sip:Later@tutti.example.com");
+        assert_eq!(divert_uri("sip:ivr@10.1.1.1", "sip:Board@10.0.0.5"), "sip:ivr@10.1.1.1");
+    }
 }

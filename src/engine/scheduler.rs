@@ -19,7 +19,8 @@ use tutti_api::model::{Conference, ConferenceStatus};
 use tutti_api::{Store, Time};
 
 use super::core::Engine;
-use tutti_api::rules::schedule::{conference_status, next_change, reservation_state};
+use tutti_api::model::Role;
+use tutti_api::rules::schedule::{Presence, conference_status, next_change, reservation_state};
 
 /// Changes arriving within this window are applied together.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -133,18 +134,32 @@ impl Engine {
                 return None;
             }
         };
-        let (live, members) = self
-            .state()
-            .live
-            .conferences
-            .get(&conference.uid)
-            .map_or((false, 0), |c| (true, c.members));
+        let (live, members, leaders, call_uid) = {
+            let state = self.state();
+            match state.live.conferences.get(&conference.uid) {
+                Some(c) => {
+                    let leaders = state
+                        .live
+                        .callers
+                        .values()
+                        .filter(|m| m.conference_uid == conference.uid)
+                        .filter(|m| m.caller.role == Role::Moderator)
+                        .count();
+                    (true, c.members, leaders, Some(c.call_uid.clone()))
+                }
+                None => (false, 0, 0, None),
+            }
+        };
+        let present = Presence {
+            members,
+            leader_missing: conference.moderator_pin.is_some() && leaders == 0,
+        };
         let had_calls = live
             || conference.status == ConferenceStatus::Idle
             || store.calls_of(&conference.uid).await.is_ok_and(|calls| !calls.is_empty());
         let now = Time::now();
         for reservation in &reservations {
-            let state = reservation_state(reservation, now, members);
+            let state = reservation_state(reservation, now, present);
             if state != reservation.state {
                 tracing::info!(reservation = %reservation.uid, from = %reservation.state, to = %state, "reservation state");
                 // Only the state column, and only from what was read: a change
@@ -154,6 +169,18 @@ impl Engine {
                 {
                     tracing::error!(error = %e, "scheduler: reservation state not stored");
                 }
+            }
+        }
+        // A reserved conference's call ends with its reservation: everyone is
+        // hung up when none runs any more (a reservation that follows at once
+        // keeps the call going).
+        if let Some(call_uid) = call_uid.filter(|_| conference.reserved)
+            && !reservations.is_empty()
+            && !reservations.iter().any(|r| r.runs_at(now))
+        {
+            tracing::info!(conference = %conference.uid, call = %call_uid, "the reservation ended: hanging up");
+            if let Err(e) = tutti_api::live::LiveControl::close_call(self, call_uid).await {
+                tracing::warn!(error = %e, conference = %conference.uid, "the call did not end with its reservation");
             }
         }
         let status = conference_status(&conference, &reservations, now, live, had_calls);
@@ -187,6 +214,7 @@ fn note(event: &Result<std::sync::Arc<Event>, RecvError>, uids: &mut HashSet<Str
         Err(RecvError::Lagged(_) | RecvError::Closed) => return false,
     };
     match &**event {
+        Event::ClockChanged => return false,
         Event::ConferenceCreated { conference } | Event::ConferenceModified { conference } => {
             uids.insert(conference.uid.clone());
         }

@@ -39,9 +39,23 @@ pub fn form(pairs: &[(&str, &str)]) -> String {
 }
 
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<(&str, &[u8])>) -> Answer {
+    request_with(addr, method, path, &[], body)
+}
+
+/// A request with extra header lines (`("Authorization", "Basic ...")`).
+pub fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &[u8])>,
+) -> Answer {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     if let Some((content_type, bytes)) = body {
         head.push_str(&format!(
             "Content-Type: {content_type}\r\nContent-Length: {}\r\n",

@@ -9,6 +9,7 @@
 //! - [`openapi`]: `/openapi.json`, generated from the facades' function tables.
 //! - `/_access/*`: [`crate::access`].
 //! - `/_conference/*` and its event streams: [`crate::conductor`].
+//! - `/conference_*` (Aculab-style web services): [`crate::aculab`].
 //! - Unknown paths answer 404 with a JSON error body.
 
 pub mod envelope;
@@ -16,6 +17,7 @@ pub mod functions;
 pub mod health;
 pub mod openapi;
 pub mod params;
+pub mod test_clock;
 
 use std::io;
 use std::time::Duration;
@@ -42,7 +44,13 @@ pub fn router(ops: Ops, hub: crate::conductor::events::Hub) -> Router {
     health::router()
         .merge(crate::access::router())
         .merge(crate::conductor::router().layer(axum::Extension(hub)))
+        .merge(crate::aculab::router())
         .route("/openapi.json", axum::routing::get(openapi::document))
+        .merge(if crate::time::Time::test_clock_enabled() {
+            test_clock::router()
+        } else {
+            Router::new()
+        })
         .fallback(not_found)
         .with_state(ops)
 }

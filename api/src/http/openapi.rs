@@ -80,6 +80,21 @@ const CONDUCTOR: Api = Api {
     plain_commands: true,
 };
 
+/// A form (or JSON) body holding `params`.
+fn body_schema(params: &[Param]) -> Value {
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for p in params {
+        let mut s = schema(p.ty);
+        s["description"] = Value::String(p.doc.to_owned());
+        properties.insert(p.name.to_owned(), s);
+        if p.required {
+            required.push(p.name);
+        }
+    }
+    json!({"type": "object", "properties": properties, "required": required})
+}
+
 fn operation(api: &Api, f: &Function) -> Value {
     let params: Vec<Param> = api
         .common
@@ -134,17 +149,7 @@ fn operation(api: &Api, f: &Function) -> Value {
         );
     }
     if f.command {
-        let mut properties = Map::new();
-        let mut required = Vec::new();
-        for p in &params {
-            let mut s = schema(p.ty);
-            s["description"] = Value::String(p.doc.to_owned());
-            properties.insert(p.name.to_owned(), s);
-            if p.required {
-                required.push(p.name);
-            }
-        }
-        let body = json!({"type": "object", "properties": properties, "required": required});
+        let body = body_schema(&params);
         fields.insert(
             "requestBody".into(),
             json!({
@@ -173,6 +178,40 @@ fn operation(api: &Api, f: &Function) -> Value {
     op
 }
 
+/// An Aculab-style web service, by GET (query) or POST (form).
+fn aculab_operation(f: &Function, post: bool) -> Value {
+    let mut op = json!({
+        "operationId": format!("aculab.{}{}", f.name, if post { ".post" } else { "" }),
+        "summary": f.summary,
+        "description": format!("Returns {}.", f.returns),
+        "tags": ["Aculab-style web services (/conference_*)"],
+        "security": [{"basic": []}],
+        "responses": {
+            "200": {"description": f.returns, "content": {"application/json": {}}},
+            "400": {"description": "A parameter is missing or out of range: {\"error\": \"<parameter>: <why>\"}"},
+            "401": {"description": "No or wrong basic credentials (WWW-Authenticate: Basic realm=\"tutti\")"},
+            "404": {"description": "No such conference name, reservation token or participant"},
+            "409": {"description": "The conference is not in the state this needs (e.g. not ACTIVE)"},
+        },
+    });
+    let fields = op.as_object_mut().expect("an object literal");
+    if post {
+        let body = body_schema(f.params);
+        fields.insert(
+            "requestBody".into(),
+            json!({"content": {"application/x-www-form-urlencoded": {"schema": body}}}),
+        );
+    } else {
+        let list: Vec<Value> = f
+            .params
+            .iter()
+            .map(|p| json!({"name": p.name, "in": "query", "required": p.required, "description": p.doc, "schema": schema(p.ty)}))
+            .collect();
+        fields.insert("parameters".into(), Value::Array(list));
+    }
+    op
+}
+
 /// The whole document.
 pub fn build(version: &str) -> Value {
     let mut paths = Map::new();
@@ -183,6 +222,12 @@ pub fn build(version: &str) -> Value {
             item.insert(method.into(), operation(api, f));
             paths.insert(format!("{}/{}", api.prefix, f.name), Value::Object(item));
         }
+    }
+    for f in crate::aculab::functions::FUNCTIONS {
+        paths.insert(
+            format!("/{}", f.name),
+            json!({"get": aculab_operation(f, false), "post": aculab_operation(f, true)}),
+        );
     }
     for (path, id, summary, content) in [
         (
@@ -230,10 +275,17 @@ pub fn build(version: &str) -> Value {
         "info": {
             "title": "tutti",
             "version": version,
-            "description": "The HTTP control interfaces of the tutti conference server. docs/api-access.md describes /_access and docs/api-conductor.md /_conference, with examples.",
+            "description": "The HTTP control interfaces of the tutti conference server. docs/api-access.md describes /_access, docs/api-conductor.md /_conference and docs/api-aculab.md /conference_*, with examples.",
         },
         "paths": paths,
         "components": {
+            "securitySchemes": {
+                "basic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "Aculab-style services: the customer's UID (optionally after `<cloud-id>/`) and its API key",
+                },
+            },
             "schemas": {
                 "Envelope": {
                     "type": "object",
@@ -282,6 +334,24 @@ mod tests {
                     op["parameters"].as_array().expect("list").iter().any(|q| q["name"] == p.name)
                 };
                 assert!(described, "{}: {}", f.name, p.name);
+            }
+        }
+        for f in crate::aculab::functions::FUNCTIONS {
+            let path = &doc["paths"][format!("/{}", f.name)];
+            for p in f.params {
+                let in_query = path["get"]["parameters"]
+                    .as_array()
+                    .expect("list")
+                    .iter()
+                    .any(|q| q["name"] == p.name);
+                let in_form = path["post"]["requestBody"]["content"]
+                    ["application/x-www-form-urlencoded"]["schema"]["properties"]
+                    .get(p.name)
+                    .is_some();
+                assert!(in_query && in_form, "{}: {}", f.name, p.name);
+            }
+            for method in ["get", "post"] {
+                assert!(ids.insert(path[method]["operationId"].to_string()), "unique ids");
             }
         }
     }

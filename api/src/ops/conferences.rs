@@ -12,6 +12,8 @@ use crate::time::Time;
 
 /// The longest dial-in number or PIN accepted.
 pub const MAX_NUMBER_LEN: usize = 32;
+/// The longest dial-in number: an Aculab conference name (fewer than 48).
+pub const MAX_DIAL_IN_LEN: usize = 47;
 
 impl Ops {
     /// The customer that owns what `scope` creates: the customer itself, or for
@@ -129,12 +131,12 @@ impl Ops {
 pub fn validate(c: &Conference) -> OpsResult<()> {
     if let Some(number) = &c.dial_in_number {
         let ok = !number.is_empty()
-            && number.len() <= MAX_NUMBER_LEN
+            && number.len() <= MAX_DIAL_IN_LEN
             && number.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '+' | '_' | '-'));
         if !ok {
             return Err(OpsError::invalid(
                 "dial-in number",
-                "1 to 32 letters, digits, '+', '-' or '_'",
+                "1 to 47 letters, digits, '+', '-' or '_'",
             ));
         }
     }

@@ -16,6 +16,7 @@
 //! - [`sounds`]: WAV names resolved inside the sounds directory.
 
 pub mod accounts;
+pub mod booked;
 pub mod callers;
 pub mod calls;
 pub mod conferences;

@@ -7,16 +7,37 @@
 use crate::Time;
 use crate::model::{Conference, ConferenceStatus, Reservation, ReservationState};
 
-/// A reservation's state at `now` with `members` callers in the conference:
+/// Who is in a conference, as far as its state is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Presence {
+    /// Callers connected.
+    pub members: usize,
+    /// The conference has a leader role (a moderator PIN) and no leader is in.
+    pub leader_missing: bool,
+}
+
+impl From<usize> for Presence {
+    /// `members` callers in a conference without a leader role.
+    fn from(members: usize) -> Self {
+        Self { members, leader_missing: false }
+    }
+}
+
+/// A reservation's state at `now` with these callers in the conference:
 /// RESERVED before its start, COMPLETED from its end, and in between HOLDING
 /// (callers wait for the conference to fill) until two or more callers are in,
-/// then ACTIVE.
-pub fn reservation_state(r: &Reservation, now: Time, members: usize) -> ReservationState {
+/// the leader among them when the conference has one, then ACTIVE.
+pub fn reservation_state(
+    r: &Reservation,
+    now: Time,
+    present: impl Into<Presence>,
+) -> ReservationState {
+    let present = present.into();
     if now < r.start_time {
         ReservationState::Reserved
     } else if r.is_past(now) {
         ReservationState::Completed
-    } else if members >= 2 {
+    } else if present.members >= 2 && !present.leader_missing {
         ReservationState::Active
     } else {
         ReservationState::Holding
@@ -190,6 +211,12 @@ mod tests {
         assert_eq!(reservation_state(r, at("2026-05-01T10:00:00Z"), 0), ReservationState::Holding);
         assert_eq!(reservation_state(r, at("2026-05-01T10:05:00Z"), 1), ReservationState::Holding);
         assert_eq!(reservation_state(r, at("2026-05-01T10:05:00Z"), 2), ReservationState::Active);
+        let no_leader = Presence { members: 3, leader_missing: true };
+        assert_eq!(
+            reservation_state(r, at("2026-05-01T10:05:00Z"), no_leader),
+            ReservationState::Holding,
+            "a conference with a leader waits for it"
+        );
         assert_eq!(
             reservation_state(r, at("2026-05-01T11:00:00Z"), 9),
             ReservationState::Completed
