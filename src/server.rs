@@ -103,6 +103,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         events.clone(),
         OpsSettings {
             sounds_dir: settings.sounds_dir(),
+            recordings_dir: settings.recordings_dir(),
             timezone,
             control_customer: Some(control_customer),
             max_calls: settings.max_calls,

@@ -150,11 +150,34 @@ pub trait LiveControl: Send + Sync + 'static {
     /// open; the engine stores the flag, applies it to the room and announces
     /// it with [`Event::BreakoutUpdated`].
     fn set_breakout_private(&self, breakout_uid: String, private: bool) -> LiveFuture<'_, ()>;
+    /// Checks an uploaded sound file and converts it to what the engine plays;
+    /// refusals are [`OpsError::Invalid`] on `file`. Not available by default.
+    fn convert_sound(&self, bytes: Vec<u8>) -> LiveFuture<'_, ConvertedSound> {
+        let _ = bytes;
+        Box::pin(async { Err(OpsError::NotAllowed("sound uploads need the call engine")) })
+    }
+    /// The callers of the conference that are talking now (the room hears
+    /// speech from them), whether or not talking events are on. None by default.
+    fn talking(&self, conference_uid: &str) -> Vec<String> {
+        let _ = conference_uid;
+        Vec::new()
+    }
     /// Appends the live side's own figures to `/metrics` (Prometheus text);
     /// nothing by default.
     fn render_metrics(&self, out: &mut String) {
         let _ = out;
     }
+}
+
+/// An uploaded sound as the engine will play it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvertedSound {
+    /// A WAV file: 16-bit mono PCM at `sample_rate`.
+    pub wav: Vec<u8>,
+    pub sample_rate: u32,
+    pub duration_ms: u64,
+    /// What was uploaded (`pcm16`, `pcm8`, `alaw`, `ulaw`).
+    pub encoding: &'static str,
 }
 
 /// Outbound call progress, named as TCP 4011 CALLUSER events name it.

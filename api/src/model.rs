@@ -262,6 +262,9 @@ record! {
         /// Reserved (entry only during reservations) or reservationless.
         pub reserved: bool,
         pub max_members: Option<i64>,
+        /// The limit while `max_members` is `None` (the PBX's null means 100);
+        /// `None`: no limit.
+        pub default_max_members: Option<i64>,
         pub participant_pin: Option<String>,
         pub moderator_pin: Option<String>,
         pub security_token: String,
@@ -295,6 +298,12 @@ record! {
 }
 
 impl Conference {
+    /// The most members it takes: `max_members`, else its default; `None`:
+    /// no limit.
+    pub fn member_limit(&self) -> Option<i64> {
+        self.max_members.or(self.default_max_members)
+    }
+
     /// A reservationless conference with the customer's defaults.
     pub fn new(customer: &Customer, name: impl Into<String>) -> Self {
         let now = Time::now();
@@ -310,6 +319,7 @@ impl Conference {
             scheduled_end: None,
             reserved: false,
             max_members: None,
+            default_max_members: None,
             participant_pin: None,
             moderator_pin: None,
             security_token: crate::secret::new_security_token(),

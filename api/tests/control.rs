@@ -192,6 +192,7 @@ impl Server {
             bus.clone(),
             OpsSettings {
                 sounds_dir,
+                recordings_dir: dir.path().join("recordings"),
                 timezone,
                 control_customer: None,
                 max_calls: 500,

@@ -88,6 +88,7 @@ async fn context(dir: &std::path::Path) -> Ops {
         EventBus::new(),
         OpsSettings {
             sounds_dir: dir.join("sounds"),
+            recordings_dir: dir.join("recordings"),
             timezone: jiff::tz::TimeZone::UTC,
             control_customer: None,
             max_calls: 500,

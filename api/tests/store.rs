@@ -103,6 +103,7 @@ fn full_conference(customer: &Customer) -> Conference {
         scheduled_end: Some(at("2026-12-01T10:00:00Z")),
         reserved: true,
         max_members: Some(40),
+        default_max_members: Some(100),
         participant_pin: Some("1234".into()),
         moderator_pin: Some("9876".into()),
         security_token: "0123456789abcdef0123456789abcdef".into(),

@@ -236,6 +236,185 @@ pub fn read_any(path: &Path) -> Result<WavAudio, WavError> {
     parse_any(&read_bounded(path)?)
 }
 
+/// The largest sound file accepted for upload.
+pub const MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
+/// The longest sound accepted for upload, in milliseconds (10 minutes).
+pub const MAX_UPLOAD_MS: u64 = 10 * 60 * 1000;
+/// The rates an uploaded sound may have (it is converted to a prompt rate).
+pub const UPLOAD_RATES: std::ops::RangeInclusive<u32> = 8_000..=48_000;
+const FORMAT_ALAW: u16 = 0x0006;
+const FORMAT_ULAW: u16 = 0x0007;
+
+/// Why an uploaded sound was refused: what a client can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct UploadError(pub String);
+
+/// An uploaded sound, checked and converted to what tutti plays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The file as uploaded: `"pcm16"`, `"pcm8"`, `"alaw"` or `"ulaw"`.
+    pub encoding: &'static str,
+    /// The uploaded file's rate and channels.
+    pub original_rate: u32,
+    pub original_channels: u16,
+    /// The converted file: 16-bit mono PCM at 8, 16 or 48 kHz.
+    pub wav: Vec<u8>,
+    /// Its rate.
+    pub sample_rate: u32,
+    /// Its length.
+    pub duration_ms: u64,
+}
+
+/// Checks an uploaded WAV file strictly and converts it for playing: RIFF/WAVE
+/// whose chunks all fit the file (a header that claims more than was sent is
+/// refused, unlike [`parse_any`], which forgives recordings cut short), PCM of 8
+/// or 16 bits or G.711 (A-law, mu-law), mono or stereo, 8 to 48 kHz, at most
+/// [`MAX_UPLOAD_BYTES`] and [`MAX_UPLOAD_MS`]. The result is 16-bit mono at the
+/// prompt rate nearest above the file's own (8, 16 or 48 kHz).
+pub fn convert_upload(bytes: &[u8]) -> Result<Upload, UploadError> {
+    let refuse = |why: String| Err(UploadError(why));
+    if bytes.len() > MAX_UPLOAD_BYTES {
+        return refuse(format!("the file is larger than {MAX_UPLOAD_BYTES} bytes"));
+    }
+    let mut reader = Reader { bytes, position: 0 };
+    if reader.take(4) != Some(b"RIFF") {
+        return refuse("not a WAV file (no RIFF header)".into());
+    }
+    let riff_size = reader.u32().unwrap_or(0) as usize;
+    if reader.take(4) != Some(b"WAVE") {
+        return refuse("not a WAV file (RIFF, but not WAVE)".into());
+    }
+    if riff_size.saturating_add(8) > bytes.len() {
+        return refuse(format!(
+            "the RIFF header claims {} bytes, the file has {}",
+            riff_size.saturating_add(8),
+            bytes.len()
+        ));
+    }
+    let mut format: Option<(u16, u16, u32, u16)> = None;
+    let mut data: Option<&[u8]> = None;
+    while reader.remaining() >= 8 {
+        let (Some(id), Some(size)) = (reader.take(4), reader.u32()) else { break };
+        let size = size as usize;
+        let Some(body) = reader.take(size) else {
+            return refuse(format!(
+                "the {:?} chunk claims {size} bytes, only {} follow",
+                String::from_utf8_lossy(id),
+                reader.remaining()
+            ));
+        };
+        match id {
+            b"fmt " => format = Some(upload_format(body).map_err(UploadError)?),
+            b"data" => data = Some(body),
+            _ => {}
+        }
+        if size % 2 == 1 {
+            reader.take(1);
+        }
+    }
+    let Some((encoding, channels, rate, bits)) = format else {
+        return refuse("the WAV file has no fmt chunk".into());
+    };
+    let Some(data) = data else { return refuse("the WAV file has no data chunk".into()) };
+    let width = usize::from(bits / 8) * usize::from(channels);
+    let frames = data.len() / width;
+    if frames == 0 {
+        return refuse("the WAV file holds no audio".into());
+    }
+    let duration_ms = frames as u64 * 1000 / u64::from(rate);
+    if duration_ms > MAX_UPLOAD_MS {
+        return refuse(format!(
+            "the sound lasts {} s, at most {} s are accepted",
+            duration_ms / 1000,
+            MAX_UPLOAD_MS / 1000
+        ));
+    }
+    let sample = |b: &[u8]| -> i32 {
+        match (encoding, bits) {
+            (FORMAT_ALAW, _) => i32::from(crate::codec::g711::alaw_to_linear(b[0])),
+            (FORMAT_ULAW, _) => i32::from(crate::codec::g711::ulaw_to_linear(b[0])),
+            (_, 8) => (i32::from(b[0]) - 128) << 8,
+            _ => i32::from(i16::from_le_bytes([b[0], b[1]])),
+        }
+    };
+    let step = usize::from(bits / 8);
+    let mono: Vec<i16> = data
+        .chunks_exact(width)
+        .map(|frame| {
+            let sum: i32 = frame.chunks_exact(step).map(sample).sum();
+            // The mean of one or two i16 values fits an i16.
+            (sum / i32::from(channels)) as i16
+        })
+        .collect();
+    let target = match rate {
+        8_000 | 16_000 | 48_000 => rate,
+        r if r < 16_000 => 16_000,
+        _ => 48_000,
+    };
+    let samples = convert_rate(&mono, rate, target);
+    let mut out = std::io::Cursor::new(Vec::with_capacity(samples.len() * 2 + 44));
+    let written = WavWriter::new(&mut out, target)
+        .and_then(|mut w| w.write(&samples).and_then(|()| w.finish()));
+    if let Err(e) = written {
+        return refuse(format!("the sound could not be converted: {e}"));
+    }
+    let encoding = match (encoding, bits) {
+        (FORMAT_ALAW, _) => "alaw",
+        (FORMAT_ULAW, _) => "ulaw",
+        (_, 8) => "pcm8",
+        _ => "pcm16",
+    };
+    Ok(Upload {
+        encoding,
+        original_rate: rate,
+        original_channels: channels,
+        wav: out.into_inner(),
+        sample_rate: target,
+        duration_ms: samples.len() as u64 * 1000 / u64::from(target),
+    })
+}
+
+/// An upload's `fmt ` chunk: encoding, channels, rate, bits per sample.
+fn upload_format(body: &[u8]) -> Result<(u16, u16, u32, u16), String> {
+    let mut reader = Reader { bytes: body, position: 0 };
+    let short = || "the fmt chunk is shorter than 16 bytes".to_owned();
+    let tag = reader.u16().ok_or_else(short)?;
+    let channels = reader.u16().ok_or_else(short)?;
+    let rate = reader.u32().ok_or_else(short)?;
+    let _byte_rate = reader.u32().ok_or_else(short)?;
+    let block_align = reader.u16().ok_or_else(short)?;
+    let bits = reader.u16().ok_or_else(short)?;
+    let encoding = if tag == FORMAT_EXTENSIBLE {
+        reader.take(8).ok_or("the extensible fmt chunk is too short")?;
+        reader.u16().ok_or("the extensible fmt chunk is too short")?
+    } else {
+        tag
+    };
+    let bits_ok = match encoding {
+        FORMAT_PCM => bits == 8 || bits == 16,
+        FORMAT_ALAW | FORMAT_ULAW => bits == 8,
+        other => {
+            return Err(format!(
+                "format tag {other:#06x} is not accepted: PCM (8 or 16 bit), A-law or mu-law"
+            ));
+        }
+    };
+    if !bits_ok {
+        return Err(format!("{bits}-bit samples are not accepted for this encoding"));
+    }
+    if !(1..=2).contains(&channels) {
+        return Err(format!("{channels} channels: mono or stereo only"));
+    }
+    if u32::from(block_align) != u32::from(channels) * u32::from(bits / 8) {
+        return Err("the block align does not match the sample size".into());
+    }
+    if !UPLOAD_RATES.contains(&rate) {
+        return Err(format!("{rate} Hz: 8000 to 48000 Hz only"));
+    }
+    Ok((encoding, channels, rate, bits))
+}
+
 /// The canonical 44-byte header of 16-bit mono PCM.
 fn header(rate: u32, data_bytes: u32) -> [u8; HEADER_LEN as usize] {
     let mut h = [0u8; HEADER_LEN as usize];

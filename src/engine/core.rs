@@ -74,6 +74,8 @@ pub(super) struct ConferenceIo {
     pub room: RoomHandle,
     /// What a caller alone in the conference hears.
     pub music_on_hold: Option<Audio>,
+    /// The stored sound that music is (`None`: the bundled music).
+    pub music_sound: Option<i64>,
 }
 
 /// What the engine keeps per live caller beside the registry's data.
@@ -272,6 +274,13 @@ impl Engine {
         while let Some(event) = room_events.recv().await {
             match event {
                 RoomEvent::Talking { key, talking } => {
+                    {
+                        let mut state = self.state();
+                        let uid = state.legs.get(&key).and_then(|(_, c)| c.clone());
+                        if let Some(live) = uid.and_then(|uid| state.live.callers.get_mut(&uid)) {
+                            live.talking = talking;
+                        }
+                    }
                     if let Some((caller_uid, conference_uid, call_uid, true)) =
                         self.caller_of_leg(key)
                     {

@@ -3,8 +3,8 @@
 //! and the signalling, writes only live fields, and leaves the outcome to events.
 
 use tutti_api::live::{
-    CallUpdate, CallerField, CallerUpdate, DialRequest, Event, LiveControl, LiveFuture, Media,
-    PlayRequest, PlaybackMedia, PlaybackState, Target,
+    CallUpdate, CallerField, CallerUpdate, ConvertedSound, DialRequest, Event, LiveControl,
+    LiveFuture, Media, PlayRequest, PlaybackMedia, PlaybackState, Target,
 };
 use tutti_api::model::{Caller, Conference, Direction, EndReason, Recording};
 use tutti_api::ops::{Conflict, Kind, OpsError, OpsResult};
@@ -244,6 +244,86 @@ impl Engine {
         Ok(uid)
     }
 
+    /// Starts the room recording a conference with `recording` on (the PBX's
+    /// `record_enabled`) has, once per call session: a recording stopped
+    /// through an interface is not started again by the next caller.
+    pub(super) async fn record_automatically(&self, conference_uid: &str) {
+        let due = {
+            let mut state = self.state();
+            match state.live.conferences.get_mut(conference_uid) {
+                Some(live) if !live.auto_recorded && live.recording.is_none() => {
+                    live.auto_recorded = true;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !due {
+            return;
+        }
+        match self.recording_start(conference_uid.to_owned(), None).await {
+            Ok(uid) => {
+                tracing::info!(conference = conference_uid, recording = %uid, "recording the room (record_enabled)");
+            }
+            Err(e) => {
+                tracing::warn!(conference = conference_uid, error = %e, "automatic recording not started");
+            }
+        }
+    }
+
+    /// A live conference's stored settings changed: music on hold is loaded
+    /// again, and its automatic recording follows its `recording` setting.
+    async fn apply_conference_change(&self, conference_uid: String) -> OpsResult<()> {
+        let Some(conference) = self.inner.store.find::<Conference>(&conference_uid).await? else {
+            return Ok(());
+        };
+        let music_changed = match self.state().live.conferences.get(&conference_uid) {
+            None => return Ok(()),
+            Some(live) => live.io.music_sound != conference.music_on_hold_sound,
+        };
+        let music = match music_changed {
+            true => Some(self.music_on_hold(&conference).await),
+            false => None,
+        };
+        let (stop, music_stopped) = {
+            let mut state = self.state();
+            let Some(live) = state.live.conferences.get_mut(&conference_uid) else { return Ok(()) };
+            // New music: whoever hears the old one hears the new one at once.
+            let mut music_stopped = None;
+            if let Some(music) = music {
+                live.io.music_on_hold = music;
+                live.io.music_sound = conference.music_on_hold_sound;
+                if let Some((_, playing)) = live.music_playing.take() {
+                    music_stopped = Some((live.io.room.clone(), playing));
+                }
+            }
+            let stop = if conference.recording {
+                // Turned on again: the next start counts as the automatic one.
+                if live.recording.is_none() {
+                    live.auto_recorded = false;
+                }
+                None
+            } else if live.auto_recorded {
+                live.auto_recorded = false;
+                live.recording.clone()
+            } else {
+                None
+            };
+            (stop, music_stopped)
+        };
+        if let Some((room, playing)) = music_stopped {
+            let _ = room.try_stop_playback(playing);
+            self.update_music_on_hold(&conference_uid);
+        }
+        if conference.recording {
+            self.record_automatically(&conference_uid).await;
+        } else if let Some(recording) = stop {
+            tracing::info!(conference = %conference_uid, %recording, "record_enabled off: recording stopped");
+            self.recording_stop(recording).await?;
+        }
+        Ok(())
+    }
+
     /// Forgets a recording's claim on its room or caller.
     fn forget_recording(&self, recording_uid: &str, caller_uid: Option<&str>) {
         let mut state = self.state();
@@ -360,10 +440,38 @@ impl LiveControl for Engine {
         Box::pin(async move { self.relocate(&caller_uid, &conference_uid).await })
     }
 
-    fn conference_changed(&self, _conference_uid: String) -> LiveFuture<'_, ()> {
-        // Entry settings (PINs, beep, lock, limits) are read from the store at
-        // every admission, so nothing live needs reloading.
-        Box::pin(async { Ok(()) })
+    fn conference_changed(&self, conference_uid: String) -> LiveFuture<'_, ()> {
+        // Entry settings (PINs, beep, lock, limits, entry sound) are read from
+        // the store at every admission; music on hold and the automatic
+        // recording are the live session's.
+        Box::pin(self.apply_conference_change(conference_uid))
+    }
+
+    fn convert_sound(&self, bytes: Vec<u8>) -> LiveFuture<'_, ConvertedSound> {
+        Box::pin(async move {
+            let converted =
+                tokio::task::spawn_blocking(move || tutti_media::wav::convert_upload(&bytes))
+                    .await
+                    .map_err(|e| OpsError::internal("sound conversion failed", e))?;
+            let upload = converted.map_err(|e| OpsError::invalid("file", e.0))?;
+            Ok(ConvertedSound {
+                wav: upload.wav,
+                sample_rate: upload.sample_rate,
+                duration_ms: upload.duration_ms,
+                encoding: upload.encoding,
+            })
+        })
+    }
+
+    fn talking(&self, conference_uid: &str) -> Vec<String> {
+        let state = self.state();
+        state
+            .live
+            .callers
+            .iter()
+            .filter(|(_, live)| live.talking && live.conference_uid == conference_uid)
+            .map(|(uid, _)| uid.clone())
+            .collect()
     }
 
     fn play(&self, request: PlayRequest) -> LiveFuture<'_, ()> {

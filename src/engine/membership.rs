@@ -105,7 +105,12 @@ impl Engine {
         caller.call_uid = call_uid;
         let io = CallerIo { leg_handle: leg.handle(), control, name: spoken_name };
         match self.join_opened(conference, caller, &room, leg, io, seat).await {
-            Ok(uid) => Ok(uid),
+            Ok(uid) => {
+                if conference.recording {
+                    self.record_automatically(&conference.uid).await;
+                }
+                Ok(uid)
+            }
             Err(e) => {
                 self.abandon(&conference.uid).await;
                 Err(e)
@@ -162,6 +167,7 @@ impl Engine {
                 leg: key,
                 green,
                 recording: None,
+                talking: false,
                 io,
             };
             state.live.enter(&caller_uid, live, held_seat);
@@ -212,7 +218,7 @@ impl Engine {
             .await?;
         // Two callers may arrive at once: the first one to get here wins.
         let session = LiveConference::new(
-            ConferenceIo { room, music_on_hold },
+            ConferenceIo { room, music_on_hold, music_sound: conference.music_on_hold_sound },
             call.uid.clone(),
             call.greenroom,
             call.talking,

@@ -44,6 +44,9 @@ pub struct LiveConference<R> {
     pub talking_events: bool,
     /// The room recording running now, by recording UID.
     pub recording: Option<String>,
+    /// The room recording was started for the conference's `recording`
+    /// setting (the PBX's `record_enabled`), once per session.
+    pub auto_recorded: bool,
     /// The room's numbers for the call's breakout groups, by breakout UID.
     pub breakouts: HashMap<String, BreakoutId>,
 }
@@ -59,6 +62,7 @@ impl<R> LiveConference<R> {
             green_room,
             talking_events,
             recording: None,
+            auto_recorded: false,
             breakouts: HashMap::new(),
         }
     }
@@ -74,6 +78,8 @@ pub struct LiveCaller<C> {
     pub green: bool,
     /// The UID of this caller's own recording, while one runs.
     pub recording: Option<String>,
+    /// The room hears speech from it now.
+    pub talking: bool,
     pub io: C,
 }
 
@@ -360,6 +366,7 @@ mod tests {
             leg,
             green,
             recording: None,
+            talking: false,
             io: (),
         };
         reg.enter(uid, live, false);
@@ -384,6 +391,7 @@ mod tests {
             leg: 1,
             green: false,
             recording: None,
+            talking: false,
             io: (),
         };
         reg.enter("a", live, true);

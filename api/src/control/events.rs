@@ -60,7 +60,7 @@ pub fn conference_config(conference: &Conference, tz: &TimeZone) -> String {
         token(conference.dial_in_number.as_deref().unwrap_or_default()),
         quoted(&conference.company),
         quoted(&conference.organiser),
-        conference.max_members.unwrap_or(0),
+        conference.member_limit().unwrap_or(0),
         token(conference.participant_pin.as_deref().unwrap_or_default()),
     )
 }

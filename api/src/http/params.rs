@@ -38,6 +38,30 @@ impl ParamError {
     }
 }
 
+/// Reads a whole request body of at most `limit` bytes; a larger one (by its
+/// Content-Length, or as it arrives) is refused before it is read in full.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, BodyError> {
+    if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok())
+        && length.parse::<usize>().is_ok_and(|n| n > limit)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e)
+            .is_some_and(|s| s.to_string().contains("length limit exceeded"))
+            || e.to_string().contains("length limit exceeded")
+        {
+            BodyError::TooLarge
+        } else {
+            BodyError::Unreadable(e.to_string())
+        }
+    })
+}
+
 /// The parameters of one request; a body's value wins over the query string's
 /// for the same name, and the first of repeated names counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,21 +80,7 @@ impl Params {
         if let Some(query) = query {
             params.add_form(query.as_bytes(), false);
         }
-        if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok())
-            && length.parse::<usize>().is_ok_and(|n| n > MAX_BODY)
-        {
-            return Err(BodyError::TooLarge);
-        }
-        let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.to_string().contains("length limit exceeded"))
-                || e.to_string().contains("length limit exceeded")
-            {
-                BodyError::TooLarge
-            } else {
-                BodyError::Unreadable(e.to_string())
-            }
-        })?;
+        let bytes = read_body(headers, body, MAX_BODY).await?;
         if bytes.is_empty() {
             return Ok(params);
         }

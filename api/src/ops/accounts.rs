@@ -80,6 +80,20 @@ impl Ops {
         }
     }
 
+    /// The customer whose API key is `key` alone (Bearer authentication), if
+    /// its account is active.
+    pub async fn authenticate_key(&self, key: &str) -> OpsResult<Customer> {
+        let customer =
+            self.store.customer_by_api_key(key).await?.ok_or(OpsError::NotFound(Kind::Customer))?;
+        match customer.status {
+            CustomerStatus::Active => Ok(customer),
+            CustomerStatus::Suspend | CustomerStatus::Hold => {
+                Err(OpsError::NotAllowed("the account is suspended"))
+            }
+            CustomerStatus::Closed => Err(OpsError::NotAllowed("the account is closed")),
+        }
+    }
+
     /// The requester's own customer record.
     pub async fn customer(&self, scope: &Scope) -> OpsResult<Customer> {
         match scope {

@@ -206,8 +206,8 @@ impl Ops {
             None => ReservationState::Holding,
         };
         let max_participants = match &reservation {
-            Some(r) => conference.max_members.unwrap_or(r.estimated_callers),
-            None => conference.max_members.unwrap_or(UNRESERVED_PARTICIPANTS),
+            Some(r) => conference.member_limit().unwrap_or(r.estimated_callers),
+            None => conference.member_limit().unwrap_or(UNRESERVED_PARTICIPANTS),
         };
         Ok(Booked { conference, reservation, state, max_participants })
     }

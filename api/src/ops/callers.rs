@@ -22,6 +22,26 @@ impl Ops {
         Ok(self.store.active_callers_of_conference(&conference.uid).await?)
     }
 
+    /// One caller connected now to the conference's live call session.
+    pub async fn live_caller(
+        &self,
+        scope: &Scope,
+        conference_uid: &str,
+        caller_uid: &str,
+    ) -> OpsResult<Caller> {
+        self.live_callers(scope, conference_uid)
+            .await?
+            .into_iter()
+            .find(|c| c.uid == caller_uid)
+            .ok_or(OpsError::NotFound(Kind::Caller))
+    }
+
+    /// The callers of a conference that are talking now.
+    pub async fn talking(&self, scope: &Scope, conference_uid: &str) -> OpsResult<Vec<String>> {
+        let conference = self.conference(scope, conference_uid).await?;
+        Ok(self.live.talking(&conference.uid))
+    }
+
     /// Changes one live caller's mute, deaf, mike, volume, breakout, role, ...
     pub async fn update_caller(
         &self,

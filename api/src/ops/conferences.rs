@@ -50,6 +50,7 @@ impl Ops {
             return Err(OpsError::NotFound(Kind::Customer));
         }
         validate(&conference)?;
+        self.check_conference_sounds(&conference).await?;
         self.store.create_conference(&conference).await?;
         tracing::info!(conference = %conference.uid, "conference created");
         self.events.publish(Event::ConferenceCreated { conference: conference.clone() });
@@ -73,6 +74,11 @@ impl Ops {
         conference.created_at = before.created_at;
         conference.security_token = before.security_token;
         validate(&conference)?;
+        if (conference.enter_sound, conference.music_on_hold_sound)
+            != (before.enter_sound, before.music_on_hold_sound)
+        {
+            self.check_conference_sounds(&conference).await?;
+        }
         conference.updated_at = Time::now();
         self.store.update_conference(&conference).await?;
         match self.live.conference_changed(conference.uid.clone()).await {
@@ -87,7 +93,7 @@ impl Ops {
     }
 
     /// Ends the conference's live calls (its callers are hung up), then deletes
-    /// it with everything it owns, and announces it.
+    /// it with everything it owns (its recordings' files too), and announces it.
     pub async fn delete_conference(&self, scope: &Scope, uid: &str) -> OpsResult<Conference> {
         let conference = self.conference(scope, uid).await?;
         for call in self.store.calls_of(&conference.uid).await? {
@@ -99,7 +105,11 @@ impl Ops {
                 Err(e) => tracing::warn!(error = %e, call = %call.uid, "call not closed"),
             }
         }
+        let recordings = self.store.recordings_of(&conference.uid).await?;
         self.store.delete::<Conference>(&conference.uid).await?;
+        for recording in &recordings {
+            super::catalog::remove_recording_file(&self.settings.recordings_dir, recording).await;
+        }
         tracing::info!(conference = %conference.uid, "conference deleted");
         self.events.publish(Event::ConferenceDeleted { conference: conference.clone() });
         Ok(conference)
@@ -156,6 +166,9 @@ pub fn validate(c: &Conference) -> OpsResult<()> {
     }
     if c.max_members.is_some_and(|max| max < 1) {
         return Err(OpsError::invalid("max members", "at least 1"));
+    }
+    if c.default_max_members.is_some_and(|max| max < 1) {
+        return Err(OpsError::invalid("default max members", "at least 1"));
     }
     if let (Some(start), Some(end)) = (c.scheduled_start, c.scheduled_end)
         && end <= start

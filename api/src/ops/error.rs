@@ -80,6 +80,11 @@ pub enum Conflict {
     AlreadyRecording,
     #[error("the caller is already in that conference")]
     AlreadyThere,
+    /// A sound that rooms still use: their numbers (or names).
+    #[error("the sound is in use by {}", .0.join(", "))]
+    SoundInUse(Vec<String>),
+    #[error("the recording is still running")]
+    StillRecording,
     /// Another unique value; names the stored columns.
     #[error("already in use: {0}")]
     InUse(String),

@@ -14,11 +14,13 @@
 //!   reservations, cancelling, and which list a conference is on.
 //! - [`persons`]: persons registered for a conference, with their PINs.
 //! - [`sounds`]: WAV names resolved inside the sounds directory.
+//! - [`catalog`]: uploaded sounds and recordings, the files customers keep here.
 
 pub mod accounts;
 pub mod booked;
 pub mod callers;
 pub mod calls;
+pub mod catalog;
 pub mod conferences;
 mod error;
 pub mod media;
@@ -61,6 +63,8 @@ impl Scope {
 pub struct OpsSettings {
     /// `<data-dir>/sounds/`: where client-named WAV files are looked up.
     pub sounds_dir: PathBuf,
+    /// `<data-dir>/recordings/`: where recordings are written.
+    pub recordings_dir: PathBuf,
     /// The zone of times a protocol gives without one, and writes back.
     pub timezone: jiff::tz::TimeZone,
     /// The customer that owns conferences created through interfaces without

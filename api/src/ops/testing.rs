@@ -136,6 +136,7 @@ pub async fn ops_with(live: FakeLive) -> (Ops, Arc<FakeLive>, tempfile::TempDir)
         EventBus::new(),
         OpsSettings {
             sounds_dir,
+            recordings_dir: dir.path().join("recordings"),
             timezone: jiff::tz::TimeZone::UTC,
             control_customer: None,
             max_calls: 500,

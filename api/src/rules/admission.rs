@@ -77,7 +77,10 @@ pub fn admit(
     if conference.locked {
         return Admission::Locked;
     }
-    if conference.max_members.is_some_and(|max| i64::try_from(members).unwrap_or(i64::MAX) >= max) {
+    if conference
+        .member_limit()
+        .is_some_and(|max| i64::try_from(members).unwrap_or(i64::MAX) >= max)
+    {
         return Admission::Full;
     }
     Admission::Admit

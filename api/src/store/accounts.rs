@@ -58,6 +58,23 @@ impl Store {
         Ok(Some(<Customer as sqlx::FromRow<sqlx::sqlite::SqliteRow>>::from_row(&row)?))
     }
 
+    /// The customer whose API key is `key` (Bearer authentication, where no
+    /// UID comes with the key). Keys are 190 random bits, so the lookup by their
+    /// hash reveals nothing a guesser could use.
+    pub async fn customer_by_api_key(&self, key: &str) -> Result<Option<Customer>> {
+        if key.is_empty() {
+            return Ok(None);
+        }
+        let sql = format!(
+            "SELECT {} FROM customers WHERE api_key_hash = ?",
+            Customer::COLUMNS.join(", ")
+        );
+        Ok(sqlx::query_as(trusted(sql))
+            .bind(secret::hash_api_key(key))
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     pub async fn list_customers(&self) -> Result<Vec<Customer>> {
         let sql = format!(
             "SELECT {} FROM customers ORDER BY created_at, uid",

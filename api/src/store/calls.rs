@@ -2,7 +2,7 @@
 //! live call writes and what history queries read after it.
 
 use super::{Result, Store, StoreError, insert_with};
-use crate::model::{Breakout, Call, CallTag, Caller, Recording, Role, RoleFlags};
+use crate::model::{Breakout, Call, CallTag, Caller, Record, Recording, Role, RoleFlags};
 use crate::time::Time;
 
 impl Store {
@@ -71,6 +71,27 @@ impl Store {
     /// Recordings of a conference, oldest first.
     pub async fn recordings_of(&self, conference_uid: &str) -> Result<Vec<Recording>> {
         self.list_where("conference_uid", conference_uid, "started_at, uid").await
+    }
+
+    /// Recordings of a customer's conferences (every customer's for `None`),
+    /// optionally of one conference, oldest first.
+    pub async fn recordings_for(
+        &self,
+        customer_uid: Option<&str>,
+        conference_uid: Option<&str>,
+    ) -> Result<Vec<Recording>> {
+        let columns: Vec<String> = Recording::COLUMNS.iter().map(|c| format!("r.{c}")).collect();
+        let sql = format!(
+            "SELECT {} FROM recordings r JOIN conferences f ON f.uid = r.conference_uid \
+             WHERE (?1 IS NULL OR f.customer_uid = ?1) AND (?2 IS NULL OR r.conference_uid = ?2) \
+             ORDER BY r.started_at, r.uid",
+            columns.join(", ")
+        );
+        Ok(sqlx::query_as(super::trusted(sql))
+            .bind(customer_uid)
+            .bind(conference_uid)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Adds a call tag, optionally derived from a conference tag.

@@ -127,6 +127,19 @@ impl Store {
         .await?)
     }
 
+    /// The conferences that play a sound (as enter sound or music on hold):
+    /// their dial-in numbers, or names where they have none.
+    pub async fn rooms_using_sound(&self, id: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT COALESCE(dial_in_number, name) FROM conferences \
+             WHERE enter_sound = ? OR music_on_hold_sound = ? ORDER BY created_at, uid",
+        )
+        .bind(id)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn delete_sound(&self, id: i64) -> Result<()> {
         let done =
             sqlx::query("DELETE FROM sounds WHERE id = ?").bind(id).execute(&self.pool).await?;
