@@ -11,6 +11,7 @@ pub mod http;
 pub mod live;
 pub mod model;
 pub mod ops;
+pub mod rest;
 pub mod rules;
 pub mod secret;
 pub mod store;

@@ -10,6 +10,7 @@
 //! - `/_access/*`: [`crate::access`].
 //! - `/_conference/*` and its event streams: [`crate::conductor`].
 //! - `/conference_*` (Aculab-style web services): [`crate::aculab`].
+//! - `/api/v1/*` (the PBX conference REST resource): [`crate::rest`].
 //! - Unknown paths answer 404 with a JSON error body.
 
 pub mod envelope;
@@ -45,6 +46,7 @@ pub fn router(ops: Ops, hub: crate::conductor::events::Hub) -> Router {
         .merge(crate::access::router())
         .merge(crate::conductor::router().layer(axum::Extension(hub)))
         .merge(crate::aculab::router())
+        .merge(crate::rest::router())
         .route("/openapi.json", axum::routing::get(openapi::document))
         .merge(if crate::time::Time::test_clock_enabled() {
             test_clock::router()

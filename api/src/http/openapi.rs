@@ -229,6 +229,7 @@ pub fn build(version: &str) -> Value {
             json!({"get": aculab_operation(f, false), "post": aculab_operation(f, true)}),
         );
     }
+    paths.extend(crate::rest::openapi::paths());
     for (path, id, summary, content) in [
         (
             "/_conference/events",
@@ -270,44 +271,60 @@ pub fn build(version: &str) -> Value {
         });
         paths.insert(path.to_owned(), json!({"get": op}));
     }
+    let schemas = rest_schemas_and(json!({
+        "Envelope": {
+            "type": "object",
+            "required": ["code", "message", "value"],
+            "properties": {
+                "code": {"type": "string", "description": "\"0\" on success, else an error code"},
+                "message": {"type": "string"},
+                "value": {"description": "The function's result; empty on error"},
+            },
+        },
+        "EnvelopeXml": {
+            "type": "object",
+            "xml": {"name": "document"},
+            "properties": {
+                "value": {},
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+            },
+        },
+    }));
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "tutti",
             "version": version,
-            "description": "The HTTP control interfaces of the tutti conference server. docs/api-access.md describes /_access, docs/api-conductor.md /_conference and docs/api-aculab.md /conference_*, with examples.",
+            "description": "The HTTP control interfaces of the tutti conference server. docs/api-access.md describes /_access, docs/api-conductor.md /_conference and docs/api-aculab.md /conference_* and docs/api-rest.md /api/v1, with examples.",
         },
         "paths": paths,
         "components": {
             "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "PBX REST resource: the customer's API key",
+                },
                 "basic": {
                     "type": "http",
                     "scheme": "basic",
                     "description": "Aculab-style services: the customer's UID (optionally after `<cloud-id>/`) and its API key",
                 },
             },
-            "schemas": {
-                "Envelope": {
-                    "type": "object",
-                    "required": ["code", "message", "value"],
-                    "properties": {
-                        "code": {"type": "string", "description": "\"0\" on success, else an error code"},
-                        "message": {"type": "string"},
-                        "value": {"description": "The function's result; empty on error"},
-                    },
-                },
-                "EnvelopeXml": {
-                    "type": "object",
-                    "xml": {"name": "document"},
-                    "properties": {
-                        "value": {},
-                        "code": {"type": "integer"},
-                        "message": {"type": "string"},
-                    },
-                },
-            },
+            "schemas": schemas,
         },
     })
+}
+
+/// `schemas` with the REST resource's schemas added.
+fn rest_schemas_and(schemas: Value) -> Value {
+    let mut all = match schemas {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    all.extend(crate::rest::openapi::schemas());
+    Value::Object(all)
 }
 
 #[cfg(test)]
