@@ -1110,7 +1110,7 @@ async fn live_members_are_listed_muted_unmuted_and_kicked() {
     let (mut moderator_line, mut participant_line, mut stranger) =
         (Phones::new().await, Phones::new().await, Phones::new().await);
     let wrong = stranger.try_dial(&format!("sip:4400*3333@{sip}"), 9).await;
-    assert!(wrong.is_err(), "a wrong PIN is refused");
+    assert_eq!(wrong.as_ref().err().map(String::as_str), Some("403"), "a wrong PIN is refused");
     let mut phones = vec![
         moderator_line.dial(&format!("sip:4400*2222@{sip}"), 1, 440.0).await,
         participant_line.dial(&format!("sip:4400*1111@{sip}"), 2, 1000.0).await,
@@ -1313,7 +1313,11 @@ async fn the_keypad_steers_a_rest_room_and_invitations_reach_a_sipp_callee() {
     press(&mut phones, 0, "*92").await;
     until_json(&api, &room_path, &mut phones, "locked by *92", |v| v["locked"] == true).await;
     let refused_call = late.try_dial(&format!("sip:4500*2222@{sip}"), 3).await;
-    assert!(refused_call.is_err(), "a locked room let a moderator in");
+    assert_eq!(
+        refused_call.as_ref().err().map(String::as_str),
+        Some("403"),
+        "a locked room refuses a moderator with 403"
+    );
     let locked =
         api.json_async("POST", &format!("{room_path}/invite"), json!({"number": "5551234"})).await;
     refused(&locked, 409, None, "an invitation to a locked room");
