@@ -11,6 +11,8 @@ use rtc_srtp::protection_profile::ProtectionProfile;
 /// Length of an SDES master key plus salt for the AES_CM_128 suites.
 pub const KEY_SALT_LEN: usize = 30;
 const KEY_LEN: usize = 16;
+/// The E flag and SRTCP index word before the SRTCP tag.
+const SRTCP_INDEX_LEN: usize = 4;
 /// Packets of reordering tolerated before an old index counts as a replay
 /// (RFC 3711 suggests at least 64).
 const REPLAY_WINDOW: usize = 128;
@@ -43,6 +45,8 @@ pub enum SrtpError {
 pub struct SrtpSession {
     outbound: Context,
     inbound: Context,
+    /// Bytes of the SRTCP authentication tag (80 bits for both suites).
+    rtcp_tag_len: usize,
 }
 
 impl std::fmt::Debug for SrtpSession {
@@ -71,7 +75,11 @@ impl SrtpSession {
             Context::new(&key[..KEY_LEN], &key[KEY_LEN..], suite.profile(), rtp, rtcp, &RingCrypto)
                 .map_err(|e| SrtpError::Setup(e.to_string()))
         };
-        Ok(Self { outbound: context(local_key, false)?, inbound: context(remote_key, true)? })
+        Ok(Self {
+            outbound: context(local_key, false)?,
+            inbound: context(remote_key, true)?,
+            rtcp_tag_len: suite.profile().rtcp_auth_tag_len(),
+        })
     }
 
     pub fn protect_rtp(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
@@ -95,7 +103,22 @@ impl SrtpSession {
             .map_err(|e| SrtpError::Rejected(e.to_string()))
     }
 
+    /// Authenticates and decrypts an SRTCP packet. Only encrypted SRTCP (the E
+    /// flag set) is accepted: we never negotiate UNENCRYPTED_SRTCP, and
+    /// rtc-srtp 0.21 returns a packet whose E flag is clear without checking
+    /// its authentication tag, so anyone could inject RTCP (and burn its index
+    /// in the replay window) by clearing that bit. Found by the `srtp` fuzz
+    /// target.
     pub fn unprotect_rtcp(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        let trailer = self.rtcp_tag_len + SRTCP_INDEX_LEN;
+        let Some(e_flag_at) = packet.len().checked_sub(trailer).filter(|&at| at >= 8) else {
+            return Err(SrtpError::Rejected("SRTCP packet too short".into()));
+        };
+        if packet[e_flag_at] & 0x80 == 0 {
+            return Err(SrtpError::Rejected(
+                "unencrypted SRTCP (E flag clear) is not accepted".into(),
+            ));
+        }
         self.inbound
             .decrypt_rtcp(packet)
             .map(|b| b.to_vec())
@@ -169,5 +192,62 @@ mod tests {
         let rr = [0x80, 201, 0, 1, 0, 0, 0xCA, 0xFE];
         let wire = alice.protect_rtcp(&rr).expect("protect");
         assert_eq!(bob.unprotect_rtcp(&wire).expect("unprotect"), rr);
+    }
+
+    /// Found by the `srtp` fuzz target: a forged SRTCP packet (wrong tag)
+    /// claiming an index must not make the genuine packet with that index a
+    /// "duplicate", or anyone could silence a caller's reports by guessing
+    /// indices.
+    #[test]
+    fn a_forged_srtcp_packet_does_not_burn_its_index() {
+        for suite in [SrtpSuite::AesCm128HmacSha1_80, SrtpSuite::AesCm128HmacSha1_32] {
+            let (ka, kb) = keys();
+            let mut alice = SrtpSession::new(suite, &ka, &kb).expect("alice");
+            let mut bob = SrtpSession::new(suite, &kb, &ka).expect("bob");
+            let rr = [0x80, 201, 0, 1, 0, 0, 0xCA, 0xFE];
+            let wire = alice.protect_rtcp(&rr).expect("protect");
+            // Same header and index, garbage payload and tag.
+            let mut forged = wire.clone();
+            let tag = if suite == SrtpSuite::AesCm128HmacSha1_80 { 10 } else { 4 };
+            let end = forged.len();
+            for b in &mut forged[end - tag..] {
+                *b ^= 0x5A;
+            }
+            assert!(bob.unprotect_rtcp(&forged).is_err(), "a wrong tag is refused");
+            assert_eq!(bob.unprotect_rtcp(&wire).expect("the genuine packet"), rr);
+            // The same for SRTP.
+            let plain = rtp(3);
+            let wire = alice.protect_rtp(&plain).expect("protect");
+            let mut forged = wire.clone();
+            let end = forged.len();
+            for b in &mut forged[end - tag..] {
+                *b ^= 0x5A;
+            }
+            assert!(bob.unprotect_rtp(&forged).is_err(), "a wrong tag is refused");
+            assert_eq!(bob.unprotect_rtp(&wire).expect("the genuine packet"), plain);
+        }
+    }
+
+    /// The input the `srtp` fuzz target found: an RTCP packet with the E flag
+    /// clear and a made-up tag was accepted unauthenticated, and the genuine
+    /// packet with its index was then refused as a duplicate.
+    #[test]
+    fn unauthenticated_srtcp_with_the_e_flag_clear_is_refused() {
+        let suite = SrtpSuite::AesCm128HmacSha1_80;
+        let mut alice = SrtpSession::new(suite, &[7; 30], &[42; 30]).expect("alice");
+        let mut bob = SrtpSession::new(suite, &[42; 30], &[7; 30]).expect("bob");
+        let found: [u8; 23] = [
+            179, 2, 42, 78, 78, 78, 10, 0, 78, 10, 0, 78, 0, 0, 0, 0, 0, 0, 255, 255, 255, 246, 179,
+        ];
+        assert!(bob.unprotect_rtcp(&found).is_err(), "no tag check passed");
+        let wire = alice.protect_rtcp(&found).expect("protect");
+        assert_eq!(bob.unprotect_rtcp(&wire).expect("the genuine packet"), found);
+        // A genuine packet with its E flag cleared is refused too.
+        let rr = [0x80, 201, 0, 1, 0, 0, 0xCA, 0xFE];
+        let mut cleared = alice.protect_rtcp(&rr).expect("protect");
+        let at = cleared.len() - 14;
+        cleared[at] &= 0x7F;
+        assert!(bob.unprotect_rtcp(&cleared).is_err());
+        assert!(bob.unprotect_rtcp(&[0x80, 201, 0, 1]).is_err(), "short input");
     }
 }
