@@ -366,3 +366,38 @@ async fn star8_invites_a_sipp_callee_who_then_hears_the_room() {
         server.logs()
     );
 }
+
+/// PIN guessing across calls: one caller (one source address and caller ID)
+/// that dials ten wrong PINs is refused with 403 even with the right PIN for
+/// the lockout, and the lockout is logged; another caller from the same
+/// address (a SIP proxy's other users) still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_guessing_across_calls_locks_that_caller_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &["--control-password", "secret"]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let control_addr = server.logged_addr("control protocol listening", "addr");
+    let _control = tokio::task::spawn_blocking(move || {
+        let mut control = Control::connect(control_addr, "secret");
+        assert_eq!(control.command("NEWCONF,4006,Acme,Ann,10,,,,2468", "NEWCONF"), ["NEWCONF,OK"]);
+        control
+    })
+    .await
+    .expect("4011 setup");
+    let mut line = Phones::new().await;
+    // The guesser is always phone7 (its From user): ten wrong PINs, each a 403.
+    for guess in 0..10 {
+        let refused = line.try_dial(&format!("sip:4006*{guess:04}@{sip}"), 7).await;
+        assert_eq!(refused.err().as_deref(), Some("403"), "guess {guess}");
+    }
+    // Now even the right PIN is refused, before any PIN is checked.
+    let locked = line.try_dial(&format!("sip:4006*2468@{sip}"), 7).await;
+    assert_eq!(locked.err().as_deref(), Some("403"), "the guesser is locked out");
+    server.wait_for_log("PIN guessing: locked out", Duration::from_secs(5));
+    server.wait_for_log("call refused: locked out for guessing PINs", Duration::from_secs(5));
+    // Another caller from the same address is not.
+    let mut others = vec![line.dial(&format!("sip:4006*2468@{sip}"), 8, 440.0).await];
+    talk(&mut others, 10).await;
+    line.ua.shutdown().await;
+    assert_eq!(server.stop_with("TERM").code(), Some(0));
+}

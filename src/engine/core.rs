@@ -122,6 +122,8 @@ pub struct Inner {
     pub(super) room_events: mpsc::Sender<RoomEvent>,
     /// Background tasks that use the store, stopped by [`Engine::shutdown`].
     pub(super) tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Wrong PINs across calls (src/engine/pin_guard.rs).
+    pub(super) pin_guard: super::pin_guard::PinGuard,
 }
 
 /// The call engine. Cheap to clone.
@@ -160,6 +162,7 @@ impl Engine {
                 notices,
                 room_events,
                 tasks: Mutex::new(Vec::new()),
+                pin_guard: Default::default(),
             }),
         };
         tokio::spawn(engine.clone().ua_loop(ua_events));

@@ -2,7 +2,7 @@
 //! refusal as a SIP status, a redirect, or a prompt in early media), the answer
 //! with a media leg, PIN entry, the caller's name, joining, and leaving.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tutti_api::Time;
@@ -82,6 +82,7 @@ impl Engine {
         let store = &self.inner.store;
         let dialled =
             dialplan::parse_user_part(&incoming.request_user).ok_or(Refusal::Status(404))?;
+        let guesser = Guesser::of(incoming);
         let entry = match store.conference_by_number(&dialled.number).await {
             Ok(Some(conference)) => match dialled.pin.as_deref() {
                 _ if !dialplan::needs_pin(&conference) => Entry::Known {
@@ -90,11 +91,15 @@ impl Engine {
                     person_uid: None,
                 },
                 Some(pin) => {
-                    let role =
-                        dialplan::role_for_pin(&conference, pin).ok_or(Refusal::Status(403))?;
+                    self.refuse_locked_out(&guesser)?;
+                    let role = dialplan::role_for_pin(&conference, pin)
+                        .ok_or_else(|| self.wrong_dialled_pin(&guesser))?;
                     Entry::Known { conference: Box::new(conference), role, person_uid: None }
                 }
-                None => Entry::AskPin(PinCheck::Conference(Box::new(conference))),
+                None => {
+                    self.refuse_locked_out(&guesser)?;
+                    Entry::AskPin(PinCheck::Conference(Box::new(conference)))
+                }
             },
             Ok(None) => {
                 let customer = store
@@ -102,12 +107,13 @@ impl Engine {
                     .await
                     .map_err(|_| Refusal::Status(500))?
                     .ok_or(Refusal::Status(404))?;
+                self.refuse_locked_out(&guesser)?;
                 match dialled.pin.as_deref() {
                     Some(pin) => {
                         let (conference, role, person_uid) = self
                             .check_pin(&PinCheck::Customer(Box::new(customer)), pin)
                             .await
-                            .ok_or(Refusal::Status(403))?;
+                            .ok_or_else(|| self.wrong_dialled_pin(&guesser))?;
                         Entry::Known { conference: Box::new(conference), role, person_uid }
                     }
                     None => Entry::AskPin(PinCheck::Customer(Box::new(customer))),
@@ -168,7 +174,7 @@ impl Engine {
             }
             Entry::AskPin(check) => {
                 let Some((conference, role, person_uid, pin, leg)) =
-                    self.pin_entry(leg, &check, inputs).await
+                    self.pin_entry(leg, &check, &guesser, inputs).await
                 else {
                     self.state().legs.remove(&key);
                     return Err(Refusal::HangUp);
@@ -237,6 +243,21 @@ impl Engine {
         }
     }
 
+    /// Refuses (403) a caller locked out for guessing PINs.
+    fn refuse_locked_out(&self, guesser: &Guesser) -> Result<(), Refusal> {
+        if self.inner.pin_guard.locked_out(guesser.address, &guesser.caller_id, Instant::now()) {
+            tracing::info!(address = ?guesser.address, caller_id = %guesser.caller_id, "call refused: locked out for guessing PINs");
+            return Err(Refusal::Status(403));
+        }
+        Ok(())
+    }
+
+    /// Counts a wrong PIN in the dialled number; the call gets 403.
+    fn wrong_dialled_pin(&self, guesser: &Guesser) -> Refusal {
+        self.inner.pin_guard.wrong_pin(guesser.address, &guesser.caller_id, Instant::now());
+        Refusal::Status(403)
+    }
+
     /// The conference, role and person a PIN gives, if any.
     async fn check_pin(
         &self,
@@ -262,6 +283,7 @@ impl Engine {
         &self,
         leg: LegIo,
         check: &PinCheck,
+        guesser: &Guesser,
         inputs: &mut mpsc::Receiver<CallInput>,
     ) -> Option<(Conference, Role, Option<String>, String, LegIo)> {
         let key = leg.key();
@@ -287,7 +309,14 @@ impl Engine {
                     Some(opened) => break Some((opened, pin)),
                     None => {
                         tracing::info!(leg = key, "wrong PIN");
-                        action = entry.handle_verdict(std::time::Instant::now(), false);
+                        let now = std::time::Instant::now();
+                        let guard = &self.inner.pin_guard;
+                        action = if guard.wrong_pin(guesser.address, &guesser.caller_id, now) {
+                            // Locked out: no more tries, on this call or the next.
+                            Some(PinAction::Goodbye)
+                        } else {
+                            entry.handle_verdict(now, false)
+                        };
                         continue;
                     }
                 },
@@ -426,6 +455,21 @@ fn divert_uri(service: &str, request_uri: &str) -> String {
     let host_part = after_scheme.rsplit_once('@').map_or(after_scheme, |(_, host)| host);
     let host: String = host_part.chars().take_while(|c| !matches!(c, ';' | '>' | '?')).collect();
     format!("sip:{service}@{host}")
+}
+
+/// Who is typing or dialling PINs, for the PIN guard.
+struct Guesser {
+    address: Option<std::net::IpAddr>,
+    caller_id: String,
+}
+
+impl Guesser {
+    fn of(incoming: &IncomingCall) -> Self {
+        Self {
+            address: incoming.remote_addr.map(|a| a.ip()),
+            caller_id: incoming.from_user.clone().unwrap_or_default(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod live;
 pub mod media;
 mod membership;
 mod outbound;
+mod pin_guard;
 pub mod prompts;
 pub mod registry;
 mod rooms;
