@@ -1,11 +1,14 @@
 //! SRTP and SRTCP with SDES keys (RFC 4568) through rtc-srtp: one context
 //! protects what we send with our key, another unprotects what we receive with
-//! the peer's. Replay protection and authentication failures are errors that
-//! the leg counts and drops, never panics on.
+//! the peer's. Replay protection is ours (a window per SSRC that only
+//! authenticated packets move), and SRTCP must be encrypted: see
+//! [`SrtpSession::unprotect_rtcp`]. Replays and authentication failures are
+//! errors that the leg counts and drops, never panics on.
+
+use std::collections::HashMap;
 
 use rtc_crypto::providers::RingCrypto;
 use rtc_srtp::context::Context;
-use rtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
 use rtc_srtp::protection_profile::ProtectionProfile;
 
 /// Length of an SDES master key plus salt for the AES_CM_128 suites.
@@ -13,9 +16,6 @@ pub const KEY_SALT_LEN: usize = 30;
 const KEY_LEN: usize = 16;
 /// The E flag and SRTCP index word before the SRTCP tag.
 const SRTCP_INDEX_LEN: usize = 4;
-/// Packets of reordering tolerated before an old index counts as a replay
-/// (RFC 3711 suggests at least 64).
-const REPLAY_WINDOW: usize = 128;
 
 /// The SDES crypto suites tutti offers and accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,73 @@ pub struct SrtpSession {
     inbound: Context,
     /// Bytes of the SRTCP authentication tag (80 bits for both suites).
     rtcp_tag_len: usize,
+    /// Replay windows of the SSRCs heard (authenticated packets only).
+    rtp_seen: HashMap<u32, ReplayWindow>,
+    rtcp_seen: HashMap<u32, ReplayWindow>,
+}
+
+/// How far back a packet may arrive late (RFC 3711 asks for at least 64).
+const REPLAY_WINDOW: u64 = 128;
+/// SRTP sequence numbers and SRTCP indices wrap at these.
+const SEQ_MODULUS: u64 = 1 << 16;
+const SRTCP_INDEX_MODULUS: u64 = 1 << 31;
+
+/// RFC 3711 section 3.3.2 replay protection over an extended index, committed
+/// only for packets that authenticated.
+#[derive(Debug, Default, Clone, Copy)]
+struct ReplayWindow {
+    /// The highest extended index accepted.
+    top: Option<u64>,
+    /// Bit n: `top - n` was accepted.
+    seen: u128,
+}
+
+impl ReplayWindow {
+    /// The extended index of `n` (an index modulo `modulus`) nearest the highest seen.
+    fn extend(&self, n: u64, modulus: u64) -> u64 {
+        let Some(top) = self.top else { return n };
+        let base = top - top % modulus;
+        [base.checked_sub(modulus), Some(base), base.checked_add(modulus)]
+            .into_iter()
+            .flatten()
+            .map(|b| b + n)
+            .min_by_key(|candidate| candidate.abs_diff(top))
+            .unwrap_or(n)
+    }
+
+    /// Whether `index` is neither replayed nor older than the window.
+    fn fresh(&self, index: u64) -> bool {
+        match self.top {
+            None => true,
+            Some(top) if index > top => true,
+            Some(top) => {
+                let back = top - index;
+                back < REPLAY_WINDOW && self.seen & (1u128 << back) == 0
+            }
+        }
+    }
+
+    /// Records an authenticated packet's index.
+    fn accept(&mut self, index: u64) {
+        match self.top {
+            None => {
+                self.top = Some(index);
+                self.seen = 1;
+            }
+            Some(top) if index > top => {
+                let shift = index - top;
+                self.seen = if shift >= REPLAY_WINDOW { 0 } else { self.seen << shift };
+                self.seen |= 1;
+                self.top = Some(index);
+            }
+            Some(top) => {
+                let back = top - index;
+                if back < REPLAY_WINDOW {
+                    self.seen |= 1u128 << back;
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SrtpSession {
@@ -63,22 +130,21 @@ impl SrtpSession {
         local_key: &[u8; KEY_SALT_LEN],
         remote_key: &[u8; KEY_SALT_LEN],
     ) -> Result<Self, SrtpError> {
-        let context = |key: &[u8; KEY_SALT_LEN], replay: bool| {
-            let (rtp, rtcp) = if replay {
-                (
-                    Some(srtp_replay_protection(REPLAY_WINDOW)),
-                    Some(srtcp_replay_protection(REPLAY_WINDOW)),
-                )
-            } else {
-                (None, None)
-            };
-            Context::new(&key[..KEY_LEN], &key[KEY_LEN..], suite.profile(), rtp, rtcp, &RingCrypto)
+        // The library's replay detection is off: it anchors its window on the
+        // first packet it checks even when that packet then fails
+        // authentication, so one forged packet could make a whole stream look
+        // replayed (found by the `srtp` fuzz target). [`ReplayWindow`] below
+        // commits only packets that authenticate.
+        let context = |key: &[u8; KEY_SALT_LEN]| {
+            Context::new(&key[..KEY_LEN], &key[KEY_LEN..], suite.profile(), None, None, &RingCrypto)
                 .map_err(|e| SrtpError::Setup(e.to_string()))
         };
         Ok(Self {
-            outbound: context(local_key, false)?,
-            inbound: context(remote_key, true)?,
+            outbound: context(local_key)?,
+            inbound: context(remote_key)?,
             rtcp_tag_len: suite.profile().rtcp_auth_tag_len(),
+            rtp_seen: HashMap::new(),
+            rtcp_seen: HashMap::new(),
         })
     }
 
@@ -89,11 +155,26 @@ impl SrtpSession {
             .map_err(|e| SrtpError::Rejected(e.to_string()))
     }
 
+    /// Authenticates and decrypts an SRTP packet; a replayed one, or one older
+    /// than the replay window, is refused.
     pub fn unprotect_rtp(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
-        self.inbound
+        if packet.len() < 12 {
+            return Err(SrtpError::Rejected("SRTP packet too short".into()));
+        }
+        let seq = u64::from(u16::from_be_bytes([packet[2], packet[3]]));
+        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+        let window = self.rtp_seen.get(&ssrc).copied().unwrap_or_default();
+        let index = window.extend(seq, SEQ_MODULUS);
+        if !window.fresh(index) {
+            return Err(SrtpError::Rejected(format!("SRTP ssrc={ssrc} seq={seq}: replayed")));
+        }
+        let clear = self
+            .inbound
             .decrypt_rtp(packet)
             .map(|b| b.to_vec())
-            .map_err(|e| SrtpError::Rejected(e.to_string()))
+            .map_err(|e| SrtpError::Rejected(e.to_string()))?;
+        self.rtp_seen.entry(ssrc).or_default().accept(index);
+        Ok(clear)
     }
 
     pub fn protect_rtcp(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
@@ -119,10 +200,28 @@ impl SrtpSession {
                 "unencrypted SRTCP (E flag clear) is not accepted".into(),
             ));
         }
-        self.inbound
+        let word = [
+            packet[e_flag_at],
+            packet[e_flag_at + 1],
+            packet[e_flag_at + 2],
+            packet[e_flag_at + 3],
+        ];
+        let srtcp_index = u64::from(u32::from_be_bytes(word) & 0x7FFF_FFFF);
+        let ssrc = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        let window = self.rtcp_seen.get(&ssrc).copied().unwrap_or_default();
+        let index = window.extend(srtcp_index, SRTCP_INDEX_MODULUS);
+        if !window.fresh(index) {
+            return Err(SrtpError::Rejected(format!(
+                "SRTCP ssrc={ssrc} index={srtcp_index}: replayed"
+            )));
+        }
+        let clear = self
+            .inbound
             .decrypt_rtcp(packet)
             .map(|b| b.to_vec())
-            .map_err(|e| SrtpError::Rejected(e.to_string()))
+            .map_err(|e| SrtpError::Rejected(e.to_string()))?;
+        self.rtcp_seen.entry(ssrc).or_default().accept(index);
+        Ok(clear)
     }
 }
 
@@ -249,5 +348,50 @@ mod tests {
         cleared[at] &= 0x7F;
         assert!(bob.unprotect_rtcp(&cleared).is_err());
         assert!(bob.unprotect_rtcp(&[0x80, 201, 0, 1]).is_err(), "short input");
+    }
+
+    /// The second input the `srtp` fuzz target found: a forged packet (a
+    /// wrong tag) checked first anchored rtc-srtp's replay window at its made-up
+    /// index, and the genuine stream was then refused as replayed.
+    #[test]
+    fn a_forged_first_packet_does_not_anchor_the_replay_window() {
+        let suite = SrtpSuite::AesCm128HmacSha1_80;
+        let (ka, kb) = keys();
+        let mut alice = SrtpSession::new(suite, &ka, &kb).expect("alice");
+        let mut bob = SrtpSession::new(suite, &kb, &ka).expect("bob");
+        // SRTCP: a forged packet claiming a far index, then the real index 1.
+        let rr = [0x80, 201, 0, 1, 0, 0, 0xCA, 0xFE];
+        let mut forged = rr.to_vec();
+        forged.extend_from_slice(&[0xB3, 0x0A, 0x4E, 0x54]);
+        forged.extend_from_slice(&[0x42; 10]);
+        assert!(bob.unprotect_rtcp(&forged).is_err());
+        let wire = alice.protect_rtcp(&rr).expect("protect");
+        assert_eq!(bob.unprotect_rtcp(&wire).expect("the genuine packet"), rr);
+        assert!(bob.unprotect_rtcp(&wire).is_err(), "and its replay is refused");
+        // SRTP: a forged packet 31000 ahead, then the genuine stream.
+        let mut forged = alice.protect_rtp(&rtp(31_000)).expect("protect");
+        let end = forged.len();
+        forged[end - 1] ^= 1;
+        let mut bob2 = SrtpSession::new(suite, &kb, &ka).expect("bob");
+        let mut alice2 = SrtpSession::new(suite, &ka, &kb).expect("alice");
+        assert!(bob2.unprotect_rtp(&forged).is_err());
+        for seq in 1..5 {
+            let wire = alice2.protect_rtp(&rtp(seq)).expect("protect");
+            assert!(bob2.unprotect_rtp(&wire).is_ok(), "genuine packet {seq}");
+        }
+    }
+
+    #[test]
+    fn the_replay_window_extends_across_wraps_and_keeps_late_packets() {
+        let mut w = ReplayWindow::default();
+        for seq in [65_530u64, 65_535, 2, 1] {
+            let index = w.extend(seq, SEQ_MODULUS);
+            assert!(w.fresh(index), "{seq}");
+            w.accept(index);
+        }
+        assert_eq!(w.top, Some(65_536 + 2));
+        assert!(!w.fresh(w.extend(65_535, SEQ_MODULUS)), "a replay across the wrap");
+        assert!(w.fresh(w.extend(65_531, SEQ_MODULUS)), "late, inside the window, not seen");
+        assert!(!w.fresh(w.extend(65_000, SEQ_MODULUS)), "older than the window");
     }
 }
