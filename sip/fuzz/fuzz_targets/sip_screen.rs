@@ -5,11 +5,12 @@
 
 use libfuzzer_sys::fuzz_target;
 use tutti_sip::ua::dtmf_info::parse_info;
-use tutti_sip::ua::screen::{Verdict, screen};
+use tutti_sip::ua::screen::{Screen, Verdict};
 
 fuzz_target!(|data: &[u8]| {
-    for (truncated, max) in [(false, 8191), (false, 64), (true, 8191)] {
-        if let Verdict::Reply(bytes) = screen(data, truncated, max) {
+    for (truncated, max_size) in [(false, 8191), (false, 64), (true, 8191)] {
+        let screen = Screen { max_size, agent: "127.0.0.1:5060".into() };
+        if let Verdict::Refuse { response: Some(bytes), .. } = screen.check(data, truncated) {
             // Whatever we answer must itself be a SIP response.
             assert!(bytes.starts_with(b"SIP/2.0 "), "not a response");
         }
