@@ -185,6 +185,12 @@ pub struct Options {
     #[arg(long, env = "TUTTI_RING_TIMEOUT", global = true, value_name = "SECONDS")]
     pub ring_timeout: Option<OrEmpty<u64>>,
 
+    /// New calls (INVITEs over UDP) per second accepted from one source
+    /// address, in bursts of twice that; more get 503 with Retry-After; 0
+    /// turns it off [default: 50]
+    #[arg(long, env = "TUTTI_INVITE_RATE", global = true, value_name = "N")]
+    pub invite_rate: Option<OrEmpty<u32>>,
+
     /// Seconds a caller's phone may send no RTP or RTCP before it is hung up
     /// (a phone that vanished without a BYE); 0 turns it off [default: 60]
     #[arg(long, env = "TUTTI_RTP_TIMEOUT", global = true, value_name = "SECONDS")]
@@ -288,6 +294,7 @@ impl Options {
             timezone,
             max_calls,
             ring_timeout,
+            invite_rate,
             rtp_timeout,
             rtp_hold_timeout,
             log
@@ -367,6 +374,7 @@ impl Options {
             timezone,
             max_calls,
             ring_timeout: std::time::Duration::from_secs(ring_timeout),
+            invite_rate: given(self.invite_rate).unwrap_or(50),
             rtp_timeout: given(self.rtp_timeout).unwrap_or(60),
             rtp_hold_timeout: given(self.rtp_hold_timeout).unwrap_or(3600),
             log,
@@ -455,6 +463,8 @@ pub struct Settings {
     pub timezone: Option<String>,
     pub max_calls: usize,
     pub ring_timeout: std::time::Duration,
+    /// New INVITEs per second per source address; 0: no limit.
+    pub invite_rate: u32,
     /// Seconds of silence from a phone before hang-up; 0: never.
     pub rtp_timeout: u64,
     /// The same for a held call.
@@ -517,6 +527,7 @@ impl Settings {
         line("log", Some(self.log.clone()));
         out.push_str(&format!("max-calls = {}\n", self.max_calls));
         out.push_str(&format!("ring-timeout = {}\n", self.ring_timeout.as_secs()));
+        out.push_str(&format!("invite-rate = {}\n", self.invite_rate));
         out.push_str(&format!("rtp-timeout = {}\n", self.rtp_timeout));
         out.push_str(&format!("rtp-hold-timeout = {}\n", self.rtp_hold_timeout));
         out

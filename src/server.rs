@@ -47,6 +47,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     sip.outbound_username = settings.outbound_username.clone();
     sip.outbound_password = settings.outbound_password.clone();
     sip.max_calls = settings.max_calls;
+    sip.invite_rate = settings.invite_rate;
     sip.ring_timeout = settings.ring_timeout;
     let (ua, ua_events) = SipUa::start(sip)
         .await

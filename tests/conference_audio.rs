@@ -401,3 +401,62 @@ async fn pin_guessing_across_calls_locks_that_caller_out() {
     line.ua.shutdown().await;
     assert_eq!(server.stop_with("TERM").code(), Some(0));
 }
+
+/// An INVITE flood from one address (a raw UDP socket on the same loopback
+/// address as the phones) is answered 503 with Retry-After beyond the
+/// address's rate, and logged, while the call already up goes on: the two
+/// phones in it still hear each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_flood_gets_503_while_the_live_call_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server =
+        Server::start(dir.path(), &["--control-password", "secret", "--invite-rate", "2"]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let control_addr = server.logged_addr("control protocol listening", "addr");
+    let _control = tokio::task::spawn_blocking(move || {
+        let mut control = Control::connect(control_addr, "secret");
+        assert_eq!(control.command("NEWCONF,4007,Acme,Ann,10,,,,", "NEWCONF"), ["NEWCONF,OK"]);
+        control
+    })
+    .await
+    .expect("4011 setup");
+    let mut line = Phones::new().await;
+    let mut phones = vec![
+        line.dial(&format!("sip:4007@{sip}"), 1, TONES[0]).await,
+        line.dial(&format!("sip:4007@{sip}"), 2, TONES[1]).await,
+    ];
+    assert!(until_level(&mut phones, 0, TONES[1], true).await > 500.0, "the call is up");
+
+    // Thirty new INVITEs at once from one socket: at most the burst gets past.
+    let flood = tokio::task::spawn_blocking(move || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+        let local = socket.local_addr().expect("addr");
+        for n in 0..30 {
+            let invite = format!(
+                "INVITE sip:9999@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKflood{n};rport\r\n\
+                 From: <sip:flood@127.0.0.1>;tag=f{n}\r\nTo: <sip:9999@127.0.0.1>\r\nCall-ID: flood{n}@test\r\n\
+                 CSeq: 1 INVITE\r\nContact: <sip:flood@{local}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            );
+            socket.send_to(invite.as_bytes(), sip).expect("send");
+        }
+        let mut answers = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok((n, _)) = socket.recv_from(&mut buf) {
+            answers.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        answers
+    });
+    // The call goes on meanwhile.
+    talk(&mut phones, 50).await;
+    let answers = flood.await.expect("flood");
+    let busy: Vec<&String> = answers.iter().filter(|a| a.starts_with("SIP/2.0 503 ")).collect();
+    assert!(busy.len() >= 20, "{} of 30 got 503: {answers:?}", busy.len());
+    assert!(busy.iter().all(|a| a.contains("\r\nRetry-After: 5\r\n")), "{busy:?}");
+    server.wait_for_log("INVITE flood", Duration::from_secs(5));
+    // Both phones still hear each other.
+    assert!(until_level(&mut phones, 0, TONES[1], true).await > 500.0, "phone 1 hears phone 2");
+    assert!(until_level(&mut phones, 1, TONES[0], true).await > 500.0, "phone 2 hears phone 1");
+    line.ua.shutdown().await;
+    assert_eq!(server.stop_with("TERM").code(), Some(0));
+}

@@ -11,6 +11,7 @@ mod call;
 pub mod dtmf_info;
 pub mod events;
 mod fixes;
+pub mod flood;
 mod headers;
 mod inbound;
 mod outbound;
@@ -138,6 +139,9 @@ pub struct SipConfig {
     pub t1: Duration,
     /// Retry-After (seconds) in the 503 sent when over `max_calls`.
     pub retry_after_secs: u32,
+    /// New INVITEs per second accepted from one source address over UDP
+    /// (bursts of twice that); more get 503 with Retry-After. 0: no limit.
+    pub invite_rate: u32,
 }
 
 impl SipConfig {
@@ -158,6 +162,7 @@ impl SipConfig {
             max_message_size: UDP_BUFFER - 1,
             t1: Duration::from_millis(500),
             retry_after_secs: 30,
+            invite_rate: 50,
         }
     }
 }
@@ -284,6 +289,7 @@ impl SipUa {
                 agent: warn_agent.clone(),
             },
             log: refusals.clone(),
+            invites: flood::InviteLimiter::new(config.invite_rate),
         };
         let udp = UdpConnection::from_socket(Arc::new(screened), None, Some(cancel.child_token()))
             .await?;

@@ -351,6 +351,39 @@ pub(crate) struct ScreenedSocket {
     pub(crate) socket: tokio::net::UdpSocket,
     pub(crate) screen: Screen,
     pub(crate) log: Arc<RefusalLog>,
+    /// New INVITEs per source (src/ua/flood.rs).
+    pub(crate) invites: super::flood::InviteLimiter,
+}
+
+/// Retry-After (seconds) in the 503 to a source over its INVITE rate.
+const FLOOD_RETRY_AFTER: u32 = 5;
+
+/// Whether `datagram` starts a new call: an INVITE whose To has no tag.
+fn is_new_invite(datagram: &[u8]) -> bool {
+    let Some(line) = request_line(datagram) else { return false };
+    if !line.method.eq_ignore_ascii_case("INVITE") {
+        return false;
+    }
+    let text = String::from_utf8_lossy(datagram);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    !head.lines().skip(1).any(|l| {
+        l.split_once(':').is_some_and(|(name, value)| {
+            matches!(name.trim().to_ascii_lowercase().as_str(), "to" | "t")
+                && value.to_ascii_lowercase().contains(";tag=")
+        })
+    })
+}
+
+/// The 503 for an INVITE over its source's rate, with Retry-After.
+fn flood_reply(datagram: &[u8], agent: &str) -> Option<Vec<u8>> {
+    let refusal = Refusal::new(
+        503,
+        "Service Unavailable",
+        "too many new calls from this address; retry later",
+    );
+    let reply = String::from_utf8(reply_from_raw(datagram, &refusal, agent)?).ok()?;
+    let retry = format!("Retry-After: {FLOOD_RETRY_AFTER}\r\nContent-Length: 0\r\n");
+    Some(reply.replacen("Content-Length: 0\r\n", &retry, 1).into_bytes())
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -362,6 +395,16 @@ impl ScreenedSocket {
             // tokio truncates a datagram larger than the buffer to its length.
             let truncated = len == buf.len();
             match self.screen.check(&buf[..len], truncated) {
+                Verdict::Pass
+                    if is_new_invite(&buf[..len])
+                        && !self.invites.allow(from.ip(), std::time::Instant::now()) =>
+                {
+                    if let Some(bytes) = flood_reply(&buf[..len], &self.screen.agent)
+                        && let Err(e) = self.socket.send_to(&bytes, from).await
+                    {
+                        tracing::debug!(%from, error = %e, "flood reply failed");
+                    }
+                }
                 Verdict::Pass => return Ok((len, from)),
                 Verdict::Refuse { refusal, method, response } => {
                     self.log.log(Some(from), &method, &refusal);
@@ -600,5 +643,22 @@ mod tests {
             screen(4096).check(msg.as_bytes(), true),
             Verdict::Refuse { response: None, .. }
         ));
+    }
+
+    #[test]
+    fn only_new_invites_count_and_their_503_says_when_to_retry() {
+        let invite =
+            format!("INVITE sip:4001@127.0.0.1 SIP/2.0\r\n{HEADERS}Content-Length: 0\r\n\r\n");
+        assert!(is_new_invite(invite.as_bytes()));
+        let reinvite = invite.replace("To: <sip:b@127.0.0.1>", "To: <sip:b@127.0.0.1>;tag=9");
+        assert!(!is_new_invite(reinvite.as_bytes()), "in-dialog re-INVITEs are not counted");
+        let bye = invite.replacen("INVITE sip", "BYE sip", 1);
+        assert!(!is_new_invite(bye.as_bytes()));
+        let reply =
+            String::from_utf8(flood_reply(invite.as_bytes(), "127.0.0.1:5060").expect("reply"))
+                .expect("text");
+        assert!(reply.starts_with("SIP/2.0 503 Service Unavailable\r\n"), "{reply}");
+        assert!(reply.contains("\r\nRetry-After: 5\r\n"), "{reply}");
+        assert!(reply.contains("\r\nCall-ID: x@y\r\n") && reply.contains(";tag="), "{reply}");
     }
 }
