@@ -714,6 +714,8 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
             "--data-dir", str(rundir / "data"),
             "--control-password", password,
             "--max-calls", str(calls + 100),
+            # Every SIPp call comes from one address: a load, not a flood.
+            "--invite-rate", "0",
             "--timezone", "UTC",
             "--log", args.log,
         ]
