@@ -124,6 +124,10 @@ pub struct Inner {
     pub(super) tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     /// Wrong PINs across calls (src/engine/pin_guard.rs).
     pub(super) pin_guard: super::pin_guard::PinGuard,
+    /// Held while a conference's call session is being opened, so two callers
+    /// arriving at once make one session row, never a second that is then
+    /// deleted (an API could see it in between).
+    pub(super) opening: tokio::sync::Mutex<()>,
 }
 
 /// The call engine. Cheap to clone.
@@ -163,6 +167,7 @@ impl Engine {
                 room_events,
                 tasks: Mutex::new(Vec::new()),
                 pin_guard: Default::default(),
+                opening: tokio::sync::Mutex::new(()),
             }),
         };
         tokio::spawn(engine.clone().ua_loop(ua_events));

@@ -207,6 +207,11 @@ impl Engine {
         if let Some((io, call_uid)) = self.state().live.open_existing(&conference.uid) {
             return Ok((io.room, call_uid));
         }
+        // One opener at a time; whoever waited finds the session already open.
+        let _opening = self.inner.opening.lock().await;
+        if let Some((io, call_uid)) = self.state().live.open_existing(&conference.uid) {
+            return Ok((io.room, call_uid));
+        }
         let store = &self.inner.store;
         let call = Call::new(conference, Time::now());
         store.start_call(&call).await?;
@@ -216,7 +221,7 @@ impl Engine {
         store
             .set_conference_status(&conference.uid, None, ConferenceStatus::Active, Time::now())
             .await?;
-        // Two callers may arrive at once: the first one to get here wins.
+        // Under `opening` nobody else can have opened it; kept as a safeguard.
         let session = LiveConference::new(
             ConferenceIo { room, music_on_hold, music_sound: conference.music_on_hold_sound },
             call.uid.clone(),
