@@ -201,6 +201,34 @@ pub struct Options {
     #[arg(long, env = "TUTTI_RTP_HOLD_TIMEOUT", global = true, value_name = "SECONDS")]
     pub rtp_hold_timeout: Option<OrEmpty<u64>>,
 
+    /// SRTP (SDES keys in the SDP): `off` refuses RTP/SAVP offers, `optional`
+    /// accepts encrypted and plain calls, `required` refuses a plain RTP offer
+    /// with 488 and offers only RTP/SAVP when dialling out [default: optional]
+    #[arg(long, env = "TUTTI_SRTP", global = true, value_name = "off|optional|required")]
+    pub srtp: Option<OrEmpty<SrtpMode>>,
+
+    /// SIP over TLS listen address (RFC 3261 `transport=tls`); needs
+    /// --sip-tls-cert and --sip-tls-key [default: none, no TLS listener]
+    #[arg(long, env = "TUTTI_SIP_TLS_LISTEN", global = true, value_name = "ADDR:PORT")]
+    pub sip_tls_listen: Option<OrEmpty<SocketAddr>>,
+
+    /// PEM certificate chain for SIP over TLS
+    #[arg(long, env = "TUTTI_SIP_TLS_CERT", global = true, value_name = "FILE")]
+    pub sip_tls_cert: Option<OrEmpty<PathBuf>>,
+
+    /// PEM private key for SIP over TLS
+    #[arg(long, env = "TUTTI_SIP_TLS_KEY", global = true, value_name = "FILE")]
+    pub sip_tls_key: Option<OrEmpty<PathBuf>>,
+
+    /// PEM certificate chain: with --http-tls-key, the HTTP listener speaks
+    /// HTTPS only [default: plain HTTP]
+    #[arg(long, env = "TUTTI_HTTP_TLS_CERT", global = true, value_name = "FILE")]
+    pub http_tls_cert: Option<OrEmpty<PathBuf>>,
+
+    /// PEM private key for HTTPS
+    #[arg(long, env = "TUTTI_HTTP_TLS_KEY", global = true, value_name = "FILE")]
+    pub http_tls_key: Option<OrEmpty<PathBuf>>,
+
     /// Log filter, tracing syntax (e.g. `info,tutti_sip=debug`) [default: info,rsipstack=warn]
     #[arg(long, env = "TUTTI_LOG", global = true, value_name = "FILTER")]
     pub log: Option<String>,
@@ -259,6 +287,8 @@ pub enum ConfigError {
     Log(String, String),
     #[error("--{0} must be at least 1 (0 would {1})")]
     Zero(&'static str, &'static str),
+    #[error("--{0} go together: give all of them or none")]
+    Incomplete(&'static str),
 }
 
 impl Options {
@@ -297,6 +327,12 @@ impl Options {
             invite_rate,
             rtp_timeout,
             rtp_hold_timeout,
+            srtp,
+            sip_tls_listen,
+            sip_tls_cert,
+            sip_tls_key,
+            http_tls_cert,
+            http_tls_key,
             log
         );
         Ok(self)
@@ -354,6 +390,21 @@ impl Options {
         if ring_timeout == 0 {
             return Err(ConfigError::Zero("ring-timeout", "cancel every outbound call at once"));
         }
+        let sip_tls =
+            match (given(self.sip_tls_listen), given(self.sip_tls_cert), given(self.sip_tls_key)) {
+                (None, None, None) => None,
+                (Some(listen), Some(cert), Some(key)) => Some(TlsListen { listen, cert, key }),
+                _ => {
+                    return Err(ConfigError::Incomplete(
+                        "sip-tls-listen, --sip-tls-cert and --sip-tls-key",
+                    ));
+                }
+            };
+        let http_tls = match (given(self.http_tls_cert), given(self.http_tls_key)) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => return Err(ConfigError::Incomplete("http-tls-cert and --http-tls-key")),
+        };
         Ok(Settings {
             sip_listen,
             media_address,
@@ -377,6 +428,9 @@ impl Options {
             invite_rate: given(self.invite_rate).unwrap_or(50),
             rtp_timeout: given(self.rtp_timeout).unwrap_or(60),
             rtp_hold_timeout: given(self.rtp_hold_timeout).unwrap_or(3600),
+            srtp: given(self.srtp).unwrap_or_default(),
+            sip_tls,
+            http_tls,
             log,
             test_clock: self.test_clock,
         })
@@ -469,6 +523,11 @@ pub struct Settings {
     pub rtp_timeout: u64,
     /// The same for a held call.
     pub rtp_hold_timeout: u64,
+    pub srtp: SrtpMode,
+    /// SIP over TLS, when configured.
+    pub sip_tls: Option<TlsListen>,
+    /// HTTPS instead of HTTP, when configured.
+    pub http_tls: Option<TlsFiles>,
     pub log: String,
     pub test_clock: bool,
 }
@@ -530,7 +589,87 @@ impl Settings {
         out.push_str(&format!("invite-rate = {}\n", self.invite_rate));
         out.push_str(&format!("rtp-timeout = {}\n", self.rtp_timeout));
         out.push_str(&format!("rtp-hold-timeout = {}\n", self.rtp_hold_timeout));
+        out.push_str(&format!("srtp = {}\n", toml_string(&self.srtp.to_string())));
+        let mut line = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                out.push_str(&format!("{key} = {}\n", toml_string(&v)));
+            }
+        };
+        let path = |p: &Path| Some(p.display().to_string());
+        if let Some(tls) = &self.sip_tls {
+            line("sip-tls-listen", Some(tls.listen.to_string()));
+            line("sip-tls-cert", path(&tls.cert));
+            line("sip-tls-key", path(&tls.key));
+        }
+        if let Some(tls) = &self.http_tls {
+            line("http-tls-cert", path(&tls.cert));
+            line("http-tls-key", path(&tls.key));
+        }
         out
+    }
+}
+
+/// Certificate and key files (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A TLS listener: where, and with which certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListen {
+    pub listen: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `--srtp`: whether calls must, may or must not be encrypted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SrtpMode {
+    Off,
+    #[default]
+    Optional,
+    Required,
+}
+
+impl SrtpMode {
+    pub fn policy(self) -> tutti_sip::sdp::SrtpPolicy {
+        use tutti_sip::sdp::SrtpPolicy;
+        match self {
+            SrtpMode::Off => SrtpPolicy::Disabled,
+            SrtpMode::Optional => SrtpPolicy::Optional,
+            SrtpMode::Required => SrtpPolicy::Required,
+        }
+    }
+}
+
+impl FromStr for SrtpMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" => Ok(SrtpMode::Off),
+            "optional" => Ok(SrtpMode::Optional),
+            "required" => Ok(SrtpMode::Required),
+            other => Err(format!("{other:?} is not off, optional or required")),
+        }
+    }
+}
+
+impl fmt::Display for SrtpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SrtpMode::Off => "off",
+            SrtpMode::Optional => "optional",
+            SrtpMode::Required => "required",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for SrtpMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod engine;
 pub mod server;
+pub mod tls;
 
 use tutti_api::Store;
 

@@ -16,7 +16,7 @@ use tutti_api::live::EventBus;
 use tutti_api::model::Customer;
 use tutti_api::ops::{Ops, OpsSettings};
 use tutti_api::{Store, Time, secret};
-use tutti_sip::ua::{SipConfig, SipUa};
+use tutti_sip::ua::{SipConfig, SipTls, SipUa};
 
 use crate::config::Settings;
 use crate::engine::core::{Engine, EngineConfig};
@@ -34,6 +34,19 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
+    // Certificates are read before anything listens: a bad one stops the start.
+    let sip_tls = match &settings.sip_tls {
+        Some(tls) => {
+            let certified = crate::tls::load(&tls.cert, &tls.key)?;
+            crate::tls::check_sip_key(&certified, &tls.key)?;
+            Some((tls.listen, certified))
+        }
+        None => None,
+    };
+    let http_tls = match &settings.http_tls {
+        Some(files) => Some(crate::tls::load(&files.cert, &files.key)?),
+        None => None,
+    };
     let store = open_store(&settings).await?;
     let closed = store.close_stale_sessions(Time::now()).await?;
     if closed > 0 {
@@ -49,10 +62,19 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     sip.max_calls = settings.max_calls;
     sip.invite_rate = settings.invite_rate;
     sip.ring_timeout = settings.ring_timeout;
+    sip.media_policy.srtp = settings.srtp.policy();
+    sip.tls = sip_tls.map(|(listen, certified)| SipTls {
+        listen,
+        cert_pem: certified.cert_pem,
+        key_pem: certified.key_pem,
+    });
     let (ua, ua_events) = SipUa::start(sip)
         .await
         .map_err(|e| format!("cannot start SIP on {}: {e}", settings.sip_listen))?;
-    tracing::info!(udp = %ua.udp_addr(), tcp = %ua.tcp_addr(), media = %settings.media_address, "SIP listening");
+    tracing::info!(udp = %ua.udp_addr(), tcp = %ua.tcp_addr(), media = %settings.media_address, srtp = %settings.srtp, "SIP listening");
+    if let Some(tls) = ua.tls_addr() {
+        tracing::info!(addr = %tls, "SIP over TLS listening");
+    }
     let control_listener = TcpListener::bind(settings.control_listen)
         .await
         .map_err(|e| format!("cannot listen for TCP 4011 on {}: {e}", settings.control_listen))?;
@@ -116,7 +138,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     tracing::info!(addr = %control_addr, "control protocol listening");
     let control_task = tokio::spawn(control::serve(control_listener, ops.clone(), stop_rx.clone()));
-    tracing::info!(addr = %http_addr, "HTTP listening");
+    tracing::info!(addr = %http_addr, https = http_tls.is_some(), "HTTP listening");
     tracing::info!(
         data_dir = %settings.data_dir.display(),
         database = %settings.database,
@@ -129,8 +151,13 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     let hub = Hub::start(ops.clone());
     tracing::info!(addr = %events_addr, "XMLSocket events listening");
     tokio::spawn(socket::serve(events_socket, ops.clone(), hub.clone(), stop_rx.clone()));
-    let http_task =
-        tokio::spawn(tutti_api::http::serve(http, router(ops, hub.clone()), stop_rx.clone()));
+    let http_tls = http_tls.map(|certified| tokio_rustls::TlsAcceptor::from(certified.config));
+    let http_task = tokio::spawn(tutti_api::http::serve(
+        http,
+        http_tls,
+        router(ops, hub.clone()),
+        stop_rx.clone(),
+    ));
 
     let signal = stop.recv().await;
     tracing::info!(signal, "stopping: no new work is accepted");

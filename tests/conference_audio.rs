@@ -460,3 +460,68 @@ async fn an_invite_flood_gets_503_while_the_live_call_goes_on() {
     line.ua.shutdown().await;
     assert_eq!(server.stop_with("TERM").code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_options_and_register_flood_is_dropped_beyond_the_rate_while_the_call_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // --invite-rate 2: other out-of-dialog requests 8 a second, bursts of 16.
+    let mut server =
+        Server::start(dir.path(), &["--control-password", "secret", "--invite-rate", "2"]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let control_addr = server.logged_addr("control protocol listening", "addr");
+    let _control = tokio::task::spawn_blocking(move || {
+        let mut control = Control::connect(control_addr, "secret");
+        assert_eq!(control.command("NEWCONF,4008,Acme,Ann,10,,,,", "NEWCONF"), ["NEWCONF,OK"]);
+        control
+    })
+    .await
+    .expect("4011 setup");
+    let mut line = Phones::new().await;
+    let mut phones = vec![
+        line.dial(&format!("sip:4008@{sip}"), 1, TONES[0]).await,
+        line.dial(&format!("sip:4008@{sip}"), 2, TONES[1]).await,
+    ];
+    assert!(until_level(&mut phones, 0, TONES[1], true).await > 500.0, "the call is up");
+
+    // 400 OPTIONS and REGISTERs at once from one socket.
+    let flood = tokio::task::spawn_blocking(move || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
+        let local = socket.local_addr().expect("addr");
+        let started = std::time::Instant::now();
+        for n in 0..400 {
+            let method = if n % 2 == 0 { "OPTIONS" } else { "REGISTER" };
+            let request = format!(
+                "{method} sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKopt{n};rport\r\n\
+                 From: <sip:flood@127.0.0.1>;tag=f{n}\r\nTo: <sip:flood@127.0.0.1>\r\nCall-ID: opt{n}@test\r\n\
+                 CSeq: 1 {method}\r\nContact: <sip:flood@{local}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            );
+            socket.send_to(request.as_bytes(), sip).expect("send");
+        }
+        let sent_in = started.elapsed();
+        let mut answers = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok((n, _)) = socket.recv_from(&mut buf) {
+            answers.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        (answers, sent_in)
+    });
+    talk(&mut phones, 50).await;
+    let (answers, sent_in) = flood.await.expect("flood");
+    // The burst (16) and the rate over the sending time get through; the
+    // rest is dropped unanswered.
+    let allowed = 16.0 + 8.0 * (sent_in.as_secs_f64() + 0.6);
+    assert!(!answers.is_empty(), "the first requests are answered");
+    assert!(
+        (answers.len() as f64) <= allowed,
+        "{} of 400 answered (at most {allowed:.0}): {answers:?}",
+        answers.len()
+    );
+    assert!(answers.iter().any(|a| a.starts_with("SIP/2.0 200 ")), "OPTIONS answered 200");
+    server.wait_for_log("request flood", Duration::from_secs(5));
+    // The call's own requests are inside its dialog and never limited.
+    assert!(until_level(&mut phones, 0, TONES[1], true).await > 500.0, "phone 1 hears phone 2");
+    assert!(until_level(&mut phones, 1, TONES[0], true).await > 500.0, "phone 2 hears phone 1");
+    line.ua.shutdown().await;
+    assert_eq!(server.stop_with("TERM").code(), Some(0));
+}

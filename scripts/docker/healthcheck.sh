@@ -11,4 +11,9 @@ case $host in
   0.0.0.0) host=127.0.0.1 ;;
   "[::]") host="[::1]" ;;
 esac
+# With HTTPS on (TUTTI_HTTP_TLS_CERT), ask over HTTPS; the certificate is not
+# checked: this asks whether tutti answers, not who it is.
+if [ -n "${TUTTI_HTTP_TLS_CERT:-}" ]; then
+  exec curl -fsSk --max-time 2 "https://$host:$port/healthz"
+fi
 exec curl -fsS --max-time 2 "http://$host:$port/healthz"

@@ -105,8 +105,14 @@ pub struct Phones {
 
 impl Phones {
     pub async fn new() -> Self {
+        Self::with_srtp(tutti_sip::sdp::SrtpPolicy::Optional).await
+    }
+
+    /// Phones that offer SRTP (`Required`: RTP/SAVP only) or plain RTP.
+    pub async fn with_srtp(srtp: tutti_sip::sdp::SrtpPolicy) -> Self {
         let mut config = SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK);
         config.max_calls = 10;
+        config.media_policy.srtp = srtp;
         let (ua, events) = SipUa::start(config).await.expect("phone UA");
         let rtp = super::free_udp_range(16);
         let pool = PortPool::new(rtp, rtp + 15).expect("phone ports");

@@ -30,6 +30,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::ops::Ops;
 
@@ -77,9 +78,12 @@ async fn not_found(uri: Uri) -> Response {
 }
 
 /// Serves `router` on `listener` until `shutdown` turns true, then lets
-/// requests in flight finish (the caller bounds how long it waits).
+/// requests in flight finish (the caller bounds how long it waits). With
+/// `tls`, every connection is HTTPS (the handshake must finish within
+/// [`HEADER_READ_TIMEOUT`], like a request's headers).
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     router: Router,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
@@ -104,23 +108,17 @@ pub async fn serve(
             },
             () = &mut stopped => break,
         };
-        let service = TowerToHyperService::new(router.clone());
-        // With upgrades: the Conductor's event WebSocket.
-        let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
-        let (alive, mut stop) = (alive.clone(), shutdown_of(&stopped_rx));
+        let (builder, router, tls) = (builder.clone(), router.clone(), tls.clone());
+        let (alive, stop) = (alive.clone(), shutdown_of(&stopped_rx));
         tokio::spawn(async move {
             let _alive = alive;
-            tokio::pin!(connection);
-            let ended = tokio::select! {
-                ended = connection.as_mut() => ended,
-                () = &mut stop => {
-                    // Finish the request in flight, then close.
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
+            let Some(tls) = tls else {
+                return serve_connection(&builder, stream, router, stop, peer).await;
             };
-            if let Err(e) = ended {
-                tracing::debug!(%peer, error = %e, "http: connection ended");
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(&builder, stream, router, stop, peer).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "https: handshake failed"),
+                Err(_) => tracing::debug!(%peer, "https: handshake timed out"),
             }
         });
     }
@@ -128,4 +126,31 @@ pub async fn serve(
     drop(alive);
     let _ = all_done.recv().await;
     Ok(())
+}
+
+/// Serves one connection's requests until the client leaves or `stop` fires.
+async fn serve_connection<S>(
+    builder: &hyper::server::conn::http1::Builder,
+    stream: S,
+    router: Router,
+    mut stop: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    peer: std::net::SocketAddr,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(router);
+    // With upgrades: the Conductor's event WebSocket.
+    let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = &mut stop => {
+            // Finish the request in flight, then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(%peer, error = %e, "http: connection ended");
+    }
 }

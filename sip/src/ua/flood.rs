@@ -1,9 +1,15 @@
-//! INVITE floods from one source. Each source address has a token bucket:
-//! `rate` new INVITEs per second, bursts of twice that; beyond it an INVITE
-//! gets 503 with Retry-After before any SDP is parsed or any call state is
-//! made, so a flood costs little and the calls in progress (whose re-INVITEs
-//! are in-dialog and not counted) go on. Refusals are logged once per second
-//! per source with how many there were.
+//! Request floods from one source. Each source address has a token bucket:
+//! `rate` requests per second, bursts of twice that. Two limiters use it:
+//!
+//! - new INVITEs: beyond the rate an INVITE gets 503 with Retry-After before
+//!   any SDP is parsed or any call state is made, so a flood costs little and
+//!   the calls in progress (whose re-INVITEs are in-dialog and not counted) go
+//!   on;
+//! - other requests outside a dialog (OPTIONS, REGISTER, SUBSCRIBE, MESSAGE,
+//!   ...): beyond the rate they are dropped unanswered, so that a flood is not
+//!   reflected back at whoever the source address claims to be.
+//!
+//! Refusals are logged once per second per source with how many there were.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,22 +31,39 @@ struct Bucket {
 
 /// The buckets of every source.
 #[derive(Debug)]
-pub struct InviteLimiter {
-    /// New INVITEs per second per source; 0: no limit.
+pub struct SourceLimiter {
+    /// Requests per second per source; 0: no limit.
     rate: u32,
+    /// What the log says when a source goes over.
+    what: &'static str,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
 }
 
-impl InviteLimiter {
-    pub fn new(rate: u32) -> Self {
-        Self { rate, buckets: Mutex::new(HashMap::new()) }
+impl SourceLimiter {
+    /// A limiter of `rate` per second per source; `what` names the refusal in
+    /// the log.
+    pub fn new(rate: u32, what: &'static str) -> Self {
+        Self { rate, what, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// New INVITEs: `rate` per second, refused with 503.
+    pub fn invites(rate: u32) -> Self {
+        Self::new(rate, "INVITE flood: new calls from this address refused with 503")
+    }
+
+    /// Other requests outside a dialog: four times the INVITE rate, dropped.
+    pub fn other_requests(invite_rate: u32) -> Self {
+        Self::new(
+            invite_rate.saturating_mul(4),
+            "request flood: out-of-dialog requests from this address dropped",
+        )
     }
 
     fn burst(&self) -> f64 {
         f64::from(self.rate) * 2.0
     }
 
-    /// Whether a new INVITE from `source` may go on now.
+    /// Whether a request from `source` may go on now.
     pub fn allow(&self, source: IpAddr, now: Instant) -> bool {
         if self.rate == 0 {
             return true;
@@ -75,7 +98,8 @@ impl InviteLimiter {
                 %source,
                 refused = bucket.refused,
                 rate = self.rate,
-                "INVITE flood: new calls from this address refused with 503"
+                "{}",
+                self.what
             );
             bucket.logged = Some(now);
             bucket.refused = 0;
@@ -94,7 +118,7 @@ mod tests {
 
     #[test]
     fn a_burst_then_the_rate() {
-        let limiter = InviteLimiter::new(5);
+        let limiter = SourceLimiter::invites(5);
         let t0 = Instant::now();
         let allowed = (0..30).filter(|_| limiter.allow(ip(1), t0)).count();
         assert_eq!(allowed, 10, "a burst of twice the rate");
@@ -108,14 +132,14 @@ mod tests {
 
     #[test]
     fn zero_is_no_limit() {
-        let limiter = InviteLimiter::new(0);
+        let limiter = SourceLimiter::invites(0);
         let t0 = Instant::now();
         assert!((0..10_000).all(|_| limiter.allow(ip(1), t0)));
     }
 
     #[test]
     fn the_table_stays_bounded() {
-        let limiter = InviteLimiter::new(1);
+        let limiter = SourceLimiter::invites(1);
         let t0 = Instant::now();
         for n in 0..(MAX_SOURCES as u32 + 100) {
             limiter.allow(IpAddr::from(n.to_be_bytes()), t0);

@@ -15,7 +15,7 @@ use tracing::{Instrument, debug};
 use super::call::{Call, allows_update, hangup_reason};
 use super::events::CallCommand;
 use super::refusal::Refusal;
-use super::{HangupReason, IncomingCall, Shared, UaError, UaEvent, headers, refuse, reply};
+use super::{HangupReason, IncomingCall, Link, Shared, UaError, UaEvent, headers, refuse, reply};
 use crate::sdp::{self, LocalMedia, MediaDirection, Negotiated, SdpError};
 use crate::session_timer::{self, Role, SessionTimer, TimerResponse, UasDecision};
 
@@ -98,9 +98,9 @@ pub(super) async fn start(shared: Arc<Shared>, mut tx: Transaction) {
     let id = control.id;
     let sip_call_id =
         tx.original.call_id_header().map(|c| c.value().to_owned()).unwrap_or_default();
-    let tcp = tx.connection.as_ref().is_some_and(|c| c.is_reliable());
+    let link = Link::of(tx.connection.as_ref());
     let (state_sender, states) = shared.dialogs.new_dialog_state_channel();
-    let contact = shared.contact(None, tcp);
+    let contact = shared.contact(None, link);
     let dialog =
         match shared.dialogs.get_or_create_server_invite(&tx, state_sender, None, Some(contact)) {
             Ok(dialog) => dialog,

@@ -34,6 +34,7 @@ use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::TransportLayer;
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
+use rsipstack::transport::tls::{TlsConfig, TlsListenerConnection};
 use rsipstack::transport::udp::UdpConnection;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, warn};
@@ -140,8 +141,49 @@ pub struct SipConfig {
     /// Retry-After (seconds) in the 503 sent when over `max_calls`.
     pub retry_after_secs: u32,
     /// New INVITEs per second accepted from one source address over UDP
-    /// (bursts of twice that); more get 503 with Retry-After. 0: no limit.
+    /// (bursts of twice that); more get 503 with Retry-After. Other requests
+    /// outside a dialog (OPTIONS, REGISTER, ...) may come four times as often;
+    /// more are dropped unanswered. 0: no limit.
     pub invite_rate: u32,
+    /// SIP over TLS, beside UDP and TCP.
+    pub tls: Option<SipTls>,
+}
+
+/// A SIP over TLS listener (RFC 3261 section 26.2, `transport=tls`).
+#[derive(Clone)]
+pub struct SipTls {
+    /// Where to listen. Port 0 picks a free one ([`SipUa::tls_addr`] says which).
+    pub listen: SocketAddr,
+    /// The certificate chain, PEM, leaf first.
+    pub cert_pem: Vec<u8>,
+    /// Its private key, PEM (PKCS#8 or PKCS#1).
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for SipTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipTls").field("listen", &self.listen).finish_non_exhaustive()
+    }
+}
+
+/// The transport a request came over or a dialog uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Link {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Link {
+    /// The transport of the connection a request arrived on.
+    pub(crate) fn of(connection: Option<&rsipstack::transport::SipConnection>) -> Link {
+        use rsipstack::transport::SipConnection;
+        match connection {
+            Some(SipConnection::Tls(_) | SipConnection::TlsListener(_)) => Link::Tls,
+            Some(c) if c.is_reliable() => Link::Tcp,
+            _ => Link::Udp,
+        }
+    }
 }
 
 impl SipConfig {
@@ -163,6 +205,7 @@ impl SipConfig {
             t1: Duration::from_millis(500),
             retry_after_secs: 30,
             invite_rate: 50,
+            tls: None,
         }
     }
 }
@@ -178,6 +221,7 @@ pub(crate) struct Shared {
     pub(crate) redirects: ByCallId,
     pub(crate) udp_addr: SocketAddr,
     pub(crate) tcp_addr: SocketAddr,
+    pub(crate) tls_addr: Option<SocketAddr>,
     /// The address written into Contact and From: the listen address, or when that is
     /// a wildcard, the media address (or rsipstack's pick of an interface).
     advertised: IpAddr,
@@ -221,17 +265,25 @@ impl Shared {
         }
     }
 
-    /// Our own address on `tcp` or UDP, as peers should reach it.
-    pub(crate) fn advertised_addr(&self, tcp: bool) -> SocketAddr {
-        let port = if tcp { self.tcp_addr.port() } else { self.udp_addr.port() };
+    /// Our own address on `link`, as peers should reach it.
+    pub(crate) fn advertised_addr(&self, link: Link) -> SocketAddr {
+        let port = match (link, self.tls_addr) {
+            (Link::Udp, _) => self.udp_addr.port(),
+            (Link::Tls, Some(tls)) => tls.port(),
+            (Link::Tcp | Link::Tls, _) => self.tcp_addr.port(),
+        };
         SocketAddr::new(self.advertised, port)
     }
 
-    /// Our Contact for a dialog on `transport`.
-    pub(crate) fn contact(&self, user: Option<&str>, tcp: bool) -> rsipstack::sip::Uri {
-        let addr = self.advertised_addr(tcp);
+    /// Our Contact for a dialog on `link`.
+    pub(crate) fn contact(&self, user: Option<&str>, link: Link) -> rsipstack::sip::Uri {
+        let addr = self.advertised_addr(link);
         let user = user.filter(|u| !u.is_empty()).map(|u| format!("{u}@")).unwrap_or_default();
-        let transport = if tcp { ";transport=tcp" } else { "" };
+        let transport = match link {
+            Link::Udp => "",
+            Link::Tcp => ";transport=tcp",
+            Link::Tls => ";transport=tls",
+        };
         let text = format!("sip:{user}{}{transport}", host_port(addr));
         rsipstack::sip::Uri::try_from(text.as_str()).unwrap_or_default()
     }
@@ -289,7 +341,8 @@ impl SipUa {
                 agent: warn_agent.clone(),
             },
             log: refusals.clone(),
-            invites: flood::InviteLimiter::new(config.invite_rate),
+            invites: flood::SourceLimiter::invites(config.invite_rate),
+            others: flood::SourceLimiter::other_requests(config.invite_rate),
         };
         let udp = UdpConnection::from_socket(Arc::new(screened), None, Some(cancel.child_token()))
             .await?;
@@ -297,6 +350,20 @@ impl SipUa {
         let transport = TransportLayer::new(cancel.clone());
         transport.add_transport(udp.into());
         transport.add_transport(tcp.into());
+        let tls_addr = match &config.tls {
+            Some(tls) => {
+                let addr = bind_tcp_port(tls.listen)?;
+                let keys = TlsConfig {
+                    cert: Some(tls.cert_pem.clone()),
+                    key: Some(tls.key_pem.clone()),
+                    ..TlsConfig::default()
+                };
+                let listener = TlsListenerConnection::new(addr, None, keys).await?;
+                transport.add_transport(listener.into());
+                Some(addr)
+            }
+            None => None,
+        };
 
         let tags = ByCallId::default();
         let redirects = ByCallId::default();
@@ -328,6 +395,7 @@ impl SipUa {
             redirects,
             udp_addr,
             tcp_addr,
+            tls_addr,
             advertised,
             warn_agent,
             refusals,
@@ -341,7 +409,10 @@ impl SipUa {
         });
         tokio::spawn(route_incoming(shared.clone(), incoming));
         wait_for_tcp(tcp_addr).await;
-        info!(%udp_addr, %tcp_addr, "SIP user agent listening");
+        if let Some(tls_addr) = tls_addr {
+            wait_for_tcp(tls_addr).await;
+        }
+        info!(%udp_addr, %tcp_addr, ?tls_addr, "SIP user agent listening");
         Ok((SipUa { shared }, events_rx))
     }
 
@@ -353,6 +424,11 @@ impl SipUa {
     /// The bound TCP address.
     pub fn tcp_addr(&self) -> SocketAddr {
         self.shared.tcp_addr
+    }
+
+    /// The bound TLS address, when SIP over TLS is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.shared.tls_addr
     }
 
     /// The configuration in force.
@@ -432,6 +508,14 @@ fn bind_udp_and_tcp_port(listen: SocketAddr) -> Result<(tokio::net::UdpSocket, u
         addr: listen,
         source: last_error.unwrap_or_else(|| std::io::Error::other("no free port")),
     })
+}
+
+/// A free TCP port at `listen` (the given one, or any with port 0); rsipstack
+/// binds it again when the endpoint starts.
+fn bind_tcp_port(listen: SocketAddr) -> Result<SocketAddr, UaError> {
+    let probe = std::net::TcpListener::bind(listen)
+        .map_err(|source| UaError::Bind { addr: listen, source })?;
+    probe.local_addr().map_err(|source| UaError::Bind { addr: listen, source })
 }
 
 /// rsipstack binds the TCP listener in the endpoint task; wait until it accepts so

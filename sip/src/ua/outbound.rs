@@ -14,7 +14,8 @@ use tracing::{Instrument, debug, info_span};
 use super::call::{Call, allows_update, finish};
 use super::events::CallCommand;
 use super::{
-    CallId, CallProgress, HangupReason, Shared, SipConfig, UaError, UaEvent, headers, host_port,
+    CallId, CallProgress, HangupReason, Link, Shared, SipConfig, UaError, UaEvent, headers,
+    host_port,
 };
 use crate::sdp::{self, LocalMedia};
 use crate::session_timer::{Role, SessionTimer, UacNegotiator};
@@ -84,10 +85,11 @@ async fn run(
     call: PlaceCall,
 ) {
     let config = &shared.config;
-    let tcp = is_tcp(&callee);
+    // Outbound calls go over UDP or TCP; TLS is for callers reaching us.
+    let link = if is_tcp(&callee) { Link::Tcp } else { Link::Udp };
     let from_user = call.from_user.clone().unwrap_or_else(|| "tutti".to_owned());
-    let contact = shared.contact(Some(&from_user), tcp);
-    let our_addr = shared.advertised_addr(tcp);
+    let contact = shared.contact(Some(&from_user), link);
+    let our_addr = shared.advertised_addr(link);
     let caller = Uri::try_from(format!("sip:{from_user}@{}", host_port(our_addr)).as_str())
         .unwrap_or_default();
     let offer = sdp::offer(&config.media_policy, &call.local);

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
 use rsipstack::sip::{Request, SipMessage};
@@ -352,26 +353,51 @@ pub(crate) struct ScreenedSocket {
     pub(crate) screen: Screen,
     pub(crate) log: Arc<RefusalLog>,
     /// New INVITEs per source (src/ua/flood.rs).
-    pub(crate) invites: super::flood::InviteLimiter,
+    pub(crate) invites: super::flood::SourceLimiter,
+    /// Other requests outside a dialog per source.
+    pub(crate) others: super::flood::SourceLimiter,
 }
 
 /// Retry-After (seconds) in the 503 to a source over its INVITE rate.
 const FLOOD_RETRY_AFTER: u32 = 5;
 
-/// Whether `datagram` starts a new call: an INVITE whose To has no tag.
-fn is_new_invite(datagram: &[u8]) -> bool {
-    let Some(line) = request_line(datagram) else { return false };
-    if !line.method.eq_ignore_ascii_case("INVITE") {
-        return false;
+/// What a datagram is, for the flood limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// An INVITE whose To has no tag: a new call.
+    NewCall,
+    /// Another request outside a dialog (OPTIONS, REGISTER, SUBSCRIBE, ...).
+    /// CANCEL and ACK belong to an INVITE transaction and are never limited.
+    OutOfDialog,
+    /// A response, or a request inside a dialog.
+    Other,
+}
+
+fn arrival(datagram: &[u8]) -> Arrival {
+    let Some(line) = request_line(datagram) else { return Arrival::Other };
+    let method = line.method.to_ascii_uppercase();
+    if matches!(method.as_str(), "ACK" | "CANCEL") {
+        return Arrival::Other;
     }
     let text = String::from_utf8_lossy(datagram);
     let head = text.split("\r\n\r\n").next().unwrap_or("");
-    !head.lines().skip(1).any(|l| {
+    let in_dialog = head.lines().skip(1).any(|l| {
         l.split_once(':').is_some_and(|(name, value)| {
             matches!(name.trim().to_ascii_lowercase().as_str(), "to" | "t")
                 && value.to_ascii_lowercase().contains(";tag=")
         })
-    })
+    });
+    match (in_dialog, method.as_str()) {
+        (true, _) => Arrival::Other,
+        (false, "INVITE") => Arrival::NewCall,
+        (false, _) => Arrival::OutOfDialog,
+    }
+}
+
+/// Whether `datagram` starts a new call: an INVITE whose To has no tag.
+#[cfg(test)]
+fn is_new_invite(datagram: &[u8]) -> bool {
+    arrival(datagram) == Arrival::NewCall
 }
 
 /// The 503 for an INVITE over its source's rate, with Retry-After.
@@ -395,17 +421,17 @@ impl ScreenedSocket {
             // tokio truncates a datagram larger than the buffer to its length.
             let truncated = len == buf.len();
             match self.screen.check(&buf[..len], truncated) {
-                Verdict::Pass
-                    if is_new_invite(&buf[..len])
-                        && !self.invites.allow(from.ip(), std::time::Instant::now()) =>
-                {
-                    if let Some(bytes) = flood_reply(&buf[..len], &self.screen.agent)
-                        && let Err(e) = self.socket.send_to(&bytes, from).await
-                    {
-                        tracing::debug!(%from, error = %e, "flood reply failed");
+                Verdict::Pass => match arrival(&buf[..len]) {
+                    Arrival::NewCall if !self.invites.allow(from.ip(), Instant::now()) => {
+                        if let Some(bytes) = flood_reply(&buf[..len], &self.screen.agent)
+                            && let Err(e) = self.socket.send_to(&bytes, from).await
+                        {
+                            tracing::debug!(%from, error = %e, "flood reply failed");
+                        }
                     }
-                }
-                Verdict::Pass => return Ok((len, from)),
+                    Arrival::OutOfDialog if !self.others.allow(from.ip(), Instant::now()) => {}
+                    _ => return Ok((len, from)),
+                },
                 Verdict::Refuse { refusal, method, response } => {
                     self.log.log(Some(from), &method, &refusal);
                     if let Some(bytes) = response
@@ -654,6 +680,21 @@ mod tests {
         assert!(!is_new_invite(reinvite.as_bytes()), "in-dialog re-INVITEs are not counted");
         let bye = invite.replacen("INVITE sip", "BYE sip", 1);
         assert!(!is_new_invite(bye.as_bytes()));
+        // Outside a dialog: OPTIONS, REGISTER; never CANCEL or ACK (they
+        // belong to an INVITE), never a request with a To tag, never a response.
+        for (method, expected) in [
+            ("OPTIONS", Arrival::OutOfDialog),
+            ("REGISTER", Arrival::OutOfDialog),
+            ("SUBSCRIBE", Arrival::OutOfDialog),
+            ("CANCEL", Arrival::Other),
+            ("ACK", Arrival::Other),
+        ] {
+            let request = invite.replacen("INVITE sip", &format!("{method} sip"), 1);
+            assert_eq!(arrival(request.as_bytes()), expected, "{method}");
+        }
+        let in_dialog = reinvite.replacen("INVITE sip", "OPTIONS sip", 1);
+        assert_eq!(arrival(in_dialog.as_bytes()), Arrival::Other);
+        assert_eq!(arrival(b"SIP/2.0 200 OK\r\nCSeq: 1 OPTIONS\r\n\r\n"), Arrival::Other);
         let reply =
             String::from_utf8(flood_reply(invite.as_bytes(), "127.0.0.1:5060").expect("reply"))
                 .expect("text");
