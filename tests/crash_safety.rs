@@ -1,0 +1,300 @@
+//! Crash safety against the real binary and a real SQLite file:
+//!
+//! - `kill -9` with 50 callers in a room (46 SIPp callers streaming RTP and 4
+//!   of the project's phones) while a client keeps creating rooms over the
+//!   REST API: the database passes `PRAGMA integrity_check`, every room whose
+//!   creation was answered 201 is there after the restart, every caller and
+//!   call session the crash left open is closed with an end time, and callers
+//!   dialling again get in and hear each other.
+//! - A database locked by another process for longer than the busy timeout:
+//!   API writes are refused with 503 and a reason, the live call goes on (as
+//!   audio), and writes work again once the lock is gone.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+use support::Server;
+use support::http::{Answer, request_with};
+use support::phone::{Phones, level, talk};
+
+/// A REST id as it goes into a path.
+fn id_of(value: &Value) -> String {
+    match value {
+        Value::String(s) if !s.is_empty() => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => panic!("not an id: {other}"),
+    }
+}
+
+/// Runs `tutti ARGS` and parses the JSON it prints.
+fn cli(dir: &Path, args: &[&str]) -> Value {
+    let out = support::run(dir, args);
+    assert!(out.status.success(), "tutti {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("tutti prints JSON")
+}
+
+/// The default customer's API key (a new one; the first start printed the old).
+fn api_key(dir: &Path) -> String {
+    let shown = cli(dir, &["customer", "show-default"]);
+    let uid = shown["uid"].as_str().expect("uid");
+    cli(dir, &["customer", "rotate-key", uid])["api_key"].as_str().expect("key").to_owned()
+}
+
+fn rest(addr: SocketAddr, key: &str, method: &str, path: &str, body: Option<&Value>) -> Answer {
+    let auth = format!("Bearer {key}");
+    let text = body.map(Value::to_string).unwrap_or_default();
+    let body = body.map(|_| ("application/json", text.as_bytes()));
+    request_with(addr, method, &format!("/api/v1{path}"), &[("Authorization", &auth)], body)
+}
+
+/// POSTs a room and returns the status, or `None` when the server is gone
+/// (connection refused or reset mid-request: the crash).
+fn try_create_room(addr: SocketAddr, key: &str, number: &str) -> Option<(u16, Value)> {
+    let body = json!({"number": number, "name": format!("Room {number}")}).to_string();
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let head = format!(
+        "POST /api/v1/conferences HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+async fn sqlite(dir: &Path) -> sqlx::SqliteConnection {
+    let url = format!("sqlite://{}", dir.join("tutti.db").display());
+    sqlx::SqliteConnection::connect(&url).await.expect("open the database")
+}
+
+async fn count(db: &mut sqlx::SqliteConnection, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(db).await.expect(sql)
+}
+
+/// Talks until every phone hears every other phone's tone, for at most 6 s;
+/// returns the levels heard (listener, tone) of the last round.
+async fn all_hear_each_other(phones: &mut [support::phone::Phone]) -> Vec<Vec<f64>> {
+    let tones: Vec<f64> = phones.iter().map(|p| p.tone).collect();
+    let mut matrix = Vec::new();
+    for _ in 0..6 {
+        talk(phones, 50).await;
+        matrix = phones
+            .iter()
+            .map(|p| tones.iter().map(|t| level(p, *t)).collect::<Vec<_>>())
+            .collect::<Vec<_>>();
+        let right = matrix.iter().enumerate().all(|(listener, row)| {
+            row.iter().enumerate().all(|(talker, l)| listener == talker || *l > 500.0)
+        });
+        if right {
+            break;
+        }
+    }
+    matrix
+}
+
+fn heard_by_all(matrix: &[Vec<f64>]) -> bool {
+    matrix.iter().enumerate().all(|(listener, row)| {
+        row.iter().enumerate().all(|(talker, l)| listener == talker || *l > 500.0)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_call_loses_no_committed_write_and_the_restart_closes_what_was_open() {
+    const SIPP_CALLERS: usize = 46;
+    const TONES: [f64; 4] = [440.0, 1000.0, 1700.0, 2300.0];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rtp = support::free_udp_range(160);
+    let rtp_ports = format!("{rtp}-{}", rtp + 159);
+    let mut server = Server::start(dir.path(), &["--rtp-ports", &rtp_ports]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let key = tokio::task::block_in_place(|| api_key(dir.path()));
+    let room = tokio::task::block_in_place(|| {
+        rest(server.http, &key, "POST", "/conferences", Some(&json!({"number": "4700"})))
+    });
+    assert_eq!(room.status, 201, "{}", room.body);
+    let room_id = id_of(&room.json()["id"]);
+    let members = format!("/conferences/{room_id}/members");
+
+    // 46 SIPp callers that stay, streaming a tone, and four phones.
+    let mut sipp = std::process::Command::new("sipp")
+        .arg("-sf")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/sipp/uac_stay.xml"))
+        .args(["-i", "127.0.0.1", "-p", &support::free_udp_range(1).to_string()])
+        .args(["-mi", "127.0.0.1", "-mp", &support::free_udp_range(2).to_string()])
+        .args(["-s", "4700", "-nostdin", "-r", "25", "-m", &SIPP_CALLERS.to_string()])
+        .args(["-l", &SIPP_CALLERS.to_string(), "-timeout", "120s"])
+        .arg(sip.to_string())
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/sipp"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp runs (apt-get install sip-tester)");
+    let mut line = Phones::new().await;
+    let target = format!("sip:4700@{sip}");
+    let mut phones = Vec::new();
+    for (i, tone) in TONES.iter().enumerate() {
+        phones.push(line.dial(&target, i as u64 + 1, *tone).await);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = tokio::task::block_in_place(|| rest(server.http, &key, "GET", &members, None));
+        let n = listed.json()["total"].as_u64().unwrap_or(0);
+        if n == (SIPP_CALLERS + TONES.len()) as u64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{n} of 50 callers joined");
+        talk(&mut phones, 10).await;
+    }
+    let matrix = all_hear_each_other(&mut phones).await;
+    assert!(heard_by_all(&matrix), "before the crash: {matrix:.0?}");
+
+    // A client creating rooms as fast as it can; what was answered 201 is committed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let committed = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let writer = {
+        let (stop, committed, key, addr) =
+            (stop.clone(), committed.clone(), key.clone(), server.http);
+        std::thread::spawn(move || {
+            for i in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let number = format!("{}", 60_000 + i);
+                match try_create_room(addr, &key, &number) {
+                    Some((201, body)) => {
+                        committed.lock().expect("lock").push((number, id_of(&body["id"])))
+                    }
+                    Some((status, body)) => panic!("creating a room: {status} {body}"),
+                    None => break,
+                }
+            }
+        })
+    };
+    while committed.lock().expect("lock").len() < 20 {
+        talk(&mut phones, 5).await;
+    }
+    let status = tokio::task::block_in_place(|| server.stop_with("KILL"));
+    assert!(!status.success(), "killed: {status}");
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    let _ = sipp.kill();
+    let _ = sipp.wait();
+    drop(phones);
+    let committed = committed.lock().expect("lock").clone();
+
+    // The file as the crash left it: intact, with the callers still open.
+    let mut db = sqlite(dir.path()).await;
+    let check: String =
+        sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut db).await.expect("check");
+    assert_eq!(check, "ok");
+    let open = count(&mut db, "SELECT COUNT(*) FROM callers WHERE active = 1").await;
+    assert_eq!(open, 50, "the crash left the 50 callers open");
+    db.close().await.expect("close");
+
+    // The restart closes them, and every committed room is there.
+    let mut server = Server::start(dir.path(), &["--rtp-ports", &rtp_ports]);
+    let logs = server.logs();
+    assert!(
+        logs.contains("closed call sessions left open by an earlier run callers=50"),
+        "the restart says what it closed: {logs}"
+    );
+    let mut db = sqlite(dir.path()).await;
+    let still_open =
+        count(&mut db, "SELECT COUNT(*) FROM callers WHERE active = 1 OR end_time IS NULL").await;
+    assert_eq!(still_open, 0, "every caller closed with an end time");
+    let restarted =
+        count(&mut db, "SELECT COUNT(*) FROM callers WHERE end_reason = 'server-restart'").await;
+    assert_eq!(restarted, 50);
+    let open_calls =
+        count(&mut db, "SELECT COUNT(*) FROM calls WHERE status = 'ACTIVE' OR actual_end IS NULL")
+            .await;
+    assert_eq!(open_calls, 0, "the call session is closed with an end time");
+    db.close().await.expect("close");
+    let (http, key2) = (server.http, key.clone());
+    let missing: Vec<String> = tokio::task::block_in_place(|| {
+        committed
+            .iter()
+            .filter(|(number, id)| {
+                let got = rest(http, &key2, "GET", &format!("/conferences/{id}"), None);
+                got.status != 200 || got.json()["number"] != number.as_str()
+            })
+            .map(|(number, _)| number.clone())
+            .collect()
+    });
+    assert!(missing.is_empty(), "rooms answered 201 but lost: {missing:?} of {}", committed.len());
+
+    // Callers dialling again get in and hear each other.
+    let sip = server.logged_addr("SIP listening", "udp");
+    let target = format!("sip:4700@{sip}");
+    let mut again = Phones::new().await;
+    let mut phones = Vec::new();
+    for (i, tone) in TONES[..2].iter().enumerate() {
+        phones.push(again.dial(&target, i as u64 + 11, *tone).await);
+    }
+    let matrix = all_hear_each_other(&mut phones).await;
+    assert!(heard_by_all(&matrix), "after the restart: {matrix:.0?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_refuses_api_writes_clearly_while_the_call_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path(), &[]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let key = tokio::task::block_in_place(|| api_key(dir.path()));
+    let http = server.http;
+    let created = tokio::task::block_in_place(|| {
+        rest(http, &key, "POST", "/conferences", Some(&json!({"number": "4800"})))
+    });
+    assert_eq!(created.status, 201, "{}", created.body);
+    let mut line = Phones::new().await;
+    let target = format!("sip:4800@{sip}");
+    let mut phones = vec![line.dial(&target, 1, 440.0).await, line.dial(&target, 2, 1000.0).await];
+    assert!(heard_by_all(&all_hear_each_other(&mut phones).await));
+
+    // Another process takes the write lock and keeps it for 8 s (the store
+    // waits 5 s for a lock).
+    let mut locker = sqlite(dir.path()).await;
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut locker).await.expect("lock");
+    let started = Instant::now();
+    let attempt = tokio::task::spawn_blocking(move || {
+        let answer = rest(http, &key, "POST", "/conferences", Some(&json!({"number": "4801"})));
+        (answer, key)
+    });
+    // The call goes on meanwhile.
+    let matrix = all_hear_each_other(&mut phones).await;
+    assert!(heard_by_all(&matrix), "during the lock: {matrix:.0?}");
+    let (refused, key) = attempt.await.expect("request");
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    let message = refused.json()["error"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("unavailable") && message.contains("retry"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(8), "refused before the lock went");
+    while started.elapsed() < Duration::from_secs(8) {
+        talk(&mut phones, 25).await;
+    }
+    sqlx::query("ROLLBACK").execute(&mut locker).await.expect("unlock");
+    locker.close().await.expect("close");
+
+    // Nothing half-written: the refused room is not there; a new write works.
+    let listed = tokio::task::block_in_place(|| rest(http, &key, "GET", "/conferences", None));
+    let rooms = listed.json()["items"].as_array().expect("items").clone();
+    assert!(!rooms.iter().any(|r| r["number"] == "4801"), "a refused room was stored: {rooms:?}");
+    let retried = tokio::task::block_in_place(|| {
+        rest(http, &key, "POST", "/conferences", Some(&json!({"number": "4801"})))
+    });
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    let matrix = all_hear_each_other(&mut phones).await;
+    assert!(heard_by_all(&matrix), "after the lock: {matrix:.0?}");
+}
