@@ -16,9 +16,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::http::form;
+use support::http::{form, id_of};
 use support::phone::{MUSIC_NOTES, Phone, Phones, level, music_level, press, talk, until_level};
-use support::{Server, run};
+use support::{Server, cli_json};
 use tutti_media::tone::goertzel_amplitude;
 use tutti_sip::ua::{HangupReason, UaEvent};
 
@@ -282,16 +282,6 @@ fn refused_with(reply: &Reply, statuses: &[u16], field: Option<&str>, what: &str
     error
 }
 
-/// An id as text, string or integer.
-#[track_caller]
-fn id_of(value: &Value) -> String {
-    match value {
-        Value::String(s) if !s.is_empty() => s.clone(),
-        Value::Number(n) => n.to_string(),
-        other => panic!("not an id: {other}"),
-    }
-}
-
 /// The items of a list answer, checking its envelope.
 #[track_caller]
 fn items(list: &Value) -> Vec<Value> {
@@ -368,22 +358,15 @@ struct Rest {
     default_uid: String,
 }
 
-/// Runs `tutti ARGS` and parses the JSON it prints.
-fn cli(dir: &Path, args: &[&str]) -> Value {
-    let out = run(dir, args);
-    assert!(out.status.success(), "tutti {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("tutti prints JSON")
-}
-
 impl Rest {
     fn start(extra: &[&str]) -> Rest {
         let dir = tempfile::tempdir().expect("temp dir");
         let server = Server::start(dir.path(), extra);
         let sip = server.logged_addr("SIP listening", "udp");
         // The default customer (the server made it on its first start) gets a key.
-        let shown = cli(dir.path(), &["customer", "show-default"]);
+        let shown = cli_json(dir.path(), &["customer", "show-default"]);
         let uid = shown["uid"].as_str().expect("uid").to_owned();
-        let rotated = cli(dir.path(), &["customer", "rotate-key", &uid]);
+        let rotated = cli_json(dir.path(), &["customer", "rotate-key", &uid]);
         let key = rotated["api_key"].as_str().expect("api_key");
         let api = Api { addr: server.http, auth: Some(format!("Bearer {key}")) };
         Rest { server, dir, api, sip, default_uid: uid }
@@ -400,7 +383,7 @@ impl Rest {
 
     /// A new customer's API.
     fn customer(&self, name: &str) -> Api {
-        let made = cli(self.dir.path(), &["customer", "create", "--name", name]);
+        let made = cli_json(self.dir.path(), &["customer", "create", "--name", name]);
         let key = made["api_key"].as_str().expect("api_key");
         self.api.with_auth(Some(&format!("Bearer {key}")))
     }
@@ -724,7 +707,7 @@ fn bearer_keys_are_required_and_customers_see_only_their_own() {
     assert_eq!(items(&mine).len(), 1, "{mine}");
 
     // A rotated key replaces the old one at once.
-    let rotated = cli(rest.dir.path(), &["customer", "rotate-key", &rest.default_uid]);
+    let rotated = cli_json(rest.dir.path(), &["customer", "rotate-key", &rest.default_uid]);
     let fresh =
         api.with_auth(Some(&format!("Bearer {}", rotated["api_key"].as_str().expect("key"))));
     refused(&api.get("/conferences"), 401, None, "the key before rotation");

@@ -13,6 +13,7 @@ mod support;
 use std::time::Duration;
 
 use support::Server;
+use support::http::{id_of, rest};
 use support::phone::{Control, Phones, level, press, talk, until_level};
 
 const TONES: [f64; 3] = [440.0, 1000.0, 1700.0];
@@ -524,4 +525,91 @@ async fn an_options_and_register_flood_is_dropped_beyond_the_rate_while_the_call
     assert!(until_level(&mut phones, 1, TONES[0], true).await > 500.0, "phone 2 hears phone 1");
     line.ua.shutdown().await;
     assert_eq!(server.stop_with("TERM").code(), Some(0));
+}
+
+/// The value of a `/metrics` sample line `name` (with its labels), if present.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtp_from_a_foreign_address_is_dropped_unheard_and_counted_and_members_show_quality() {
+    const FOREIGN: f64 = 2300.0;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rtp = support::free_udp_range(64);
+    let rtp_ports = format!("{rtp}-{}", rtp + 63);
+    let server = Server::start(dir.path(), &["--rtp-ports", &rtp_ports]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let http = server.http;
+    let key = tokio::task::block_in_place(|| support::default_api_key(dir.path()));
+    let room = tokio::task::block_in_place(|| {
+        rest(http, &key, "POST", "/conferences", Some(&serde_json::json!({"number": "4009"})))
+    });
+    assert_eq!(room.status, 201, "{}", room.body);
+    let members = format!("/conferences/{}/members", id_of(&room.json()["id"]));
+    let mut line = Phones::new().await;
+    let mut phones = vec![
+        line.dial(&format!("sip:4009@{sip}"), 1, TONES[0]).await,
+        line.dial(&format!("sip:4009@{sip}"), 2, TONES[1]).await,
+    ];
+    assert!(until_level(&mut phones, 0, TONES[1], true).await > 500.0, "the call is up");
+    let (_, before) = tokio::task::block_in_place(|| server.get("/metrics"));
+    let foreign = "tutti_rtp_dropped_total{reason=\"foreign_source\"}";
+    assert_eq!(metric(&before, foreign), Some(0.0), "{before}");
+    let legs: f64 = ["PCMU", "PCMA", "G722", "opus"]
+        .iter()
+        .filter_map(|c| metric(&before, &format!("tutti_media_legs{{codec=\"{c}\"}}")))
+        .sum();
+    assert_eq!(legs, 2.0, "two legs alive: {before}");
+
+    // Someone else sends a loud tone, as well-formed RTP for the codec in use,
+    // to every port of the range while the phones talk.
+    let mut codec = phones[0].leg.codec().new_codec();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let pt = phones[0].leg.payload_type();
+    let mut frame = vec![0i16; codec.samples_per_frame()];
+    let mut payload = [0u8; 1500];
+    let rate = f64::from(codec.sample_rate());
+    let mut sent = 0;
+    for round in 0..25u16 {
+        let len = frame.len();
+        for (n, sample) in frame.iter_mut().enumerate() {
+            let t = (usize::from(round) * len + n) as f64 / rate;
+            *sample = (20_000.0 * (2.0 * std::f64::consts::PI * FOREIGN * t).sin()) as i16;
+        }
+        let len = codec.encode(&frame, &mut payload).expect("encode");
+        let mut packet = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef];
+        packet[2..4].copy_from_slice(&round.to_be_bytes());
+        let ts = u32::from(round) * frame.len() as u32;
+        packet[4..8].copy_from_slice(&ts.to_be_bytes());
+        packet.extend_from_slice(&payload[..len]);
+        for port in (rtp..rtp + 64).step_by(2) {
+            socket.send_to(&packet, ("127.0.0.1", port)).expect("send");
+            sent += 1;
+        }
+        talk(&mut phones, 1).await;
+    }
+    talk(&mut phones, 25).await;
+    for phone in &phones {
+        let heard = level(phone, FOREIGN);
+        assert!(heard < 100.0, "a phone hears the foreign tone at {heard:.0} ({sent} sent)");
+    }
+    assert!(until_level(&mut phones, 0, TONES[1], true).await > 500.0, "the call goes on");
+    let (_, after) = tokio::task::block_in_place(|| server.get("/metrics"));
+    let dropped = metric(&after, foreign).expect("foreign_source counter");
+    assert!(dropped >= 50.0, "each latched leg dropped the 25 foreign packets: {dropped}");
+    for counter in ["tutti_rtp_received_packets_total", "tutti_rtp_sent_packets_total"] {
+        assert!(metric(&after, counter).is_some_and(|v| v > 100.0), "{counter}: {after}");
+    }
+
+    // The REST members list shows each caller's quality as tutti receives it.
+    let listed = tokio::task::block_in_place(|| rest(http, &key, "GET", &members, None));
+    let items = listed.json()["items"].as_array().expect("items").clone();
+    assert_eq!(items.len(), 2, "{items:?}");
+    for item in &items {
+        let quality = &item["quality"];
+        assert!(quality["packets_received"].as_u64().is_some_and(|n| n > 50), "{item}");
+        assert!(quality["loss_percent"].as_f64().is_some_and(|l| l < 1.0), "{item}");
+        assert!(quality["mos"].as_f64().is_some_and(|m| m > 4.0), "{item}");
+    }
 }

@@ -22,38 +22,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sqlx::Connection;
 use support::Server;
-use support::http::{Answer, request_with};
+use support::http::{id_of, rest};
 use support::phone::{Phones, level, talk};
-
-/// A REST id as it goes into a path.
-fn id_of(value: &Value) -> String {
-    match value {
-        Value::String(s) if !s.is_empty() => s.clone(),
-        Value::Number(n) => n.to_string(),
-        other => panic!("not an id: {other}"),
-    }
-}
-
-/// Runs `tutti ARGS` and parses the JSON it prints.
-fn cli(dir: &Path, args: &[&str]) -> Value {
-    let out = support::run(dir, args);
-    assert!(out.status.success(), "tutti {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("tutti prints JSON")
-}
-
-/// The default customer's API key (a new one; the first start printed the old).
-fn api_key(dir: &Path) -> String {
-    let shown = cli(dir, &["customer", "show-default"]);
-    let uid = shown["uid"].as_str().expect("uid");
-    cli(dir, &["customer", "rotate-key", uid])["api_key"].as_str().expect("key").to_owned()
-}
-
-fn rest(addr: SocketAddr, key: &str, method: &str, path: &str, body: Option<&Value>) -> Answer {
-    let auth = format!("Bearer {key}");
-    let text = body.map(Value::to_string).unwrap_or_default();
-    let body = body.map(|_| ("application/json", text.as_bytes()));
-    request_with(addr, method, &format!("/api/v1{path}"), &[("Authorization", &auth)], body)
-}
 
 /// POSTs a room and returns the status, or `None` when the server is gone
 /// (connection refused or reset mid-request: the crash).
@@ -119,7 +89,7 @@ async fn kill_9_mid_call_loses_no_committed_write_and_the_restart_closes_what_wa
     let rtp_ports = format!("{rtp}-{}", rtp + 159);
     let mut server = Server::start(dir.path(), &["--rtp-ports", &rtp_ports]);
     let sip = server.logged_addr("SIP listening", "udp");
-    let key = tokio::task::block_in_place(|| api_key(dir.path()));
+    let key = tokio::task::block_in_place(|| support::default_api_key(dir.path()));
     let room = tokio::task::block_in_place(|| {
         rest(server.http, &key, "POST", "/conferences", Some(&json!({"number": "4700"})))
     });
@@ -253,7 +223,7 @@ async fn a_locked_database_refuses_api_writes_clearly_while_the_call_goes_on() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(dir.path(), &[]);
     let sip = server.logged_addr("SIP listening", "udp");
-    let key = tokio::task::block_in_place(|| api_key(dir.path()));
+    let key = tokio::task::block_in_place(|| support::default_api_key(dir.path()));
     let http = server.http;
     let created = tokio::task::block_in_place(|| {
         rest(http, &key, "POST", "/conferences", Some(&json!({"number": "4800"})))

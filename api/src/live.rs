@@ -162,11 +162,33 @@ pub trait LiveControl: Send + Sync + 'static {
         let _ = conference_uid;
         Vec::new()
     }
+    /// How a connected caller's audio reaches tutti: loss, jitter and round
+    /// trip from its RTP and RTCP, and the estimated MOS. `None` for a caller
+    /// not connected (and by default).
+    fn caller_quality(&self, caller_uid: &str) -> Option<CallQuality> {
+        let _ = caller_uid;
+        None
+    }
     /// Appends the live side's own figures to `/metrics` (Prometheus text);
     /// nothing by default.
     fn render_metrics(&self, out: &mut String) {
         let _ = out;
     }
+}
+
+/// One caller's media quality as tutti receives it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct CallQuality {
+    /// RTP packets received from the caller.
+    pub packets_received: u64,
+    /// Of those expected, the share that never came, in percent.
+    pub loss_percent: f64,
+    /// Interarrival jitter (RFC 3550), in milliseconds.
+    pub jitter_ms: f64,
+    /// Round trip from RTCP reports, in milliseconds, once known.
+    pub rtt_ms: Option<f64>,
+    /// Estimated listening quality, 1.0 to 4.5 (ITU-T G.107 E-model).
+    pub mos: f64,
 }
 
 /// An uploaded sound as the engine will play it.

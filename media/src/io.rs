@@ -12,6 +12,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::counters::MEDIA;
 use crate::dtmf::Digit;
 use crate::jitter::JitterStats;
 use crate::leg::{Leg, LegError, Output, RejectCounts, SilenceLimits};
@@ -136,6 +137,11 @@ impl LegIo {
         lock(&self.leg).codec()
     }
 
+    /// The payload type of the audio this leg sends.
+    pub fn payload_type(&self) -> u8 {
+        lock(&self.leg).payload_type()
+    }
+
     /// The local RTP address (for the SDP).
     pub fn local_rtp(&self) -> Option<SocketAddr> {
         self.rtp.local_addr().ok()
@@ -152,8 +158,10 @@ impl LegIo {
     /// network would.
     pub fn send_audio(&self, payload: &[u8], speech: bool, buf: &mut [u8]) -> Result<(), LegError> {
         let mut leg = lock(&self.leg);
-        if let Some((to, n)) = leg.write_audio(payload, speech, buf)? {
-            let _ = self.rtp.try_send_to(&buf[..n], to);
+        if let Some((to, n)) = leg.write_audio(payload, speech, buf)?
+            && self.rtp.try_send_to(&buf[..n], to).is_ok()
+        {
+            MEDIA.sent(n);
         }
         flush(&mut leg, &self.rtp, self.rtcp.as_deref());
         Ok(())
@@ -176,15 +184,15 @@ impl LegIo {
 
 /// Sends what the leg queued (RTCP, DTMF packets); returns the digits and
 /// notices to pass on.
-fn flush(leg: &mut Leg, rtp: &UdpSocket, rtcp: Option<&UdpSocket>) -> Vec<Output> {
+fn flush(leg: &mut Leg, rtp: &UdpSocket, rtcp_socket: Option<&UdpSocket>) -> Vec<Output> {
     let mut pass_on = Vec::new();
     while let Some(output) = leg.poll_output() {
         match output {
-            Output::Transmit { to, data, rtcp: true } => {
-                let _ = rtcp.unwrap_or(rtp).try_send_to(&data, to);
-            }
-            Output::Transmit { to, data, rtcp: false } => {
-                let _ = rtp.try_send_to(&data, to);
+            Output::Transmit { to, data, rtcp } => {
+                let socket = if rtcp { rtcp_socket.unwrap_or(rtp) } else { rtp };
+                if socket.try_send_to(&data, to).is_ok() {
+                    MEDIA.sent(data.len());
+                }
             }
             other => pass_on.push(other),
         }

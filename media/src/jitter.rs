@@ -31,6 +31,8 @@
 
 use thiserror::Error;
 
+use crate::counters::{DropReason, MEDIA};
+
 /// Target delay = one frame + this many times the measured jitter. For delays varying
 /// uniformly over a range R, the RFC 3550 estimate is about R / 3, so three times J
 /// covers nearly all of the range.
@@ -406,6 +408,7 @@ impl JitterBuffer {
 
         if self.is_duplicate(seq) {
             self.stats.duplicates += 1;
+            MEDIA.dropped(DropReason::Duplicate);
             return Ok(PushOutcome::Duplicate);
         }
 
@@ -423,6 +426,7 @@ impl JitterBuffer {
             let fits = highest.0 - seq.0 < self.slots.len() as u64;
             if self.started || !fits {
                 self.stats.late += 1;
+                MEDIA.dropped(DropReason::Late);
                 return Ok(PushOutcome::Late);
             }
             // Nothing played since the (re)start: an earlier packet becomes the first.
@@ -438,6 +442,7 @@ impl JitterBuffer {
                 if self.slots[index].filled {
                     self.slots[index].filled = false;
                     self.stats.overflow_drops += 1;
+                    MEDIA.dropped(DropReason::JitterOverflow);
                 }
                 self.next = self.next.next();
             }

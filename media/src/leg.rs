@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::codec::{Codec, CodecError, CodecKind, FRAME_MS};
+use crate::counters::{DropReason, MEDIA};
 use crate::dtmf::{Digit, DtmfEvent, DtmfPackets, DtmfReceiver, OutgoingEvent, SenderConfig};
 use crate::jitter::{
     ConcealReason, IncomingPacket, JitterBuffer, JitterConfig, JitterError, Playout, Ssrc,
@@ -122,6 +123,12 @@ pub struct RejectCounts {
     pub oversized: u64,
 }
 
+impl Drop for Leg {
+    fn drop(&mut self) {
+        MEDIA.leg(self.config.codec, -1);
+    }
+}
+
 pub struct Leg {
     config: LegConfig,
     codec: Box<dyn Codec>,
@@ -179,6 +186,7 @@ impl Leg {
             None => None,
         };
         let frame_ticks = config.codec.clock_rate() * FRAME_MS / 1000;
+        MEDIA.leg(config.codec, 1);
         Ok(Self {
             codec,
             jitter,
@@ -206,6 +214,11 @@ impl Leg {
         self.config.codec
     }
 
+    /// The payload type of the audio this leg sends.
+    pub fn payload_type(&self) -> u8 {
+        self.config.send_payload_type
+    }
+
     fn ms_since_epoch(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.epoch).as_millis() as u64
     }
@@ -219,6 +232,7 @@ impl Leg {
         data: &[u8],
         rtcp_socket: bool,
     ) {
+        MEDIA.received(data.len());
         if rtcp_socket || is_rtcp(data) {
             self.handle_rtcp(now, data);
         } else {
@@ -237,6 +251,7 @@ impl Leg {
             Ok(plain) => Some(std::borrow::Cow::Owned(plain)),
             Err(_) => {
                 self.rejects.srtp_rejected += 1;
+                MEDIA.dropped(DropReason::Srtp);
                 None
             }
         }
@@ -247,17 +262,20 @@ impl Leg {
         let data = &*data;
         let Ok(view) = RtpView::parse(data) else {
             self.rejects.malformed += 1;
+            MEDIA.dropped(DropReason::Malformed);
             return;
         };
         let is_audio = view.payload_type == self.config.recv_payload_type;
         let is_event = Some(view.payload_type) == self.config.recv_telephone_event;
         if !is_audio && !is_event {
             self.rejects.unknown_payload_type += 1;
+            MEDIA.dropped(DropReason::UnknownPayloadType);
             return;
         }
         // Only a packet we understand may latch the leg to its source.
         if !self.latch.accept(from) {
             self.rejects.wrong_source += 1;
+            MEDIA.dropped(DropReason::ForeignSource);
             return;
         }
         self.heard(now);
@@ -284,6 +302,7 @@ impl Leg {
         };
         if self.jitter.push(packet, now_ms).is_err() {
             self.rejects.oversized += 1;
+            MEDIA.dropped(DropReason::Oversized);
         }
     }
 
@@ -302,6 +321,7 @@ impl Leg {
         let was_bye = self.rtcp.remote_bye();
         if self.rtcp.handle_rtcp(now, ntp, data, self.sender.ssrc(), &mut self.receive).is_err() {
             self.rejects.malformed += 1;
+            MEDIA.dropped(DropReason::Malformed);
             return;
         }
         self.heard(now);
@@ -325,7 +345,15 @@ impl Leg {
             self.idle_frames = 0;
         }
         let reason = match playout {
-            Playout::Frame(frame) => return Ok(Some(self.codec.decode(frame.payload, out)?)),
+            Playout::Frame(frame) => {
+                return match self.codec.decode(frame.payload, out) {
+                    Ok(n) => Ok(Some(n)),
+                    Err(e) => {
+                        MEDIA.dropped(DropReason::DecodeError);
+                        Err(e.into())
+                    }
+                };
+            }
             Playout::Conceal(reason) => reason,
             Playout::Empty => return Ok(None),
         };

@@ -14,6 +14,7 @@
 //! failure is a typed error. A panic is a bug.
 
 pub mod codec;
+pub mod counters;
 pub mod dtmf;
 pub mod io;
 pub mod jitter;

@@ -513,7 +513,14 @@ impl LiveControl for Engine {
         Box::pin(async move { self.breakout_private(&breakout_uid, private).await })
     }
 
+    fn caller_quality(&self, caller_uid: &str) -> Option<tutti_api::live::CallQuality> {
+        let state = self.state();
+        let live = state.live.callers.get(caller_uid)?;
+        Some(super::media::quality(&live.io.leg_handle))
+    }
+
     fn render_metrics(&self, out: &mut String) {
         tutti_media::timing::TICKS.snapshot().render_prometheus(out);
+        tutti_media::counters::MEDIA.render_prometheus(out);
     }
 }

@@ -41,3 +41,16 @@ pub fn leg_config(negotiated: &Negotiated, cname: String) -> LegConfig {
         cname,
     }
 }
+
+/// A leg's quality as the APIs and logs show it.
+pub fn quality(leg: &tutti_media::io::LegHandle) -> tutti_api::live::CallQuality {
+    let (stats, _, _) = leg.stats();
+    let round = |v: f64| (v * 100.0).round() / 100.0;
+    tutti_api::live::CallQuality {
+        packets_received: stats.packets_received,
+        loss_percent: round(stats.loss_percent),
+        jitter_ms: round(stats.jitter_ms),
+        rtt_ms: stats.rtt_ms.map(round),
+        mos: round(stats.mos),
+    }
+}

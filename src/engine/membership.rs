@@ -298,6 +298,7 @@ impl Engine {
             left
         };
         let live = left.caller;
+        let quality = super::media::quality(&live.io.leg_handle);
         if let Some(io) = &left.room {
             let _ = io.room.leave(live.leg).await;
             if let Some(name) = live.io.name.as_ref().filter(|_| !left.last) {
@@ -320,7 +321,17 @@ impl Engine {
         caller.end_time = Some(Time::now());
         caller.end_reason = Some(reason);
         let caller = self.store_live_fields(caller).await;
-        tracing::info!(conference = %live.conference_uid, caller = %caller_uid, %reason, "caller left");
+        tracing::info!(
+            conference = %live.conference_uid,
+            caller = %caller_uid,
+            %reason,
+            packets = quality.packets_received,
+            loss_percent = quality.loss_percent,
+            jitter_ms = quality.jitter_ms,
+            rtt_ms = quality.rtt_ms,
+            mos = quality.mos,
+            "caller left"
+        );
         self.inner
             .events
             .publish(Event::CallerLeft { conference_uid: live.conference_uid.clone(), caller });

@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use serde_json::Value;
 use tutti_api::http::envelope::{Node, parse_xml};
 
 /// An answer: status, lower-case header names with their values, body.
@@ -98,4 +99,21 @@ pub fn post(addr: SocketAddr, path: &str, pairs: &[(&str, &str)]) -> Answer {
 pub fn post_json(addr: SocketAddr, path: &str, body: &serde_json::Value) -> Answer {
     let text = body.to_string();
     request(addr, "POST", path, Some(("application/json", text.as_bytes())))
+}
+
+/// A REST id as it goes into a path.
+pub fn id_of(value: &Value) -> String {
+    match value {
+        Value::String(s) if !s.is_empty() => s.clone(),
+        Value::Number(n) => n.to_string(),
+        other => panic!("not an id: {other}"),
+    }
+}
+
+/// A PBX REST request (`/api/v1` + `path`) with a Bearer key.
+pub fn rest(addr: SocketAddr, key: &str, method: &str, path: &str, body: Option<&Value>) -> Answer {
+    let auth = format!("Bearer {key}");
+    let text = body.map(Value::to_string).unwrap_or_default();
+    let body = body.map(|_| ("application/json", text.as_bytes()));
+    request_with(addr, method, &format!("/api/v1{path}"), &[("Authorization", &auth)], body)
 }

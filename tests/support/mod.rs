@@ -52,6 +52,21 @@ pub fn run(data_dir: &Path, args: &[&str]) -> Output {
     tutti().arg("--data-dir").arg(data_dir).args(args).output().expect("run tutti")
 }
 
+/// Runs `tutti ARGS` and parses the JSON it prints.
+pub fn cli_json(data_dir: &Path, args: &[&str]) -> serde_json::Value {
+    let out = run(data_dir, args);
+    assert!(out.status.success(), "tutti {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("tutti prints JSON")
+}
+
+/// A new API key for the default customer (the first start made it).
+pub fn default_api_key(data_dir: &Path) -> String {
+    let shown = cli_json(data_dir, &["customer", "show-default"]);
+    let uid = shown["uid"].as_str().expect("uid");
+    let rotated = cli_json(data_dir, &["customer", "rotate-key", uid]);
+    rotated["api_key"].as_str().expect("api_key").to_owned()
+}
+
 /// A running server. Killed on drop if the test did not stop it.
 pub struct Server {
     child: Child,

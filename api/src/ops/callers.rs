@@ -3,7 +3,7 @@
 //! and moving them, and who is connected now.
 
 use super::{Kind, Ops, OpsError, OpsResult, Scope};
-use crate::live::{CallerField, CallerUpdate, Event};
+use crate::live::{CallQuality, CallerField, CallerUpdate, Event};
 use crate::model::Caller;
 use crate::store::CallerDetails;
 
@@ -40,6 +40,12 @@ impl Ops {
     pub async fn talking(&self, scope: &Scope, conference_uid: &str) -> OpsResult<Vec<String>> {
         let conference = self.conference(scope, conference_uid).await?;
         Ok(self.live.talking(&conference.uid))
+    }
+
+    /// A live caller's media quality; `caller` comes from a call that already
+    /// checked the scope.
+    pub fn quality_of(&self, caller: &Caller) -> Option<CallQuality> {
+        self.live.caller_quality(&caller.uid)
     }
 
     /// Changes one live caller's mute, deaf, mike, volume, breakout, role, ...

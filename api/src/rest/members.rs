@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{Customer, Page, Refusal, guarded, json_object};
-use crate::live::CallerUpdate;
+use crate::live::{CallQuality, CallerUpdate};
 use crate::model::{Caller, Role};
 use crate::ops::media::DialOut;
 use crate::ops::{Ops, Scope};
 
-/// A member as JSON.
-pub fn render(c: &Caller, talking: bool) -> Value {
+/// A member as JSON, with its media quality while it is connected.
+pub fn render(c: &Caller, talking: bool, quality: Option<CallQuality>) -> Value {
     json!({
         "id": c.uid,
         "number": c.ani,
@@ -24,6 +24,7 @@ pub fn render(c: &Caller, talking: bool) -> Value {
         "muted": c.mute,
         "talking": talking,
         "joined_at": c.start_time.to_string(),
+        "quality": quality,
     })
 }
 
@@ -36,7 +37,8 @@ pub async fn list(
     let page = Page::from_query(query.as_deref())?;
     let callers = ops.live_callers(&scope, &id).await?;
     let talking = ops.talking(&scope, &id).await?;
-    let items = callers.iter().map(|c| render(c, talking.contains(&c.uid))).collect();
+    let items =
+        callers.iter().map(|c| render(c, talking.contains(&c.uid), ops.quality_of(c))).collect();
     Ok(axum::Json(page.answer(items)).into_response())
 }
 
@@ -46,7 +48,7 @@ async fn set_mute(ops: Ops, scope: Scope, id: String, member: String, mute: bool
         ops.update_caller(&scope, &member, CallerUpdate::Mute(mute)).await?;
         let caller = ops.live_caller(&scope, &id, &member).await?;
         let talking = ops.talking(&scope, &id).await?.contains(&caller.uid);
-        Ok(axum::Json(render(&caller, talking)).into_response())
+        Ok(axum::Json(render(&caller, talking, ops.quality_of(&caller))).into_response())
     })
     .await;
     answer.unwrap_or_else(IntoResponse::into_response)

@@ -270,18 +270,28 @@ fn object(fields: &[(&str, &str)]) -> Value {
 pub fn schemas() -> Map<String, Value> {
     let mut out = Map::new();
     out.insert("RestConference".into(), room_schema());
-    out.insert(
-        "RestMember".into(),
-        object(&[
-            ("id", "string"),
-            ("number", "string"),
-            ("name", "string"),
-            ("role", "string"),
-            ("muted", "boolean"),
-            ("talking", "boolean"),
-            ("joined_at", "string"),
-        ]),
+    let mut member = object(&[
+        ("id", "string"),
+        ("number", "string"),
+        ("name", "string"),
+        ("role", "string"),
+        ("muted", "boolean"),
+        ("talking", "boolean"),
+        ("joined_at", "string"),
+    ]);
+    let mut quality = object(&[
+        ("packets_received", "integer"),
+        ("loss_percent", "number"),
+        ("jitter_ms", "number"),
+        ("rtt_ms", "number"),
+        ("mos", "number"),
+    ]);
+    quality["description"] = json!(
+        "How the member's audio reaches tutti (RTP and RTCP); rtt_ms is null until RTCP tells"
     );
+    quality["nullable"] = json!(true);
+    member["properties"]["quality"] = quality;
+    out.insert("RestMember".into(), member);
     out.insert(
         "RestSound".into(),
         object(&[
