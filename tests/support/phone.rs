@@ -127,6 +127,31 @@ impl Phones {
         Phone { leg, codec, tone, heard: Vec::new() }
     }
 
+    /// A phone whose media crosses a bad network (support/impair.rs).
+    pub async fn dial_through(
+        &mut self,
+        target: &str,
+        key: u64,
+        tone: f64,
+        relay: &super::impair::Relay,
+        impairment: super::impair::Impairment,
+    ) -> Phone {
+        let through = Some((relay, impairment));
+        let leg = try_dial_through(
+            &self.ua,
+            &mut self.events,
+            &self.pool,
+            target,
+            key,
+            &self.notices,
+            through,
+        )
+        .await
+        .unwrap_or_else(|why| panic!("call failed: {why}"));
+        let codec = leg.codec().new_codec();
+        Phone { leg, codec, tone, heard: Vec::new() }
+    }
+
     pub async fn try_dial(&mut self, target: &str, key: u64) -> Result<(), String> {
         try_dial(&self.ua, &mut self.events, &self.pool, target, key, &self.notices).await.map(drop)
     }
@@ -156,10 +181,26 @@ pub async fn try_dial(
     key: u64,
     notices: &mpsc::Sender<LegNotice>,
 ) -> Result<LegIo, String> {
+    try_dial_through(ua, events, pool, target, key, notices, None).await
+}
+
+/// [`try_dial`], with the media going through `through`'s relay and its
+/// impairments (support/impair.rs) when given.
+pub async fn try_dial_through(
+    ua: &SipUa,
+    events: &mut mpsc::Receiver<UaEvent>,
+    pool: &PortPool,
+    target: &str,
+    key: u64,
+    notices: &mpsc::Sender<LegNotice>,
+    through: Option<(&super::impair::Relay, super::impair::Impairment)>,
+) -> Result<LegIo, String> {
     let sockets = pool.bind(LOOPBACK, false).await.expect("phone ports");
+    let phone_rtp = SocketAddr::new(LOOPBACK, sockets.rtp_port());
     let local = LocalMedia {
         address: LOOPBACK,
-        rtp_port: sockets.rtp_port(),
+        // tutti sends to the relay when there is one.
+        rtp_port: through.as_ref().map_or(phone_rtp.port(), |(relay, _)| relay.addr().port()),
         session_id: key,
         session_version: 1,
         direction: MediaDirection::SendRecv,
@@ -199,7 +240,12 @@ pub async fn try_dial(
     if let Some(why) = failed {
         return Err(why);
     }
-    let negotiated = negotiated.expect("negotiated");
+    let mut negotiated = negotiated.expect("negotiated");
+    if let Some((relay, impairment)) = through {
+        relay.start(phone_rtp, negotiated.remote_rtp, impairment);
+        negotiated.remote_rtp = relay.addr();
+        negotiated.remote_rtcp = relay.addr();
+    }
     let config = tutti::engine::media::leg_config(&negotiated, format!("phone{key}@test"));
     let leg = Leg::new(config, Instant::now()).expect("phone leg");
     Ok(LegIo::spawn(key, leg, sockets, notices.clone()))
