@@ -91,9 +91,20 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
     argon2_raw(password, &salt).is_some_and(|out| bool::from(out.ct_eq(&hash)))
 }
 
+/// The working memory of Argon2 (19 MiB with the default parameters), kept
+/// and reused: every hash takes this one buffer in turn. Allocating it per
+/// hash on whichever blocking thread ran it left a 19 MiB heap behind in each
+/// thread's malloc arena (a 4011 client logging in twice a second grew the
+/// server by 200 MB); one shared buffer keeps it at 19 MiB, and serialises
+/// the hashing, which also bounds the CPU a LOGIN flood can take.
+static ARGON2_MEMORY: std::sync::Mutex<Vec<argon2::Block>> = std::sync::Mutex::new(Vec::new());
+
 fn argon2_raw(password: &str, salt: &[u8]) -> Option<[u8; ARGON2_OUT_LEN]> {
     let mut out = [0u8; ARGON2_OUT_LEN];
-    match Argon2::default().hash_password_into(password.as_bytes(), salt, &mut out) {
+    let argon2 = Argon2::default();
+    let mut memory = ARGON2_MEMORY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    memory.resize(argon2.params().block_count(), argon2::Block::default());
+    match argon2.hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut *memory) {
         Ok(()) => Some(out),
         Err(e) => {
             tracing::error!(error = %e, "argon2 refused its input");
