@@ -130,6 +130,10 @@ def main() -> int:
     p.add_argument("--late-share", type=float, default=0.0,
                    help="largest share of mixer ticks allowed later than 5 ms (default 0: none)")
     p.add_argument("--rss-growth", type=float, default=0.05, help="largest RSS spread after warm-up (default 0.05)")
+    p.add_argument("--api-period", type=float, default=0.5,
+                   help="seconds between one API client's requests; 0: no HTTP clients (default 0.5)")
+    p.add_argument("--control-period", type=float, default=0.5,
+                   help="seconds between TCP 4011 LOGIN, LISTCONF, LISTUSER rounds; 0: none (default 0.5)")
     p.add_argument("--binary", default=str(REPO / "target/release/tutti"))
     p.add_argument("--workdir", help="where logs go (default a new directory under /tmp)")
     p.add_argument("--keep", action="store_true", help="keep the work directory when every check passed")
@@ -252,8 +256,13 @@ def main() -> int:
         def control_step():
             load.control_session(control, password, ["LISTCONF", f"LISTUSER,{random.choice(guids)}"], 10)
 
-        traffic = [Traffic("rest", 0.5, rest_step), Traffic("access+conductor", 0.5, access_step),
-                   Traffic("aculab", 0.5, aculab_step), Traffic("4011", 0.5, control_step)]
+        period = args.api_period
+        traffic = []
+        if period > 0:
+            traffic = [Traffic("rest", period, rest_step), Traffic("access+conductor", period, access_step),
+                       Traffic("aculab", period, aculab_step)]
+        if args.control_period > 0:
+            traffic.append(Traffic("4011", args.control_period, control_step))
 
         with open(workdir / "calls.csv", "w") as f:
             f.write("SEQUENTIAL\n")

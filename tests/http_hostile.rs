@@ -223,3 +223,57 @@ fn oversized_headers_traversal_and_metacharacters() {
     }
     assert_eq!(find(&xml, "name"), Some(name), "{}", access.body);
 }
+
+/// Slowloris: clients that send a request's headers a byte at a time, and
+/// ones that connect and send nothing, are cut off after the 10 s header
+/// timeout, while other clients are served throughout.
+#[test]
+fn slow_and_silent_clients_are_cut_off_while_others_are_served() {
+    let site = start();
+    let mut slow: Vec<TcpStream> = (0..50)
+        .map(|_| {
+            let mut s = TcpStream::connect(site.http).expect("connect");
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").expect("start");
+            s.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+            s
+        })
+        .collect();
+    let silent: Vec<TcpStream> =
+        (0..50).map(|_| TcpStream::connect(site.http).expect("connect")).collect();
+    let started = std::time::Instant::now();
+    let mut closed_at = None;
+    while started.elapsed() < Duration::from_secs(20) {
+        // A header line a second keeps each slow client "busy".
+        let mut open = 0;
+        for s in &mut slow {
+            if s.write_all(b"X-Slow: 1\r\n").is_ok() {
+                let mut byte = [0u8; 1];
+                match s.read(&mut byte) {
+                    Ok(0) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => open += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => open += 1,
+                    _ => {}
+                }
+            }
+        }
+        // Others are served meanwhile.
+        let answer = request_with(site.http, "GET", "/healthz", &[], None);
+        assert_eq!(answer.status, 200, "served while 100 clients dawdle");
+        if open == 0 {
+            closed_at = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let closed_at = closed_at.expect("the slow clients were cut off within 20 s");
+    assert!(closed_at >= Duration::from_secs(9), "not before the timeout: {closed_at:?}");
+    for mut s in silent {
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut rest = Vec::new();
+        let gone = match s.read_to_end(&mut rest) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+        assert!(gone, "a silent client is still connected after {:?}", started.elapsed());
+    }
+}
