@@ -45,6 +45,8 @@ pub enum SrtpError {
 pub struct SrtpSession {
     outbound: Context,
     inbound: Context,
+    /// Bytes of the SRTP authentication tag (10 or 4).
+    rtp_tag_len: usize,
     /// Bytes of the SRTCP authentication tag (80 bits for both suites).
     rtcp_tag_len: usize,
     /// Replay windows of the SSRCs heard (authenticated packets only).
@@ -142,6 +144,7 @@ impl SrtpSession {
         Ok(Self {
             outbound: context(local_key)?,
             inbound: context(remote_key)?,
+            rtp_tag_len: suite.profile().rtp_auth_tag_len(),
             rtcp_tag_len: suite.profile().rtcp_auth_tag_len(),
             rtp_seen: HashMap::new(),
             rtcp_seen: HashMap::new(),
@@ -149,6 +152,7 @@ impl SrtpSession {
     }
 
     pub fn protect_rtp(&mut self, packet: &[u8]) -> Result<Vec<u8>, SrtpError> {
+        check_rtp_header(packet, 0)?;
         self.outbound
             .encrypt_rtp(packet)
             .map(|b| b.to_vec())
@@ -168,6 +172,7 @@ impl SrtpSession {
         if !window.fresh(index) {
             return Err(SrtpError::Rejected(format!("SRTP ssrc={ssrc} seq={seq}: replayed")));
         }
+        check_rtp_header(packet, self.rtp_tag_len)?;
         let clear = self
             .inbound
             .decrypt_rtp(packet)
@@ -223,6 +228,31 @@ impl SrtpSession {
         self.rtcp_seen.entry(ssrc).or_default().accept(index);
         Ok(clear)
     }
+}
+
+/// Refuses an RTP packet whose clear header rtc-srtp would misread. rtc-srtp
+/// 0.21 parses the header, then finds the payload by re-marshalling it; for a
+/// header that does not re-marshal to what was read (version 0 with an odd
+/// extension, say) that offset lies past the packet and the cipher's slice
+/// panics. Found by the `srtp` fuzz target on `protect_rtp`; on
+/// `unprotect_rtp` the same packet would come after the tag check, so only a
+/// peer holding the key could send it, but a peer is not to be trusted either.
+/// `trailer` is the tag length after the encrypted payload.
+fn check_rtp_header(packet: &[u8], trailer: usize) -> Result<(), SrtpError> {
+    use rtc_shared::marshal::{MarshalSize, Unmarshal};
+    let mut rest = packet;
+    let header = rtc_rtp::header::Header::unmarshal(&mut rest)
+        .map_err(|e| SrtpError::Rejected(format!("RTP header: {e}")))?;
+    let read = packet.len() - rest.len();
+    if header.version != 2 || header.marshal_size() != read || read + trailer > packet.len() {
+        return Err(SrtpError::Rejected(format!(
+            "malformed RTP header (version {}, {read} bytes read, {} re-marshalled, packet {} bytes)",
+            header.version,
+            header.marshal_size(),
+            packet.len()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -378,6 +408,32 @@ mod tests {
         for seq in 1..5 {
             let wire = alice2.protect_rtp(&rtp(seq)).expect("protect");
             assert!(bob2.unprotect_rtp(&wire).is_ok(), "genuine packet {seq}");
+        }
+    }
+
+    /// The input the `srtp` fuzz target found in a 30-minute run: a header
+    /// (version 0, one CSRC, an extension) that rtc-srtp reads as 24 bytes
+    /// and re-marshals longer made `protect_rtp` panic slicing past the end.
+    /// Now both directions refuse it as malformed; a well-formed packet with
+    /// an extension still round-trips.
+    #[test]
+    fn a_header_that_does_not_re_marshal_is_refused_not_a_panic() {
+        let found = include_bytes!("../../fuzz/seeds/srtp/found-header-remarshal");
+        let packet = &found[1..];
+        for suite in [SrtpSuite::AesCm128HmacSha1_80, SrtpSuite::AesCm128HmacSha1_32] {
+            let mut alice = SrtpSession::new(suite, &[7; 30], &[42; 30]).expect("alice");
+            let mut bob = SrtpSession::new(suite, &[42; 30], &[7; 30]).expect("bob");
+            let err = alice.protect_rtp(packet).expect_err("refused");
+            assert!(err.to_string().contains("malformed RTP header"), "{err}");
+            let err = bob.unprotect_rtp(packet).expect_err("refused");
+            assert!(err.to_string().contains("malformed RTP header"), "{err}");
+            // A version-2 packet with one CSRC and a one-word extension.
+            let mut good = vec![0x91, 0, 0, 9, 0, 0, 0, 160, 0, 0, 0xCA, 0xFE];
+            good.extend_from_slice(&[0, 0, 0, 1]); // CSRC
+            good.extend_from_slice(&[0x12, 0x34, 0, 1, 1, 2, 3, 4]); // extension
+            good.extend_from_slice(&[0x55; 160]);
+            let wire = alice.protect_rtp(&good).expect("protect");
+            assert_eq!(bob.unprotect_rtp(&wire).expect("unprotect"), good);
         }
     }
 
