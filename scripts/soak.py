@@ -21,7 +21,8 @@ Sampled every 5 s: tutti's RSS, open file descriptors, connected callers, and
    (0 by default: none), none skipped;
 3. every API answer 2xx (or the expected answer on 4011);
 4. at the end, with every call hung up: file descriptors back to the idle
-   count (+2), no connected caller;
+   count (+2), no connected caller; within 45 s no SIP call, dialog or
+   transaction, engine call or runtime task more than when idle (/metrics);
 5. the stored rows (read from the SQLite file after tutti stopped): one caller
    per call SIPp completed, none still active or without an end time, none
    ending before it started, each lasting HOLD seconds (within 3 s), and no
@@ -93,6 +94,35 @@ def request(http: str, method: str, path: str, headers: dict | None = None, body
         if not 200 <= r.status < 300:
             raise RuntimeError(f"{method} {path}: {r.status}")
         return r.read()
+
+
+HELD = ("tutti_sip_calls", "tutti_sip_dialogs", "tutti_sip_transactions",
+        "tutti_sip_finished_transactions", "tutti_sip_waiting_ack", "tutti_engine_calls",
+        "tutti_live_callers", "tutti_runtime_tasks")
+
+
+def held(metrics):
+    """What tutti holds per call, from /metrics (each back to idle after the calls)."""
+    return {name.removeprefix("tutti_"): metrics.get(name, 0) for name in HELD}
+
+
+def tick_work(m, before):
+    """How long the ticks' work took after warm-up: mean, the bucket holding
+    the 99th percentile, and the longest since the start."""
+    name = "tutti_mixer_tick_duration_seconds"
+    count = m.get(name + "_count", 0) - before.get(name + "_count", 0)
+    if count <= 0:
+        return "tick work not reported"
+    mean = (m.get(name + "_sum", 0) - before.get(name + "_sum", 0)) / count
+    p99 = "over 100 ms"
+    bounds = sorted((float(k.split('"')[1]), k) for k in m
+                    if k.startswith(name + '_bucket{le="0'))
+    for bound, key in bounds:
+        if m[key] - before.get(key, 0) >= 0.99 * count:
+            p99 = f"at most {1000 * bound:g} ms"
+            break
+    return (f"tick work mean {1000 * mean:.2f} ms, p99 {p99}, longest "
+            f"{1000 * m.get('tutti_mixer_tick_duration_max_seconds', 0):.1f} ms")
 
 
 def fd_count(pid: int) -> tuple[int, int]:
@@ -222,6 +252,7 @@ def main() -> int:
         rest_ids = [r["id"] for r in rooms]
         basic = base64.b64encode(f"{uid}:{key}".encode()).decode()
         idle_sockets, idle_files = fd_count(tutti.pid)
+        idle_held = held(load.metrics(http))
         load.log(f"tutti pid {tutti.pid} up, {len(guids)} rooms; idle: {idle_sockets} sockets, "
                  f"{idle_files} other descriptors")
 
@@ -329,7 +360,8 @@ def main() -> int:
         check("mixer ticks on time", share <= args.late_share and skipped == 0,
               f"{int(late)} of {int(ticks)} ticks later than 5 ms ({100 * share:.3f} %, limit "
               f"{100 * args.late_share:g} %), {int(skipped)} skipped; worst since start "
-              f"{1000 * m.get('tutti_mixer_tick_lateness_max_seconds', 0):.1f} ms")
+              f"{1000 * m.get('tutti_mixer_tick_lateness_max_seconds', 0):.1f} ms; "
+              f"{tick_work(m, warm_metrics or {})}")
         for t in traffic:
             check(f"API traffic: {t.name}", t.failed == 0 and t.ok > 0,
                   f"{t.ok} answered, {t.failed} failed {t.errors}")
@@ -360,6 +392,17 @@ def main() -> int:
               f"{int(callers)} callers connected, {ports} RTP ports bound, {sockets} sockets "
               f"(idle {idle_sockets}), {files} other descriptors (idle {idle_files}; the database "
               f"pool may have grown to its 8 connections)")
+        # Everything a call makes is gone once it has ended: SIP transactions
+        # linger 64*T1 (32 s) for retransmissions, the rest at once.
+        deadline = time.monotonic() + 45
+        while True:
+            now_held = held(load.metrics(http))
+            leftover = {k: v for k, v in now_held.items() if v > idle_held.get(k, 0)}
+            if not leftover or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        check("nothing held after the calls", not leftover,
+              ", ".join(f"{k} {v:g} (idle {idle_held.get(k, 0):g})" for k, v in now_held.items()))
         code = load.stop(tutti, "tutti", 30)
         check("tutti stops cleanly", code == 0, f"exit {code}")
 

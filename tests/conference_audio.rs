@@ -612,4 +612,34 @@ async fn rtp_from_a_foreign_address_is_dropped_unheard_and_counted_and_members_s
         assert!(quality["loss_percent"].as_f64().is_some_and(|l| l < 1.0), "{item}");
         assert!(quality["mos"].as_f64().is_some_and(|m| m > 4.0), "{item}");
     }
+
+    // While the two calls are up, /metrics shows what is held for them; once
+    // the phones hang up, every one of those gauges is back to zero (what the
+    // soak checks after 9,000 calls; it also waits for the BYEs' transactions,
+    // which UDP keeps for 32 s after they finish).
+    let held = [
+        "tutti_sip_calls",
+        "tutti_sip_dialogs",
+        "tutti_engine_calls",
+        "tutti_live_callers",
+        "tutti_sip_waiting_ack",
+    ];
+    for name in &held[..4] {
+        assert_eq!(metric(&after, name), Some(2.0), "{name} with two calls up: {after}");
+    }
+    line.ua.shutdown().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, now) = tokio::task::block_in_place(|| server.get("/metrics"));
+        let left: Vec<_> = held
+            .iter()
+            .filter(|name| metric(&now, name) != Some(0.0))
+            .map(|name| format!("{name}={:?}", metric(&now, name)))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still held after the hang-ups: {left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -39,6 +39,13 @@ fn serves_health_and_metrics_then_stops_cleanly_with_data_intact() {
     // No room has ticked yet; the mixer's punctuality is shown all the same.
     assert_eq!(metric(&body, "tutti_mixer_tick_lateness_seconds_count"), 0);
     assert_eq!(metric(&body, "tutti_mixer_ticks_skipped_total"), 0);
+    assert_eq!(metric(&body, "tutti_mixer_tick_duration_seconds_count"), 0);
+    // What calls hold, at idle: nothing.
+    for held in ["tutti_sip_calls", "tutti_sip_dialogs", "tutti_engine_calls", "tutti_live_callers"]
+    {
+        assert_eq!(metric(&body, held), 0, "{held}");
+    }
+    assert!(metric(&body, "tutti_runtime_tasks") > 0);
 
     // The CLI works against the running server's database (WAL allows it).
     let out = run(dir.path(), &["customer", "create", "--name", "Acme Ltd"]);

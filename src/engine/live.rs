@@ -2,6 +2,7 @@
 //! layer may ask of live calls. Each method checks its target, acts on the room
 //! and the signalling, writes only live fields, and leaves the outcome to events.
 
+use std::fmt::Write as _;
 use tutti_api::live::{
     CallUpdate, CallerField, CallerUpdate, ConvertedSound, DialRequest, Event, LiveControl,
     LiveFuture, Media, PlayRequest, PlaybackMedia, PlaybackState, Target,
@@ -521,6 +522,32 @@ impl LiveControl for Engine {
 
     fn render_metrics(&self, out: &mut String) {
         tutti_media::timing::TICKS.snapshot().render_prometheus(out);
+        tutti_media::timing::TICK_WORK.snapshot().render_prometheus_duration(out);
         tutti_media::counters::MEDIA.render_prometheus(out);
+        let sip = self.inner.ua.stats();
+        let (engine_calls, live_callers) = {
+            let state = self.state();
+            (state.calls.len(), state.live.callers.len())
+        };
+        let tasks = tokio::runtime::Handle::try_current()
+            .map(|handle| handle.metrics().num_alive_tasks())
+            .unwrap_or(0);
+        let gauges: [(&str, &str, usize); 8] = [
+            ("tutti_sip_calls", "SIP calls the user agent holds, both directions.", sip.calls),
+            ("tutti_sip_dialogs", "SIP dialogs in the stack's dialog layer.", sip.dialogs),
+            ("tutti_sip_transactions", "SIP transactions running.", sip.transactions),
+            (
+                "tutti_sip_finished_transactions",
+                "Finished SIP transactions kept to answer retransmissions.",
+                sip.finished_transactions,
+            ),
+            ("tutti_sip_waiting_ack", "2xx answers waiting for their ACK.", sip.waiting_ack),
+            ("tutti_engine_calls", "Calls the call engine is running.", engine_calls),
+            ("tutti_live_callers", "Callers connected to a room.", live_callers),
+            ("tutti_runtime_tasks", "Tasks alive in the async runtime.", tasks),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
     }
 }

@@ -297,6 +297,23 @@ pub(crate) fn host_port(addr: SocketAddr) -> String {
     }
 }
 
+/// A snapshot of what the user agent and rsipstack hold ([`SipUa::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipStats {
+    /// Calls in progress, both directions.
+    pub calls: usize,
+    /// Dialogs in rsipstack's dialog layer.
+    pub dialogs: usize,
+    /// Transactions running in rsipstack's endpoint.
+    pub transactions: usize,
+    /// Finished transactions kept to answer retransmissions.
+    pub finished_transactions: usize,
+    /// 2xx answers waiting for their ACK.
+    pub waiting_ack: usize,
+    /// Incoming INVITEs whose To-tag the message fix-ups remember.
+    pub tagged_calls: usize,
+}
+
 /// The running user agent. Cheap to clone; every clone drives the same UA.
 #[derive(Clone)]
 pub struct SipUa {
@@ -444,6 +461,21 @@ impl SipUa {
     /// Dialogs rsipstack still holds: 0 when idle (for metrics and leak tests).
     pub fn dialogs(&self) -> usize {
         self.shared.dialogs.len()
+    }
+
+    /// What the stack holds right now, for `/metrics`: each figure returns to
+    /// its idle value (0, or the transactions still lingering for
+    /// retransmissions) once calls have ended.
+    pub fn stats(&self) -> SipStats {
+        let endpoint = self.shared.dialogs.endpoint.get_stats();
+        SipStats {
+            calls: self.active_calls(),
+            dialogs: self.dialogs(),
+            transactions: endpoint.running_transactions,
+            finished_transactions: endpoint.finished_transactions,
+            waiting_ack: endpoint.waiting_ack,
+            tagged_calls: self.shared.tags.len(),
+        }
     }
 
     /// Places a call. Progress arrives as [`UaEvent::Progress`], the negotiated
