@@ -5,6 +5,7 @@
 #   scripts/fuzz.sh --quick               # 60 s per target (what CI may call)
 #   scripts/fuzz.sh --seconds 1800        # a long run per target
 #   scripts/fuzz.sh --seconds 300 srtp    # some targets only
+#   scripts/fuzz.sh --seconds 1800 --runs 10000000   # whichever comes first
 #   scripts/fuzz.sh --list                # the targets
 #   scripts/fuzz.sh --minimize            # refresh the committed seed corpora
 #   scripts/fuzz.sh --quick --skip-missing  # exit 0, saying so, without nightly/cargo-fuzz
@@ -18,6 +19,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=60
+runs_limit=-1
 minimize=0
 list=0
 skip_missing=0
@@ -26,10 +28,11 @@ while (($#)); do
     case "$1" in
         --quick) seconds=60 ;;
         --seconds) seconds=${2:?--seconds needs a number}; shift ;;
+        --runs) runs_limit=${2:?--runs needs a number}; shift ;;
         --minimize) minimize=1 ;;
         --list) list=1 ;;
         --skip-missing) skip_missing=1 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         -*) echo "fuzz: unknown option $1" >&2; exit 2 ;;
         *) wanted+=("$1") ;;
     esac
@@ -87,7 +90,7 @@ for entry in "${targets[@]}"; do
     log=$(mktemp)
     # The working corpus first: new inputs are written there, never into the seeds.
     if (cd "$dir" && cargo +nightly fuzz run "$target" "$corpus" "$seeds" -- \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1) >"$log" 2>&1; then
+        -max_total_time="$seconds" -runs="$runs_limit" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1) >"$log" 2>&1; then
         result=clean
     else
         result="FAILED (see $dir/artifacts/$target/)"
