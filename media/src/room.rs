@@ -162,9 +162,8 @@ pub enum RoomEvent {
 /// The runtime every room task runs on: worker threads of their own (one per
 /// core, named `tutti-media`), so that a mixer tick never waits behind control
 /// work (an HTTP handler, a SIP transaction, a database reply) holding the
-/// process's main workers. On two cores a debug build's control work alone
-/// made about 1 % of ticks later than 5 ms when the rooms shared those
-/// workers. Legs keep receiving on the main runtime; a room only sends
+/// process's main workers (docs/media.md, "Where the rooms run", has the
+/// before and after). Legs keep receiving on the main runtime; a room only sends
 /// (`try_send_to`, which needs no particular runtime) and exchanges channel
 /// messages, so nothing else moves. `None` (rooms on the caller's runtime)
 /// only if the threads cannot be started.

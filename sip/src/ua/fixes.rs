@@ -32,10 +32,6 @@ impl ByCallId {
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.0.lock().map(|map| map.len()).unwrap_or(0)
-    }
-
     fn get(&self, call_id: &str) -> Option<String> {
         self.0.lock().ok()?.get(call_id).cloned()
     }

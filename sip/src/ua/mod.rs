@@ -310,8 +310,6 @@ pub struct SipStats {
     pub finished_transactions: usize,
     /// 2xx answers waiting for their ACK.
     pub waiting_ack: usize,
-    /// Incoming INVITEs whose To-tag the message fix-ups remember.
-    pub tagged_calls: usize,
 }
 
 /// The running user agent. Cheap to clone; every clone drives the same UA.
@@ -474,7 +472,6 @@ impl SipUa {
             transactions: endpoint.running_transactions,
             finished_transactions: endpoint.finished_transactions,
             waiting_ack: endpoint.waiting_ack,
-            tagged_calls: self.shared.tags.len(),
         }
     }
 
