@@ -32,7 +32,7 @@ while (($#)); do
         --minimize) minimize=1 ;;
         --list) list=1 ;;
         --skip-missing) skip_missing=1 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         -*) echo "fuzz: unknown option $1" >&2; exit 2 ;;
         *) wanted+=("$1") ;;
     esac
