@@ -1,15 +1,20 @@
-//! The tokio shell around a [`Leg`]: one task per leg receives its datagrams,
-//! stamps their arrival, runs RTCP timers and forwards digits; the room's tick
-//! pulls decoded frames and sends audio through the same leg. The leg sits behind
-//! a mutex held only for synchronous steps, never across an await, so the two
-//! sides never wait on each other for long.
+//! The tokio shell around a [`Leg`]. The room's tick reads each member's RTP
+//! socket itself, right before it takes the leg's frame ([`LegIo::pull_frame`],
+//! batched, with kernel arrival times: [`crate::recv`]), and sends through the
+//! same leg: no task wakes for an RTP packet. Each leg still has a task, for
+//! what is rare: the RTCP socket without rtcp-mux, RTCP reports, silence
+//! limits and digit timeouts, and, while no room reads the leg (between rooms,
+//! or a leg driven by hand as the test phones are), reading its RTP socket
+//! every 20 ms. The leg sits behind a mutex held only for synchronous steps,
+//! never across an await, so the two sides never wait on each other for long.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::counters::MEDIA;
@@ -17,10 +22,11 @@ use crate::dtmf::Digit;
 use crate::jitter::JitterStats;
 use crate::leg::{Leg, LegError, Output, RejectCounts, SilenceLimits};
 use crate::ports::RtpSockets;
+use crate::recv;
 use crate::rtp::LegStats;
 
-/// Largest datagram read; RTP audio is far smaller, anything larger is not ours.
-const MAX_DATAGRAM: usize = 2048;
+/// How often a leg's task reads its RTP socket while no room does.
+const PARKED_POLL: Duration = Duration::from_millis(20);
 
 /// The engine's name for a leg, carried in notices.
 pub type LegKey = u64;
@@ -54,9 +60,18 @@ pub const NOTICE_BACKLOG: usize = 1024;
 pub struct LegIo {
     key: LegKey,
     leg: Arc<Mutex<Leg>>,
-    rtp: Arc<UdpSocket>,
+    rtp: Arc<StdUdpSocket>,
     rtcp: Option<Arc<UdpSocket>>,
+    reader: Arc<Reader>,
+    notices: mpsc::Sender<LegNotice>,
     task: JoinHandle<()>,
+}
+
+/// Who reads the leg's RTP socket: a room's tick, or the leg's own task.
+#[derive(Debug, Default)]
+struct Reader {
+    room_reads: AtomicBool,
+    changed: Notify,
 }
 
 impl Drop for LegIo {
@@ -115,7 +130,7 @@ impl LegIo {
         LegHandle { leg: self.leg.clone() }
     }
 
-    /// Starts the receive task for `leg` on `sockets`.
+    /// Starts the leg's task for `leg` on `sockets`.
     pub fn spawn(
         key: LegKey,
         leg: Leg,
@@ -125,8 +140,25 @@ impl LegIo {
         let leg = Arc::new(Mutex::new(leg));
         let rtp = Arc::new(sockets.rtp);
         let rtcp = sockets.rtcp.map(Arc::new);
-        let task = tokio::spawn(receive_loop(key, leg.clone(), rtp.clone(), rtcp.clone(), notices));
-        Self { key, leg, rtp, rtcp, task }
+        let reader = Arc::new(Reader::default());
+        let task = tokio::spawn(leg_task(
+            key,
+            leg.clone(),
+            rtp.clone(),
+            rtcp.clone(),
+            reader.clone(),
+            notices.clone(),
+        ));
+        Self { key, leg, rtp, rtcp, reader, notices, task }
+    }
+
+    /// Whether a room's tick reads this leg's RTP socket (through
+    /// [`LegIo::pull_frame`]) rather than the leg's task. A room says so when
+    /// the leg joins and again when it leaves.
+    pub fn set_room_reads(&self, on: bool) {
+        if self.reader.room_reads.swap(on, Ordering::AcqRel) != on {
+            self.reader.changed.notify_one();
+        }
     }
 
     pub fn key(&self) -> LegKey {
@@ -147,10 +179,13 @@ impl LegIo {
         self.rtp.local_addr().ok()
     }
 
-    /// This tick's decoded audio at the codec's rate, or `None` when the leg
-    /// contributes nothing.
+    /// Reads what arrived on the RTP socket, then gives this tick's decoded
+    /// audio at the codec's rate, or `None` when the leg contributes nothing.
     pub fn pull_frame(&self, now: Instant, out: &mut [i16]) -> Result<Option<usize>, LegError> {
-        lock(&self.leg).pull_frame(now, out)
+        let mut leg = lock(&self.leg);
+        let pass_on = receive(&mut leg, &self.rtp, self.rtcp.as_deref());
+        pass_on_notices(self.key, pass_on, &self.notices);
+        leg.pull_frame(now, out)
     }
 
     /// Sends one encoded audio frame (or, while a digit is going out, its
@@ -159,7 +194,7 @@ impl LegIo {
     pub fn send_audio(&self, payload: &[u8], speech: bool, buf: &mut [u8]) -> Result<(), LegError> {
         let mut leg = lock(&self.leg);
         if let Some((to, n)) = leg.write_audio(payload, speech, buf)?
-            && self.rtp.try_send_to(&buf[..n], to).is_ok()
+            && self.rtp.send_to(&buf[..n], to).is_ok()
         {
             MEDIA.sent(n);
         }
@@ -184,13 +219,16 @@ impl LegIo {
 
 /// Sends what the leg queued (RTCP, DTMF packets); returns the digits and
 /// notices to pass on.
-fn flush(leg: &mut Leg, rtp: &UdpSocket, rtcp_socket: Option<&UdpSocket>) -> Vec<Output> {
+fn flush(leg: &mut Leg, rtp: &StdUdpSocket, rtcp_socket: Option<&UdpSocket>) -> Vec<Output> {
     let mut pass_on = Vec::new();
     while let Some(output) = leg.poll_output() {
         match output {
             Output::Transmit { to, data, rtcp } => {
-                let socket = if rtcp { rtcp_socket.unwrap_or(rtp) } else { rtp };
-                if socket.try_send_to(&data, to).is_ok() {
+                let sent = match rtcp_socket {
+                    Some(socket) if rtcp => socket.try_send_to(&data, to).is_ok(),
+                    _ => rtp.send_to(&data, to).is_ok(),
+                };
+                if sent {
                     MEDIA.sent(data.len());
                 }
             }
@@ -198,6 +236,31 @@ fn flush(leg: &mut Leg, rtp: &UdpSocket, rtcp_socket: Option<&UdpSocket>) -> Vec
         }
     }
     pass_on
+}
+
+/// Hands the leg what waits on its RTP socket (see [`crate::recv`]) and sends
+/// what that made it queue; returns the digits and notices to pass on.
+fn receive(leg: &mut Leg, rtp: &StdUdpSocket, rtcp: Option<&UdpSocket>) -> Vec<Output> {
+    match recv::drain(rtp, |at, from, data| leg.handle_datagram(at, from, data, false)) {
+        Ok(0) => return Vec::new(),
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "RTP socket not read"),
+    }
+    flush(leg, rtp, rtcp)
+}
+
+fn pass_on_notices(key: LegKey, outputs: Vec<Output>, notices: &mpsc::Sender<LegNotice>) {
+    for output in outputs {
+        let notice = match output {
+            Output::Digit(digit) => LegNotice::Digit { leg: key, digit },
+            Output::RemoteBye => LegNotice::RemoteBye { leg: key },
+            Output::Silent { held, for_ms } => LegNotice::Silent { leg: key, held, for_ms },
+            Output::Transmit { .. } => continue,
+        };
+        if notices.try_send(notice).is_err() {
+            tracing::warn!(leg = key, ?notice, "engine behind: leg notice dropped");
+        }
+    }
 }
 
 async fn recv_optional(
@@ -210,23 +273,26 @@ async fn recv_optional(
     }
 }
 
-async fn receive_loop(
+/// The leg's task: its RTCP socket (without rtcp-mux), its timers, and its
+/// RTP socket while no room reads it.
+async fn leg_task(
     key: LegKey,
     leg: Arc<Mutex<Leg>>,
-    rtp: Arc<UdpSocket>,
+    rtp: Arc<StdUdpSocket>,
     rtcp: Option<Arc<UdpSocket>>,
+    reader: Arc<Reader>,
     notices: mpsc::Sender<LegNotice>,
 ) {
-    let mut rtp_buf = vec![0u8; MAX_DATAGRAM];
-    let mut rtcp_buf = vec![0u8; MAX_DATAGRAM];
+    let mut rtcp_buf = vec![0u8; recv::MAX_DATAGRAM];
+    let mut next_read = Instant::now();
     loop {
         let deadline = lock(&leg).poll_timeout();
+        let task_reads = !reader.room_reads.load(Ordering::Acquire);
+        let wake = if task_reads { deadline.min(next_read) } else { deadline };
         let pass_on = tokio::select! {
-            received = rtp.recv_from(&mut rtp_buf) => {
-                let Ok((n, from)) = received else { continue };
-                let mut leg = lock(&leg);
-                leg.handle_datagram(Instant::now(), from, &rtp_buf[..n], false);
-                flush(&mut leg, &rtp, rtcp.as_deref())
+            () = reader.changed.notified() => {
+                next_read = Instant::now();
+                continue;
             }
             received = recv_optional(rtcp.as_deref(), &mut rtcp_buf) => {
                 let Ok((n, from)) = received else { continue };
@@ -234,22 +300,21 @@ async fn receive_loop(
                 leg.handle_datagram(Instant::now(), from, &rtcp_buf[..n], true);
                 flush(&mut leg, &rtp, rtcp.as_deref())
             }
-            () = tokio::time::sleep_until(deadline.into()) => {
+            () = tokio::time::sleep_until(wake.into()) => {
+                let now = Instant::now();
                 let mut leg = lock(&leg);
-                leg.handle_timeout(Instant::now());
-                flush(&mut leg, &rtp, rtcp.as_deref())
+                let mut pass_on = Vec::new();
+                if task_reads && now >= next_read {
+                    pass_on = receive(&mut leg, &rtp, rtcp.as_deref());
+                    next_read = now + PARKED_POLL;
+                }
+                if now >= deadline {
+                    leg.handle_timeout(now);
+                    pass_on.extend(flush(&mut leg, &rtp, rtcp.as_deref()));
+                }
+                pass_on
             }
         };
-        for output in pass_on {
-            let notice = match output {
-                Output::Digit(digit) => LegNotice::Digit { leg: key, digit },
-                Output::RemoteBye => LegNotice::RemoteBye { leg: key },
-                Output::Silent { held, for_ms } => LegNotice::Silent { leg: key, held, for_ms },
-                Output::Transmit { .. } => continue,
-            };
-            if notices.try_send(notice).is_err() {
-                tracing::warn!(leg = key, ?notice, "engine behind: leg notice dropped");
-            }
-        }
+        pass_on_notices(key, pass_on, &notices);
     }
 }

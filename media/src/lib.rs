@@ -23,6 +23,7 @@ pub mod mixer;
 pub mod opus;
 pub mod ports;
 pub mod record;
+pub mod recv;
 pub mod resample;
 pub mod room;
 pub mod rtp;

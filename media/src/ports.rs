@@ -9,10 +9,12 @@ use std::sync::Mutex;
 
 use tokio::net::UdpSocket;
 
-/// The sockets of one leg.
+/// The sockets of one leg. The RTP socket is a plain non-blocking socket
+/// with kernel arrival timestamps on, read by whoever ticks the leg
+/// ([`crate::recv`]); the RTCP socket is a tokio one, read by the leg's task.
 #[derive(Debug)]
 pub struct RtpSockets {
-    pub rtp: UdpSocket,
+    pub rtp: std::net::UdpSocket,
     /// `None` with rtcp-mux.
     pub rtcp: Option<UdpSocket>,
 }
@@ -72,9 +74,11 @@ impl PortPool {
     pub async fn bind(&self, ip: IpAddr, rtcp_mux: bool) -> Result<RtpSockets, PortError> {
         for _ in 0..self.capacity() {
             let port = self.next_candidate();
-            let Ok(rtp) = UdpSocket::bind(SocketAddr::new(ip, port)).await else {
+            let Ok(rtp) = std::net::UdpSocket::bind(SocketAddr::new(ip, port)) else {
                 continue;
             };
+            rtp.set_nonblocking(true)?;
+            crate::recv::enable_timestamps(&rtp)?;
             if rtcp_mux {
                 return Ok(RtpSockets { rtp, rtcp: None });
             }

@@ -603,6 +603,7 @@ impl Room {
         }
         let id = self.mixer.add_member(leg.codec())?;
         self.keys.insert(id, key);
+        leg.set_room_reads(true);
         self.members.insert(
             key,
             Member {
@@ -629,6 +630,7 @@ impl Room {
             playback.source.stop();
         }
         finish_member_recording(&mut member);
+        member.leg.set_room_reads(false);
         Some(member.leg)
     }
 
