@@ -9,6 +9,11 @@
 //! - A database locked by another process for longer than the busy timeout:
 //!   API writes are refused with 503 and a reason, the live call goes on (as
 //!   audio), and writes work again once the lock is gone.
+//! - A full disk (the data directory on a small tmpfs, filled up; needs root
+//!   to mount, skipped with a note otherwise): API writes are refused with 503
+//!   and a reason once SQLite cannot grow its files, the live call goes on,
+//!   nothing answered 201 is lost, nothing refused is stored, the file passes
+//!   `integrity_check`, and writes work again once space is freed.
 
 mod support;
 
@@ -267,4 +272,119 @@ async fn a_locked_database_refuses_api_writes_clearly_while_the_call_goes_on() {
     assert_eq!(retried.status, 201, "{}", retried.body);
     let matrix = all_hear_each_other(&mut phones).await;
     assert!(heard_by_all(&matrix), "after the lock: {matrix:.0?}");
+}
+
+/// A tmpfs of `size` mounted on a new temporary directory, unmounted when
+/// dropped; `None` when this process may not mount (not root).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tutti-test"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(Self { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes zeros into `name` until the disk is full.
+    fn fill(&self, name: &str) {
+        let mut file = std::fs::File::create(self.dir.path().join(name)).expect("filler");
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_api_writes_clearly_keeps_the_call_and_loses_nothing() {
+    let Some(disk) = SmallDisk::mount("16m") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let server = Server::start(disk.path(), &[]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let key = tokio::task::block_in_place(|| support::default_api_key(disk.path()));
+    let http = server.http;
+    let created = tokio::task::block_in_place(|| {
+        rest(http, &key, "POST", "/conferences", Some(&json!({"number": "4900"})))
+    });
+    assert_eq!(created.status, 201, "{}", created.body);
+    let mut line = Phones::new().await;
+    let target = format!("sip:4900@{sip}");
+    let mut phones = vec![line.dial(&target, 1, 440.0).await, line.dial(&target, 2, 1000.0).await];
+    assert!(heard_by_all(&all_hear_each_other(&mut phones).await));
+
+    disk.fill("filler");
+    // SQLite reuses the space its write-ahead log already has, so the first
+    // writes may still fit: write until one is refused.
+    let attempts = tokio::task::spawn_blocking(move || {
+        let mut stored = Vec::new();
+        for n in 0..400 {
+            let number = format!("{}", 5000 + n);
+            let answer = rest(http, &key, "POST", "/conferences", Some(&json!({"number": number})));
+            if answer.status == 201 {
+                stored.push(number);
+                continue;
+            }
+            return (stored, Some((number, answer)), key);
+        }
+        (stored, None, key)
+    });
+    let matrix = all_hear_each_other(&mut phones).await;
+    assert!(heard_by_all(&matrix), "with the disk full: {matrix:.0?}");
+    let (stored, refused, key) = attempts.await.expect("requests");
+    let (refused_number, refused) = refused.expect("a write refused with the disk full");
+    eprintln!("disk full: {} rooms stored, then {}", stored.len(), refused.body);
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    let message = refused.json()["error"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("unavailable") && message.contains("retry"), "{message}");
+    assert!(!message.contains("disk") && !message.contains("sqlite"), "no internals: {message}");
+    let health = tokio::task::block_in_place(|| support::http::get(http, "/healthz", &[]));
+    assert_eq!(health.status, 200, "{}", health.body);
+    let matrix = all_hear_each_other(&mut phones).await;
+    assert!(heard_by_all(&matrix), "after the refusal: {matrix:.0?}");
+
+    std::fs::remove_file(disk.path().join("filler")).expect("free the space");
+    let retried = tokio::task::block_in_place(|| {
+        rest(http, &key, "POST", "/conferences", Some(&json!({"number": refused_number})))
+    });
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    let listed =
+        tokio::task::block_in_place(|| rest(http, &key, "GET", "/conferences?limit=1000", None));
+    let numbers: Vec<String> = listed.json()["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|r| r["number"].as_str().map(str::to_owned))
+        .collect();
+    for number in &stored {
+        assert!(numbers.contains(number), "room {number} answered 201 but lost: {numbers:?}");
+    }
+    let twice = numbers.iter().filter(|n| **n == refused_number).count();
+    assert_eq!(twice, 1, "the refused room stored once, by the retry: {numbers:?}");
+    let matrix = all_hear_each_other(&mut phones).await;
+    assert!(heard_by_all(&matrix), "after the space came back: {matrix:.0?}");
+    drop(phones);
+    drop(server);
+    let mut db = sqlite(disk.path()).await;
+    let check: String =
+        sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut db).await.expect("check");
+    assert_eq!(check, "ok");
+    db.close().await.expect("close");
 }
