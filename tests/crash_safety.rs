@@ -317,7 +317,7 @@ async fn a_full_disk_refuses_api_writes_clearly_keeps_the_call_and_loses_nothing
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
     };
-    let server = Server::start(disk.path(), &[]);
+    let mut server = Server::start(disk.path(), &[]);
     let sip = server.logged_addr("SIP listening", "udp");
     let key = tokio::task::block_in_place(|| support::default_api_key(disk.path()));
     let http = server.http;
@@ -355,6 +355,11 @@ async fn a_full_disk_refuses_api_writes_clearly_keeps_the_call_and_loses_nothing
     let message = refused.json()["error"].as_str().unwrap_or_default().to_owned();
     assert!(message.contains("unavailable") && message.contains("retry"), "{message}");
     assert!(!message.contains("disk") && !message.contains("sqlite"), "no internals: {message}");
+    // The log says what happened, under the incident number the client got.
+    let logged = server.wait_for_log("disk is full", Duration::from_secs(5));
+    let incident =
+        message.split_whitespace().nth(3).unwrap_or_default().trim_end_matches([')', ';']);
+    assert!(logged.contains(&format!("incident={incident}")), "{logged} / {message}");
     let health = tokio::task::block_in_place(|| support::http::get(http, "/healthz", &[]));
     assert_eq!(health.status, 200, "{}", health.body);
     let matrix = all_hear_each_other(&mut phones).await;
