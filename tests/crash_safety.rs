@@ -223,21 +223,37 @@ async fn kill_9_mid_call_loses_no_committed_write_and_the_restart_closes_what_wa
     assert!(heard_by_all(&matrix), "after the restart: {matrix:.0?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_locked_database_refuses_api_writes_clearly_while_the_call_goes_on() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(dir.path(), &[]);
+/// A server on `data_dir` with a room numbered `number` and two phones in it
+/// that hear each other.
+struct Talking {
+    server: Server,
+    key: String,
+    /// Keeps the phones' SIP user agent up.
+    line: Phones,
+    phones: Vec<support::phone::Phone>,
+}
+
+async fn two_phones_talking(data_dir: &Path, number: &str) -> Talking {
+    let server = Server::start(data_dir, &[]);
     let sip = server.logged_addr("SIP listening", "udp");
-    let key = tokio::task::block_in_place(|| support::default_api_key(dir.path()));
-    let http = server.http;
+    let key = tokio::task::block_in_place(|| support::default_api_key(data_dir));
     let created = tokio::task::block_in_place(|| {
-        rest(http, &key, "POST", "/conferences", Some(&json!({"number": "4800"})))
+        rest(server.http, &key, "POST", "/conferences", Some(&json!({"number": number})))
     });
     assert_eq!(created.status, 201, "{}", created.body);
     let mut line = Phones::new().await;
-    let target = format!("sip:4800@{sip}");
+    let target = format!("sip:{number}@{sip}");
     let mut phones = vec![line.dial(&target, 1, 440.0).await, line.dial(&target, 2, 1000.0).await];
     assert!(heard_by_all(&all_hear_each_other(&mut phones).await));
+    Talking { server, key, line, phones }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_refuses_api_writes_clearly_while_the_call_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Talking { server, key, line: _line, mut phones } =
+        two_phones_talking(dir.path(), "4800").await;
+    let http = server.http;
 
     // Another process takes the write lock and keeps it for 8 s (the store
     // waits 5 s for a lock).
@@ -317,18 +333,9 @@ async fn a_full_disk_refuses_api_writes_clearly_keeps_the_call_and_loses_nothing
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
     };
-    let mut server = Server::start(disk.path(), &[]);
-    let sip = server.logged_addr("SIP listening", "udp");
-    let key = tokio::task::block_in_place(|| support::default_api_key(disk.path()));
+    let Talking { mut server, key, line: _line, mut phones } =
+        two_phones_talking(disk.path(), "4900").await;
     let http = server.http;
-    let created = tokio::task::block_in_place(|| {
-        rest(http, &key, "POST", "/conferences", Some(&json!({"number": "4900"})))
-    });
-    assert_eq!(created.status, 201, "{}", created.body);
-    let mut line = Phones::new().await;
-    let target = format!("sip:4900@{sip}");
-    let mut phones = vec![line.dial(&target, 1, 440.0).await, line.dial(&target, 2, 1000.0).await];
-    assert!(heard_by_all(&all_hear_each_other(&mut phones).await));
 
     disk.fill("filler");
     // SQLite reuses the space its write-ahead log already has, so the first
