@@ -643,3 +643,73 @@ async fn rtp_from_a_foreign_address_is_dropped_unheard_and_counted_and_members_s
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The listening load generator (`tutti-callers`, scripts/load/) against the
+/// real binary: 30 callers in 6 rooms, two talkers per room. Every caller's
+/// checks hold as audio: each hears its room's talkers and not itself,
+/// nothing is lost, every click is found in what the others receive; and the
+/// timing figures it exists for (lateness against the 20 ms grid, the
+/// click's delay, jitter) are measured. Their limits belong to the benchmark
+/// runs in docs/performance.md, not to a debug build sharing the machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listening_load_generator_hears_every_room_right() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &["--control-password", "secret"]);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let control_addr = server.logged_addr("control protocol listening", "addr");
+    tokio::task::spawn_blocking(move || {
+        let mut control = Control::connect(control_addr, "secret");
+        for number in 4101..=4106 {
+            let answer = control.command(&format!("NEWCONF,{number},Load,Load,0,,,,"), "NEWCONF");
+            assert_eq!(answer, ["NEWCONF,OK"]);
+        }
+    })
+    .await
+    .expect("rooms");
+
+    let json = dir.path().join("callers.json");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tutti-callers"))
+        .args(["--target", &format!("sip:{{number}}@{sip}"), "--numbers", "4101-4106"])
+        .args(["--calls", "30", "--talkers", "2", "--rate", "30", "--settle", "2", "--hold", "5"])
+        .arg("--json")
+        .arg(&json)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(90), output)
+        .await
+        .expect("tutti-callers finished in time")
+        .expect("tutti-callers ran");
+    let text = std::fs::read_to_string(&json).unwrap_or_else(|e| {
+        panic!("no results ({e}); stderr: {}", String::from_utf8_lossy(&output.stderr))
+    });
+    let r: serde_json::Value = serde_json::from_str(&text).expect("results are JSON");
+    let n = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} missing in {r}"));
+    assert_eq!(
+        (n("up"), n("failed"), n("ended_early"), n("not_hung_up")),
+        (30.0, 0.0, 0.0, 0.0),
+        "{r}"
+    );
+    // 4 seconds of listening at least: each of 6 rooms has 2 talkers heard by
+    // 4 others each, and each talker is checked for its own tone.
+    assert!(n("heard_checks") >= 6.0 * 8.0 * 3.0, "{r}");
+    assert_eq!(n("heard_pct"), 100.0, "{r}");
+    assert!(n("weakest_heard") > 2000.0, "{r}");
+    assert!(n("self_checks") >= 12.0 * 3.0, "{r}");
+    assert_eq!((n("self_heard"), n("own_clicks_heard")), (0.0, 0.0), "{r}");
+    assert!(n("loudest_self") < 100.0, "{r}");
+    assert!(n("lost_pct") <= 1.0, "{r}");
+    assert!(n("pps_per_call") > 45.0 && n("pps_per_call") < 55.0, "{r}");
+    assert!(
+        n("clicks_found") >= 0.9 * n("clicks_expected") && n("clicks_expected") >= 6.0 * 4.0 * 4.0,
+        "{r}"
+    );
+    for measured in
+        ["lateness_ms_p50", "lateness_ms_p99", "click_ms_p50", "click_ms_p99", "jitter_ms_p50"]
+    {
+        assert!(n(measured) >= 0.0, "{measured}: {r}");
+    }
+    // The click cannot come back before it was sent, nor take a second.
+    assert!(n("click_ms_p50") > 0.0 && n("click_ms_max") < 1000.0, "{r}");
+    assert!(output.status.success(), "{r}");
+    assert!(server.stop_with("TERM").success());
+}

@@ -60,7 +60,14 @@ requests per second and latency percentiles beside the media figures:
 
     scripts/load/run.py --calls 100 --hold 30 --http-bench
 
-RTP counting. tutti has no RTP counters in /metrics, so packets are counted by
+Listening callers: --callers tutti-callers runs the repository's own caller
+program (src/bin/tutti-callers) instead of SIPp: the same calls and rooms, but
+it reads what tutti sends and reports, per run, losses, jitter, lateness of
+every packet against the 20 ms grid, the delay of a click through the server
+and a Goertzel check that every caller hears its room's talkers and not itself
+(scripts/load/README.md). Talkers send tones, not speech; at most 5 per room.
+
+RTP counting (with SIPp). tutti has no RTP counters in /metrics, so packets are counted by
 the kernel. SIPp 3.6 sends every call's stream from its one media socket (-mp)
 and never reads that socket (its RTPSTREAM code has no receive path without
 -rtp_echo, which would echo tutti's audio back and double the load). tutti
@@ -672,7 +679,8 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
     rundir = workdir / name
     rundir.mkdir()
     for f in ("talk.ulaw", "quiet.ulaw"):
-        os.symlink(workdir / f, rundir / f)
+        if (workdir / f).exists():
+            os.symlink(workdir / f, rundir / f)
     talkers = calls if args.talkers == "all" else int(args.talkers)
     rate = args.rate if args.rate else min(20.0, max(5.0, calls / 10))
     ramp = calls / rate
@@ -748,6 +756,7 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
 
         screen = rundir / "sipp.screens.log"
         stat = rundir / "sipp.stat.csv"
+        listening = args.callers == "tutti-callers"
         sipp_cmd = [
             "sipp", "-sf", str(SCENARIO), "-inf", "calls.csv",
             "-i", "127.0.0.1", "-mi", "127.0.0.1", "-mp", str(sipp_media), "-p", str(sipp_port),
@@ -758,11 +767,23 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
             "-trace_screen", "-screen_file", screen.name,
             f"127.0.0.1:{sip_port}",
         ]
+        if listening:
+            # The listening callers measure a little longer than the window
+            # below, which starts up to a second later: the window sees no
+            # hang-up, and their figures cover all of it.
+            sipp_cmd = [
+                str(args.callers_binary_copy), "--target", f"sip:{{number}}@127.0.0.1:{sip_port}",
+                "--numbers", f"{numbers[0]}-{numbers[-1]}", "--calls", str(calls),
+                "--talkers", str(min(talkers, 5)), "--rate", f"{rate:g}",
+                "--setup-timeout", f"{ramp + args.settle_max:.0f}", "--settle", "2",
+                "--hold", f"{hold + 4:g}", "--threads", str(args.callers_threads),
+                "--json", "callers.json",
+            ]
         (rundir / "sipp.cmd").write_text(" ".join(sipp_cmd) + "\n")
         sipp = subprocess.Popen(sipp_cmd, cwd=rundir, stdout=sipp_out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         ts = time.monotonic()
-        log(f"{name}: SIPp pid {sipp.pid}: {calls} calls at {rate:g}/s (ramp {ramp:.0f} s), "
+        log(f"{name}: {args.callers} pid {sipp.pid}: {calls} calls at {rate:g}/s (ramp {ramp:.0f} s), "
             f"hold {pause_s:.0f} s each")
 
         last = {"t": time.monotonic(), "tutti": proc_ticks(tutti.pid), "sipp": proc_ticks(sipp.pid)}
@@ -778,7 +799,7 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
             dt = max(1e-6, now - last["t"])
             row = {
                 "active": int(m.get("tutti_active_callers", -1)),
-                "sipp_current": int(st.get("CurrentCall", "-1") or -1),
+                "sipp_current": -1 if listening else int(st.get("CurrentCall", "-1") or -1),
                 "tutti_cpu": 100 * (tt - last["tutti"]) / CLK_TCK / dt,
                 "sipp_cpu": 100 * (sp - last["sipp"]) / CLK_TCK / dt,
             }
@@ -867,7 +888,11 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
             "rtp_out_per_s": round((b["sipp_drops"] - a["sipp_drops"]) / dt, 1),
             "expected_per_s": PACKETS_PER_CALL * max(0, min(actives)),
         })
-        if args.netns_active:
+        if args.netns_active and listening:
+            # tutti and the listening callers both read: what the callers read
+            # is their own count; the rest is tutti's.
+            result["rtp_in_per_s"] = round(snmp["InDatagrams"] / dt, 1)
+        elif args.netns_active:
             # Only tutti reads RTP in the namespace; SIPp's sends are what left
             # the namespace's sockets minus tutti's RTP (dropped on SIPp's media
             # socket) and tutti's RTCP (to SIPp's unbound RTCP port: NoPorts).
@@ -881,7 +906,7 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
             f"{result['tutti_rss_mb']} MB, SIPp {result['sipp_cpu_pct']}% "
             f"(main {result['sipp_main_thread_pct']}%), callers {min(actives)}..{max(actives)}")
 
-        # Hang-up: SIPp ends by itself.
+        # Hang-up: SIPp (or the listening callers) end by themselves.
         sipp_deadline = ts + sipp_timeout + 30
         while sipp.poll() is None and time.monotonic() < sipp_deadline:
             time.sleep(1)
@@ -909,6 +934,8 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
         for f in (tutti_log, sipp_out, timeline):
             f.close()
 
+    if args.callers == "tutti-callers":
+        return finish_listening(result, rundir, calls, t0)
     st = sipp_stats(rundir / "sipp.stat.csv")
     result["sipp_created"] = int(st.get("OutgoingCall(C)", 0) or 0)
     result["sipp_successful"] = int(st.get("SuccessfulCall(C)", 0) or 0)
@@ -930,6 +957,31 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
     return result
 
 
+def finish_listening(result: dict, rundir: Path, calls: int, t0: float) -> dict:
+    """A run's verdict with the listening callers: their findings (prefixed
+    q_), RTP rates from what they counted."""
+    try:
+        q = json.loads((rundir / "callers.json").read_text())
+    except (OSError, ValueError) as e:
+        q = {"ok": False, "error": f"no callers.json: {e}"}
+    result.update({f"q_{k}": v for k, v in q.items()})
+    dt = q.get("window_s") or 0
+    if dt and "rtp_in_per_s" in result:
+        # The callers read what tutti sent; tutti read everything else.
+        out = (q.get("packets", 0) + q.get("lost", 0)) / dt
+        result["rtp_out_per_s"] = round(out, 1)
+        result["rtp_in_per_s"] = round(result["rtp_in_per_s"] - q.get("packets", 0) / dt, 1)
+    result["calls_failed"] = q.get("failed", calls) + q.get("ended_early", 0)
+    result["tutti_log"] = scan_log(rundir / "tutti.log")
+    result["ok"] = (
+        "error" not in result and q.get("ok") is True and result.get("sipp_exit") == 0
+        and result.get("tutti_exit") == 0 and result.get("tutti_callers_after") == 0
+        and not result["tutti_log"]["panics"]
+    )
+    result["elapsed_s"] = round(time.monotonic() - t0, 1)
+    return result
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -937,7 +989,7 @@ COLUMNS = [
     ("calls", "calls"), ("rooms", "rooms"), ("talk", "talkers per room"), ("up", "callers up"), ("failed", "failed"),
     ("tcpu", "tutti CPU % (busiest thread)"), ("rss", "tutti RSS MB"),
     ("rin", "RTP in/s"), ("rout", "RTP out/s"), ("exp", "expected/s"), ("drop", "dropped at tutti/s"),
-    ("scpu", "SIPp CPU % (main thread)"), ("mach", f"machine busy % (of {100 * (os.cpu_count() or 1)})"), ("setup", "INVITE to 200 ms"),
+    ("scpu", "load generator CPU % (main thread)"), ("mach", f"machine busy % (of {100 * (os.cpu_count() or 1)})"), ("setup", "INVITE to 200 ms"),
 ]
 
 
@@ -963,6 +1015,17 @@ def row_of(r: dict) -> dict[str, str]:
     }
 
 
+QUALITY = [
+    ("calls", "calls"), ("rooms", "rooms"), ("talkers_per_room", "talkers per room"),
+    ("q_pps_per_call", "packets/s per caller"), ("q_lost_pct", "lost %"),
+    ("q_jitter_ms_p50", "jitter ms (p50 of callers)"),
+    ("q_lateness_ms_p50", "late p50 ms"), ("q_lateness_ms_p99", "late p99 ms"), ("q_lateness_ms_max", "late max ms"),
+    ("q_click_ms_p50", "click p50 ms"), ("q_click_ms_p99", "click p99 ms"),
+    ("q_clicks", "clicks found"), ("q_heard_pct", "talkers heard %"), ("q_self_heard", "heard themselves"),
+    ("q_send_late_ms_max", "callers' own send late max ms"),
+]
+
+
 def markdown(results: list[dict]) -> str:
     head = "| " + " | ".join(t for _, t in COLUMNS) + " |"
     sep = "|" + "|".join("---" for _ in COLUMNS) + "|"
@@ -970,6 +1033,13 @@ def markdown(results: list[dict]) -> str:
     for r in results:
         row = row_of(r)
         lines.append("| " + " | ".join(row[k] for k, _ in COLUMNS) + " |")
+    listened = [r for r in results if "q_ok" in r]
+    if listened:
+        lines += ["", "What the callers heard (tutti-callers):", "",
+                  "| " + " | ".join(t for _, t in QUALITY) + " |", "|" + "|".join("---" for _ in QUALITY) + "|"]
+        for r in listened:
+            r = dict(r, q_clicks=f"{r.get('q_clicks_found', '-')}/{r.get('q_clicks_expected', '-')}")
+            lines.append("| " + " | ".join("-" if r.get(k) is None else str(r.get(k)) for k, _ in QUALITY) + " |")
     return "\n".join(lines)
 
 
@@ -990,6 +1060,7 @@ def report(r: dict) -> None:
                 "conductor_command_p50_ms", "conductor_command_p99_ms", "conductor_events_received",
                 "conductor_events_missing", "conductor_subscribers_dropped", "conductor_event_p50_ms",
                 "conductor_event_p99_ms", "conductor_event_max_ms",
+                *[k for k in r if k.startswith("q_")],
                 "elapsed_s", "rundir"):
         if key in r:
             print(f"  {key:28} {r[key]}")
@@ -1044,6 +1115,12 @@ def main() -> int:
     p.add_argument("--workdir", help="where logs go (default a new directory under /tmp)")
     p.add_argument("--keep", action="store_true", help="keep the work directory even when every run passed")
     p.add_argument("--no-netns", action="store_true", help="run on the host's loopback, not in a private network namespace")
+    p.add_argument("--callers", choices=("sipp", "tutti-callers"), default="sipp",
+                   help="the load generator: SIPp (sends only), or tutti-callers, which also measures what each "
+                        "caller receives: losses, jitter, lateness, click latency, who hears whom (default sipp)")
+    p.add_argument("--callers-binary", default=str(REPO / "target/release/tutti-callers"),
+                   help="the tutti-callers binary (default target/release/tutti-callers)")
+    p.add_argument("--callers-threads", type=int, default=1, help="tutti-callers' media threads (default 1)")
     args = p.parse_args()
 
     if not args.no_netns:
@@ -1055,6 +1132,10 @@ def main() -> int:
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
     tools = ("sipp", "sox", "wrk") if args.http_bench else ("sipp", "sox")
+    if args.callers == "tutti-callers":
+        if args.talkers == "all":
+            sys.exit("--callers tutti-callers: --talkers at most 5 per room")
+        tools = ("wrk",) if args.http_bench else ()
     for tool in tools:
         if not shutil.which(tool):
             sys.exit(f"{tool} not found (apt-get install sip-tester sox)")
@@ -1080,12 +1161,21 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     binary = workdir / "tutti"
     shutil.copy2(src, binary)
+    if args.callers == "tutti-callers":
+        callers_src = Path(args.callers_binary)
+        if not callers_src.exists():
+            sys.exit(f"{callers_src} does not exist; cargo build --release --locked --bin tutti-callers")
+        args.callers_binary_copy = workdir / "tutti-callers"
+        shutil.copy2(callers_src, args.callers_binary_copy)
     digest = hashlib.sha256(binary.read_bytes()).hexdigest()[:12]
     head = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
                           capture_output=True, text=True).stdout.strip()
-    sipp_version = subprocess.run(["sipp", "-v"], capture_output=True, text=True).stdout
-    sipp_version = next((l.strip() for l in sipp_version.splitlines() if "SIPp" in l), "?")
-    audio = make_audio(workdir)
+    if args.callers == "sipp":
+        sipp_version = subprocess.run(["sipp", "-v"], capture_output=True, text=True).stdout
+        sipp_version = next((l.strip() for l in sipp_version.splitlines() if "SIPp" in l), "?")
+        audio = make_audio(workdir)
+    else:
+        sipp_version, audio = "tutti-callers", "tones and clicks"
     model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
