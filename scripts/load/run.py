@@ -777,6 +777,7 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
                 "--talkers", str(min(talkers, 5)), "--rate", f"{rate:g}",
                 "--setup-timeout", f"{ramp + args.settle_max:.0f}", "--settle", "2",
                 "--hold", f"{hold + 4:g}", "--threads", str(args.callers_threads),
+                "--codec", args.callers_codec,
                 "--json", "callers.json",
             ]
         (rundir / "sipp.cmd").write_text(" ".join(sipp_cmd) + "\n")
@@ -1121,6 +1122,8 @@ def main() -> int:
     p.add_argument("--callers-binary", default=str(REPO / "target/release/tutti-callers"),
                    help="the tutti-callers binary (default target/release/tutti-callers)")
     p.add_argument("--callers-threads", type=int, default=1, help="tutti-callers' media threads (default 1)")
+    p.add_argument("--callers-codec", choices=("pcmu", "opus"), default="pcmu",
+                   help="the codec tutti-callers offer (default pcmu)")
     args = p.parse_args()
 
     if not args.no_netns:

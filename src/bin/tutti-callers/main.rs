@@ -16,6 +16,8 @@
 //! send silence. Used by scripts/load/run.py (`--callers tutti-callers`);
 //! scripts/load/README.md says how to point it at another server.
 
+#![recursion_limit = "256"]
+
 mod media;
 mod stats;
 
@@ -72,6 +74,9 @@ struct Args {
     /// Calls sharing one UDP socket.
     #[arg(long, default_value_t = 32)]
     calls_per_socket: usize,
+    /// The codec the calls offer.
+    #[arg(long, value_enum, default_value_t = media::Wire::Pcmu)]
+    codec: media::Wire,
     /// Local address for SIP and RTP.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     local: IpAddr,
@@ -147,7 +152,7 @@ fn main() {
 
 async fn run(args: Args, numbers: Vec<String>) -> Result<bool, String> {
     let rooms = numbers.len().min(args.calls.max(1));
-    let shared = Arc::new(Shared::new(rooms));
+    let shared = Arc::new(Shared::new(rooms, args.codec));
     let socket_count = args.calls.div_ceil(args.calls_per_socket).max(1);
     let sockets =
         media::bind_sockets(args.local, socket_count).map_err(|e| format!("RTP sockets: {e}"))?;
@@ -201,7 +206,10 @@ async fn run(args: Args, numbers: Vec<String>) -> Result<bool, String> {
     config.max_calls = args.calls + 16;
     config.user_agent = "tutti-callers".into();
     config.media_policy = MediaPolicy {
-        codecs: vec![Codec::Pcmu],
+        codecs: vec![match args.codec {
+            media::Wire::Pcmu => Codec::Pcmu,
+            media::Wire::Opus => Codec::Opus,
+        }],
         telephone_event: false,
         srtp: SrtpPolicy::Disabled,
         ..MediaPolicy::default()
@@ -365,8 +373,11 @@ fn handle(
         return;
     }
     let Some(negotiated) = &call.negotiated else { return };
-    if negotiated.codec != Codec::Pcmu {
-        call.failed = Some(format!("codec {:?}, not PCMU", negotiated.codec));
+    if !matches!(
+        (negotiated.codec, shared.wire),
+        (Codec::Pcmu, media::Wire::Pcmu) | (Codec::Opus, media::Wire::Opus)
+    ) {
+        call.failed = Some(format!("codec {:?}, not the one offered", negotiated.codec));
         return;
     }
     call.up = true;
@@ -487,6 +498,8 @@ fn summarize(
         "send_late_ms_max": round(r.send_lateness.max_ms(), 2),
         "send_ticks_skipped": r.ticks_skipped,
         "send_errors": r.send_errors,
+        "decode_errors": r.decode_errors,
+        "codec": format!("{:?}", args.codec).to_lowercase(),
         "ok": ok,
     })
 }

@@ -16,15 +16,12 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{self, ControlMessage, MsgFlags, MultiHeaders, SockaddrIn};
-use tutti_media::codec::g711;
+use tutti_media::codec::{CodecKind, g711};
 
-use crate::stats::{
-    CLICK_AT, ClickDetector, FRAME, Goertzel, Histogram, Jitter, RATE, add_click, tone_frame,
-};
+use crate::stats::{self, CLICK_AT, ClickDetector, FRAME, Goertzel, Histogram, Jitter, RATE};
 
 pub const PTIME: Duration = Duration::from_millis(20);
 const HEADER: usize = 12;
-const PACKET: usize = HEADER + FRAME;
 /// Datagrams per sendmmsg.
 const SEND_BATCH: usize = 64;
 /// The tones talkers send, by their place in the room: whole hertz, so a
@@ -40,6 +37,39 @@ pub const HEARD: f64 = 500.0;
 pub const NOT_HEARD: f64 = 100.0;
 /// The frame of each second (of 50) that carries the click.
 const CLICK_FRAME: usize = 25;
+
+/// The codec every call offers (and nothing else).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Wire {
+    /// G.711 mu-law, 8 kHz.
+    Pcmu,
+    /// Opus, 48 kHz, tutti's default Opus settings.
+    Opus,
+}
+
+impl Wire {
+    pub fn kind(self) -> CodecKind {
+        match self {
+            Self::Pcmu => CodecKind::Pcmu,
+            Self::Opus => CodecKind::Opus,
+        }
+    }
+
+    /// RTP clock (and sample) rate.
+    fn rate(self) -> u32 {
+        self.kind().sample_rate()
+    }
+
+    /// Samples in one 20 ms frame at the codec's rate.
+    fn frame(self) -> usize {
+        self.kind().samples_per_frame()
+    }
+
+    /// Samples at the codec's rate per sample at the analysis rate (8 kHz).
+    fn decimation(self) -> usize {
+        (self.rate() / RATE) as usize
+    }
+}
 
 /// What a call does.
 #[derive(Clone, Copy, Debug)]
@@ -70,6 +100,7 @@ pub enum Command {
 
 /// What all threads and the signalling share.
 pub struct Shared {
+    pub wire: Wire,
     pub epoch: Instant,
     pub measuring: AtomicBool,
     pub stop: AtomicBool,
@@ -81,8 +112,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(rooms: usize) -> Self {
+    pub fn new(rooms: usize, wire: Wire) -> Self {
         Self {
+            wire,
             epoch: Instant::now(),
             measuring: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -116,6 +148,7 @@ pub struct Report {
     pub send_lateness: Histogram,
     pub ticks_skipped: u64,
     pub send_errors: u64,
+    pub decode_errors: u64,
 }
 
 impl Report {
@@ -142,6 +175,7 @@ impl Report {
         self.send_lateness.merge(&other.send_lateness);
         self.ticks_skipped += other.ticks_skipped;
         self.send_errors += other.send_errors;
+        self.decode_errors += other.decode_errors;
     }
 }
 
@@ -157,6 +191,8 @@ struct Sender {
 /// The receiving half: what the call has heard so far.
 struct Receiver {
     recv_pt: u8,
+    /// Decodes Opus (G.711 is a table lookup).
+    decoder: Option<Box<dyn tutti_media::codec::Codec>>,
     /// Highest extended sequence number and timestamp seen.
     seq: Option<i64>,
     ext_timestamp: i64,
@@ -171,6 +207,14 @@ struct Receiver {
     clicks: ClickDetector,
 }
 
+/// Buffers for decoding, reused for every packet.
+struct Scratch {
+    /// One frame at 8 kHz.
+    pcm: [f64; FRAME],
+    /// What a decoder returns, at the codec's rate.
+    decoded: Vec<i16>,
+}
+
 struct Slot {
     media: CallMedia,
     sender: Sender,
@@ -178,37 +222,47 @@ struct Slot {
     active: bool,
 }
 
-/// Pre-encoded frames: one second (50 frames) of each tone, with and without
-/// the click, and silence.
+/// Pre-encoded payloads: one second (50 frames) of each tone, with and
+/// without the click in frame [`CLICK_FRAME`], and of silence, encoded in
+/// order by one encoder each so that a loop is a continuous stream.
 struct Frames {
-    tones: Vec<Vec<[u8; FRAME]>>,
-    clicked: Vec<[u8; FRAME]>,
-    silence: [u8; FRAME],
-}
-
-fn encode(frame: &[f64; FRAME]) -> [u8; FRAME] {
-    let mut out = [0; FRAME];
-    for (code, sample) in out.iter_mut().zip(frame) {
-        *code = g711::linear_to_ulaw(sample.round().clamp(-32768.0, 32767.0) as i16);
-    }
-    out
+    /// `tones[tone][clicked as usize][frame]`.
+    tones: Vec<[Vec<Vec<u8>>; 2]>,
+    silence: Vec<Vec<u8>>,
 }
 
 impl Frames {
-    fn new() -> Self {
+    fn new(wire: Wire) -> Self {
+        let rate = wire.rate();
+        let encode_loop = |tone: Option<f64>, clicked: bool| -> Vec<Vec<u8>> {
+            let mut codec = wire.kind().new_codec();
+            let mut out = Vec::new();
+            // Encoded twice, the second pass kept: the encoder has settled.
+            for _pass in 0..2 {
+                out.clear();
+                for index in 0..50 {
+                    let mut frame = match tone {
+                        Some(f) => stats::tone(f, TONE_AMPLITUDE, index, rate),
+                        None => vec![0.0; wire.frame()],
+                    };
+                    if clicked && index == CLICK_FRAME {
+                        stats::add_click(&mut frame, rate);
+                    }
+                    let pcm: Vec<i16> =
+                        frame.iter().map(|s| s.round().clamp(-32768.0, 32767.0) as i16).collect();
+                    let mut payload = vec![0u8; tutti_media::opus::MAX_PAYLOAD_BYTES];
+                    let n = codec.encode(&pcm, &mut payload).expect("encode a frame");
+                    payload.truncate(n);
+                    out.push(payload);
+                }
+            }
+            out
+        };
         let tones = TONES
             .iter()
-            .map(|&f| (0..50).map(|i| encode(&tone_frame(f, TONE_AMPLITUDE, i))).collect())
+            .map(|&f| [encode_loop(Some(f), false), encode_loop(Some(f), true)])
             .collect();
-        let clicked = TONES
-            .iter()
-            .map(|&f| {
-                let mut frame = tone_frame(f, TONE_AMPLITUDE, CLICK_FRAME);
-                add_click(&mut frame);
-                encode(&frame)
-            })
-            .collect();
-        Self { tones, clicked, silence: [g711::linear_to_ulaw(0); FRAME] }
+        Self { tones, silence: encode_loop(None, false) }
     }
 }
 
@@ -232,17 +286,21 @@ pub fn run(
     sockets: Vec<UdpSocket>,
     commands: mpsc::Receiver<Command>,
 ) -> Report {
-    let frames = Frames::new();
+    let wire = shared.wire;
+    let frames = Frames::new(wire);
     let mut report = Report::default();
     let mut slots: Vec<Slot> = Vec::new();
     let mut by_source: HashMap<SocketAddr, usize> = HashMap::new();
     let mut by_index: HashMap<usize, usize> = HashMap::new();
     let mut headers = MultiHeaders::<SockaddrIn>::preallocate(SEND_BATCH, None);
-    let mut packets: Vec<Vec<[u8; PACKET]>> = vec![Vec::new(); sockets.len()];
+    // Per socket: this tick's packets, back to back, their ends, their targets.
+    let mut packets: Vec<(Vec<u8>, Vec<usize>)> = vec![(Vec::new(), Vec::new()); sockets.len()];
     let mut targets: Vec<Vec<Option<SockaddrIn>>> = vec![Vec::new(); sockets.len()];
-    let mut pcm = [0.0f64; FRAME];
+    let mut scratch =
+        Scratch { pcm: [0.0; FRAME], decoded: vec![0; tutti_media::opus::MAX_PACKET_SAMPLES] };
     let mut tick: u64 = 0;
-    let mut next = shared.epoch + PTIME;
+    // From when the frames are ready (encoding them takes a while unoptimised).
+    let mut next = Instant::now() + PTIME;
     loop {
         let now = Instant::now();
         if next > now {
@@ -262,7 +320,7 @@ pub fn run(
                     let slot = slots.len();
                     by_source.insert(media.remote, slot);
                     by_index.insert(media.index, slot);
-                    slots.push(Slot::new(media));
+                    slots.push(Slot::new(media, wire));
                 }
                 Command::Remove(index) => {
                     if let Some(&slot) = by_index.get(&index) {
@@ -284,7 +342,7 @@ pub fn run(
                         return;
                     };
                     let slot = &mut slots[slot];
-                    slot.receive(&shared, measuring, at, data, &mut pcm, &mut report);
+                    slot.receive(&shared, measuring, at, data, &mut scratch, &mut report);
                 });
                 match read {
                     Ok(n) if n == tutti_media::recv::MAX_PER_DRAIN => continue,
@@ -295,31 +353,33 @@ pub fn run(
 
         // One packet per call.
         let phase = (tick % 50) as usize;
-        for (packets, targets) in packets.iter_mut().zip(targets.iter_mut()) {
-            packets.clear();
+        for ((bytes, ends), targets) in packets.iter_mut().zip(targets.iter_mut()) {
+            bytes.clear();
+            ends.clear();
             targets.clear();
         }
         let mut clicked_rooms = Vec::new();
         for slot in slots.iter_mut().filter(|s| s.active) {
-            let payload = match slot.media.role.tone {
-                Some(tone) if slot.media.role.clicker && phase == CLICK_FRAME => {
-                    clicked_rooms.push(slot.media.room);
-                    &frames.clicked[tone]
+            let role = slot.media.role;
+            let payload = match role.tone {
+                Some(tone) => {
+                    if role.clicker && phase == CLICK_FRAME {
+                        clicked_rooms.push(slot.media.room);
+                    }
+                    &frames.tones[tone][usize::from(role.clicker)][phase]
                 }
-                Some(tone) => &frames.tones[tone][phase],
-                None => &frames.silence,
+                None => &frames.silence[phase],
             };
             let s = &mut slot.sender;
-            let mut packet = [0u8; PACKET];
-            packet[0] = 0x80;
-            packet[1] = s.pt & 0x7f;
-            packet[2..4].copy_from_slice(&s.seq.to_be_bytes());
-            packet[4..8].copy_from_slice(&s.timestamp.to_be_bytes());
-            packet[8..12].copy_from_slice(&s.ssrc.to_be_bytes());
-            packet[HEADER..].copy_from_slice(payload);
+            let (bytes, ends) = &mut packets[slot.media.socket];
+            bytes.extend_from_slice(&[0x80, s.pt & 0x7f]);
+            bytes.extend_from_slice(&s.seq.to_be_bytes());
+            bytes.extend_from_slice(&s.timestamp.to_be_bytes());
+            bytes.extend_from_slice(&s.ssrc.to_be_bytes());
+            bytes.extend_from_slice(payload);
+            ends.push(bytes.len());
             s.seq = s.seq.wrapping_add(1);
-            s.timestamp = s.timestamp.wrapping_add(FRAME as u32);
-            packets[slot.media.socket].push(packet);
+            s.timestamp = s.timestamp.wrapping_add(wire.frame() as u32);
             targets[slot.media.socket].push(Some(s.remote));
         }
         // The click's time is taken before it leaves.
@@ -331,8 +391,8 @@ pub fn run(
                 report.clicks_sent += 1;
             }
         }
-        for ((socket, packets), targets) in sockets.iter().zip(&packets).zip(&targets) {
-            report.send_errors += send_all(socket, &mut headers, packets, targets);
+        for ((socket, (bytes, ends)), targets) in sockets.iter().zip(&packets).zip(&targets) {
+            report.send_errors += send_all(socket, &mut headers, bytes, ends, targets);
         }
 
         tick += 1;
@@ -347,25 +407,31 @@ pub fn run(
         }
     }
     for slot in slots.iter().filter(|s| s.active) {
-        report.jitter_ms.push(slot.receiver.jitter.ms());
+        report.jitter_ms.push(slot.receiver.jitter.ms(wire.rate()));
     }
     report
 }
 
-/// Sends `packets` to `targets` in batches; returns how many could not be sent.
+/// Sends the packets (`bytes`, each ending at its `ends` entry) to `targets`
+/// in batches; returns how many could not be sent.
 fn send_all(
     socket: &UdpSocket,
     headers: &mut MultiHeaders<SockaddrIn>,
-    packets: &[[u8; PACKET]],
+    bytes: &[u8],
+    ends: &[usize],
     targets: &[Option<SockaddrIn>],
 ) -> u64 {
     let mut errors = 0;
     let mut done = 0;
     let mut retries = 0;
-    while done < packets.len() {
-        let end = (done + SEND_BATCH).min(packets.len());
-        let slices: Vec<[IoSlice<'_>; 1]> =
-            packets[done..end].iter().map(|p| [IoSlice::new(p)]).collect();
+    while done < ends.len() {
+        let end = (done + SEND_BATCH).min(ends.len());
+        let slices: Vec<[IoSlice<'_>; 1]> = (done..end)
+            .map(|i| {
+                let start = if i == 0 { 0 } else { ends[i - 1] };
+                [IoSlice::new(&bytes[start..ends[i]])]
+            })
+            .collect();
         let no_cmsgs: [ControlMessage<'_>; 0] = [];
         let result = socket::sendmmsg(
             socket.as_raw_fd(),
@@ -391,7 +457,7 @@ fn send_all(
 }
 
 impl Slot {
-    fn new(media: CallMedia) -> Self {
+    fn new(media: CallMedia, wire: Wire) -> Self {
         let remote = match media.remote {
             SocketAddr::V4(v4) => v4,
             SocketAddr::V6(_) => SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0),
@@ -405,6 +471,7 @@ impl Slot {
         };
         let receiver = Receiver {
             recv_pt: media.recv_pt,
+            decoder: (wire == Wire::Opus).then(|| wire.kind().new_codec()),
             seq: None,
             ext_timestamp: 0,
             last_timestamp: 0,
@@ -424,9 +491,11 @@ impl Slot {
         measuring: bool,
         at: Instant,
         data: &[u8],
-        pcm: &mut [f64; FRAME],
+        scratch: &mut Scratch,
         report: &mut Report,
     ) {
+        let wire = shared.wire;
+        let Scratch { pcm, decoded } = scratch;
         let Some((pt, seq, timestamp, payload)) = parse_rtp(data) else { return };
         let r = &mut self.receiver;
         if pt != r.recv_pt || !self.active {
@@ -452,14 +521,15 @@ impl Slot {
             r.seq = Some(ext_seq);
         }
         let since = at.saturating_duration_since(shared.epoch).as_secs_f64();
-        r.jitter.update(since * f64::from(RATE), timestamp);
+        let clock = f64::from(wire.rate());
+        r.jitter.update(since * clock, timestamp);
         // Lateness against the ideal 20 ms grid: the server's clock is the
         // timestamp, the earliest packet (for its timestamp) is on time.
         if r.grid.is_some() {
             r.ext_timestamp += i64::from(timestamp.wrapping_sub(r.last_timestamp) as i32);
         }
         r.last_timestamp = timestamp;
-        let offset = since - r.ext_timestamp as f64 / f64::from(RATE);
+        let offset = since - r.ext_timestamp as f64 / clock;
         let grid = r.grid.map_or(offset, |g| g.min(offset));
         r.grid = Some(grid);
         if measuring {
@@ -467,11 +537,29 @@ impl Slot {
             report.lateness.record(Duration::from_secs_f64(offset - grid));
         }
 
-        // The audio: decode, then the tone bank and the click detector.
-        let samples = payload.len().min(FRAME);
-        for (out, &code) in pcm.iter_mut().zip(payload) {
-            *out = f64::from(g711::ulaw_to_linear(code));
-        }
+        // The audio: decode (at 8 kHz), then the tone bank and the click detector.
+        let samples = match &mut r.decoder {
+            None => {
+                for (out, &code) in pcm.iter_mut().zip(payload) {
+                    *out = f64::from(g711::ulaw_to_linear(code));
+                }
+                payload.len().min(FRAME)
+            }
+            Some(decoder) => {
+                let Ok(n) = decoder.decode(payload, decoded) else {
+                    report.decode_errors += 1;
+                    return;
+                };
+                // To 8 kHz by averaging: the tones and the click are far
+                // below 4 kHz, and nothing above it is sent.
+                let step = wire.decimation();
+                let n = (n / step).min(FRAME);
+                for (out, chunk) in pcm.iter_mut().zip(decoded.chunks(step)).take(n) {
+                    *out = chunk.iter().map(|&v| f64::from(v)).sum::<f64>() / step as f64;
+                }
+                n
+            }
+        };
         if r.window_samples == 0 {
             r.window_measured = measuring;
         }
@@ -586,9 +674,12 @@ mod tests {
 
     #[test]
     fn the_encoded_tone_tables_keep_their_tones_apart() {
-        let frames = Frames::new();
-        let second: Vec<f64> =
-            frames.tones[1].iter().flatten().map(|&c| f64::from(g711::ulaw_to_linear(c))).collect();
+        let frames = Frames::new(Wire::Pcmu);
+        let second: Vec<f64> = frames.tones[1][0]
+            .iter()
+            .flatten()
+            .map(|&c| f64::from(g711::ulaw_to_linear(c)))
+            .collect();
         let heard = levels(&second);
         assert!((heard[1] - TONE_AMPLITUDE).abs() < 200.0, "{heard:?}");
         for (i, level) in heard.iter().enumerate() {

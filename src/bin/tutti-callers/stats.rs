@@ -144,8 +144,9 @@ impl Jitter {
         self.last_transit = Some(transit);
     }
 
-    pub fn ms(&self) -> f64 {
-        self.jitter * 1000.0 / f64::from(RATE)
+    /// In milliseconds, for a stream with the RTP clock `rate`.
+    pub fn ms(&self, rate: u32) -> f64 {
+        self.jitter * 1000.0 / f64::from(rate)
     }
 }
 
@@ -219,22 +220,34 @@ impl ClickDetector {
     }
 }
 
-/// A sine frame `index` (20 ms each) of `freq_hz` at peak `amplitude`,
-/// continuous across frames for whole-hertz frequencies.
-pub fn tone_frame(freq_hz: f64, amplitude: f64, index: usize) -> [f64; FRAME] {
-    let mut out = [0.0; FRAME];
-    for (i, sample) in out.iter_mut().enumerate() {
-        let n = (index * FRAME + i) as f64;
-        *sample = amplitude * (2.0 * PI * freq_hz * n / f64::from(RATE)).sin();
-    }
-    out
+/// The 20 ms frame number `index` of a sine of `freq_hz` at peak
+/// `amplitude`, sampled at `rate`: continuous across frames.
+pub fn tone(freq_hz: f64, amplitude: f64, index: usize, rate: u32) -> Vec<f64> {
+    let len = rate as usize / 50;
+    (0..len)
+        .map(|i| {
+            let n = (index * len + i) as f64;
+            amplitude * (2.0 * PI * freq_hz * n / f64::from(rate)).sin()
+        })
+        .collect()
 }
 
-/// Adds the click to a frame.
-pub fn add_click(frame: &mut [f64; FRAME]) {
-    for (i, sample) in frame[CLICK_AT..CLICK_AT + CLICK_LEN].iter_mut().enumerate() {
-        *sample += CLICK_AMPLITUDE * (2.0 * PI * CLICK_HZ * i as f64 / f64::from(RATE)).sin();
+/// Adds the click to a 20 ms frame sampled at `rate` (a multiple of 8 kHz):
+/// from [`CLICK_AT`] for [`CLICK_LEN`] samples of 8 kHz.
+pub fn add_click(frame: &mut [f64], rate: u32) {
+    let scale = (rate / RATE) as usize;
+    let burst = &mut frame[CLICK_AT * scale..(CLICK_AT + CLICK_LEN) * scale];
+    for (i, sample) in burst.iter_mut().enumerate() {
+        *sample += CLICK_AMPLITUDE * (2.0 * PI * CLICK_HZ * i as f64 / f64::from(rate)).sin();
     }
+}
+
+/// [`tone`] at 8 kHz, as a frame.
+#[cfg(test)]
+fn tone_frame(freq_hz: f64, amplitude: f64, index: usize) -> [f64; FRAME] {
+    let mut out = [0.0; FRAME];
+    out.copy_from_slice(&tone(freq_hz, amplitude, index, RATE));
+    out
 }
 
 #[cfg(test)]
@@ -278,7 +291,7 @@ mod tests {
         // 100 samples, as a server's mixing may place it anywhere).
         let mut shifted = [0.0; 2 * FRAME];
         let mut click = [0.0; FRAME];
-        add_click(&mut click);
+        add_click(&mut click, RATE);
         shifted[100..100 + FRAME].copy_from_slice(&click);
         let mut found = Vec::new();
         for (k, i) in (10..12).enumerate() {
@@ -301,12 +314,12 @@ mod tests {
         for k in 0..100u32 {
             steady.update(f64::from(k * 160) + 5000.0, k * 160);
         }
-        assert!(steady.ms() < 1e-9);
+        assert!(steady.ms(RATE) < 1e-9);
         let mut shaky = Jitter::default();
         for k in 0..1000u32 {
             let wobble = if k % 2 == 0 { 0.0 } else { 80.0 };
             shaky.update(f64::from(k * 160) + wobble, k * 160);
         }
-        assert!((shaky.ms() - 10.0).abs() < 0.5, "{}", shaky.ms());
+        assert!((shaky.ms(RATE) - 10.0).abs() < 0.5, "{}", shaky.ms(RATE));
     }
 }
