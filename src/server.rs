@@ -48,7 +48,14 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         None => None,
     };
     let store = open_store(&settings).await?;
-    let closed = store.close_stale_sessions(Time::now()).await?;
+    // The first write of a start: a read-only database fails here.
+    let closed = store.close_stale_sessions(Time::now()).await.map_err(|e| {
+        format!(
+            "cannot write database {}: {e}{}",
+            settings.database,
+            crate::writable_hint(&settings)
+        )
+    })?;
     if closed > 0 {
         tracing::warn!(callers = closed, "closed call sessions left open by an earlier run");
     }

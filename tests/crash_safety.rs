@@ -14,6 +14,10 @@
 //!   and a reason once SQLite cannot grow its files, the live call goes on,
 //!   nothing answered 201 is lost, nothing refused is stored, the file passes
 //!   `integrity_check`, and writes work again once space is freed.
+//! - A read-only database (a read-only bind mount of the data directory; root
+//!   only, skipped otherwise): the start stops with a line naming the file and
+//!   the reason, the file is unchanged, and a start once it is writable again
+//!   finds everything.
 
 mod support;
 
@@ -395,6 +399,106 @@ async fn a_full_disk_refuses_api_writes_clearly_keeps_the_call_and_loses_nothing
     drop(phones);
     drop(server);
     let mut db = sqlite(disk.path()).await;
+    let check: String =
+        sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut db).await.expect("check");
+    assert_eq!(check, "ok");
+    db.close().await.expect("close");
+}
+
+/// A read-only view of `dir` (a bind mount remounted read-only) for as long
+/// as it lives; `None` when this process may not mount (not root).
+struct ReadOnly<'a> {
+    dir: &'a Path,
+}
+
+impl<'a> ReadOnly<'a> {
+    fn mount(dir: &'a Path) -> Option<Self> {
+        let run = |args: &[&str]| {
+            std::process::Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !run(&["--bind"]) {
+            return None;
+        }
+        let view = Self { dir };
+        // Remounting takes one path; the bind above is undone on drop.
+        let ro = std::process::Command::new("mount")
+            .args(["-o", "remount,bind,ro"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ro.then_some(view)
+    }
+}
+
+impl Drop for ReadOnly<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.dir).status();
+    }
+}
+
+/// A database (and data directory) that has become read-only: tutti does
+/// not start half-way; it stops at once with a line naming the file and the
+/// reason, changes nothing, and starts normally, with everything it had,
+/// once the file system is writable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_stops_the_start_with_a_reason_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &[]);
+    let key = tokio::task::block_in_place(|| support::default_api_key(dir.path()));
+    let created = tokio::task::block_in_place(|| {
+        rest(server.http, &key, "POST", "/conferences", Some(&json!({"number": "4950"})))
+    });
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert!(server.stop_with("TERM").success());
+    drop(server);
+    let before = std::fs::read(dir.path().join("tutti.db")).expect("database file");
+
+    {
+        let Some(_view) = ReadOnly::mount(dir.path()) else {
+            eprintln!("skipped: a read-only bind mount needs root");
+            return;
+        };
+        let refused = tokio::task::block_in_place(|| {
+            let mut cmd = support::tutti();
+            cmd.arg("--data-dir").arg(dir.path());
+            for flag in ["--http-listen", "--sip-listen", "--control-listen", "--events-listen"] {
+                cmd.args([flag, "127.0.0.1:0"]);
+            }
+            cmd.arg("serve").output().expect("run tutti")
+        });
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "a read-only database must stop the start: {stderr}");
+        let line = stderr.lines().find(|l| l.starts_with("tutti: ")).unwrap_or_default();
+        assert!(line.contains("tutti.db"), "names the database: {stderr}");
+        assert!(
+            line.contains("is not writable") && line.contains("Read-only file system"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        eprintln!("refused as expected: {line}");
+    }
+
+    assert_eq!(std::fs::read(dir.path().join("tutti.db")).expect("file"), before, "unchanged");
+    let mut server = Server::start(dir.path(), &[]);
+    let listed =
+        tokio::task::block_in_place(|| rest(server.http, &key, "GET", "/conferences", None));
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let rooms = listed.json();
+    let numbers: Vec<&str> = rooms["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|r| r["number"].as_str())
+        .collect();
+    assert!(numbers.contains(&"4950"), "{numbers:?}");
+    assert!(server.stop_with("TERM").success());
+    let mut db = sqlite(dir.path()).await;
     let check: String =
         sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut db).await.expect("check");
     assert_eq!(check, "ok");
