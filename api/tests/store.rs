@@ -65,6 +65,11 @@ async fn migrations_apply_to_an_empty_database_and_again_without_change() {
         .await
         .expect("journal mode");
     assert_eq!(mode, "wal");
+    // Each connection's page cache is bounded (256 KiB), so memory does not grow
+    // with the file.
+    let cache: i64 =
+        sqlx::query_scalar("PRAGMA cache_size").fetch_one(store.pool()).await.expect("cache size");
+    assert_eq!(cache, -256);
 }
 
 fn full_customer() -> Customer {

@@ -74,6 +74,13 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 const FILE_POOL_SIZE: u32 = 8;
 /// How long a writer waits for another writer's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Each pooled connection's page cache, in KiB (SQLite's `cache_size` takes a
+/// negative number as KiB). SQLite's default, 2 MiB, made a long-running
+/// server's memory grow with its database file: up to 16 MiB over the eight
+/// connections, and most of the RSS growth the soak measured. The live
+/// queries read through partial indexes, and the rest of the file is in the
+/// kernel's page cache anyway.
+const CACHE_KIB: u32 = 256;
 
 /// The database handle. Cheap to clone (a pool).
 #[derive(Debug, Clone)]
@@ -93,6 +100,9 @@ impl Store {
             .busy_timeout(BUSY_TIMEOUT);
         // Each connection to an in-memory database is a new, empty database.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // An in-memory database lives in its page cache: no limit there.
+        let options =
+            if in_memory { options } else { options.pragma("cache_size", format!("-{CACHE_KIB}")) };
         let pool = SqlitePoolOptions::new()
             .max_connections(if in_memory { 1 } else { FILE_POOL_SIZE })
             .connect_with(options)
