@@ -408,7 +408,7 @@ async fn pin_guessing_across_calls_locks_that_caller_out() {
 /// address's rate, and logged, while the call already up goes on: the two
 /// phones in it still hear each other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invite_flood_gets_503_while_the_live_call_goes_on() {
+async fn an_invite_flood_over_udp_and_tcp_gets_503_while_the_live_call_goes_on() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut server =
         Server::start(dir.path(), &["--control-password", "secret", "--invite-rate", "2"]);
@@ -455,6 +455,36 @@ async fn an_invite_flood_gets_503_while_the_live_call_goes_on() {
     assert!(busy.len() >= 20, "{} of 30 got 503: {answers:?}", busy.len());
     assert!(busy.iter().all(|a| a.contains("\r\nRetry-After: 5\r\n")), "{busy:?}");
     server.wait_for_log("INVITE flood", Duration::from_secs(5));
+
+    // The same over one TCP connection: the limit is the source's, whatever
+    // the transport, and a stream gets a 503 for each (nothing is dropped).
+    let flood = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(sip).expect("connect over TCP");
+        let local = stream.local_addr().expect("addr");
+        let mut invites = String::new();
+        for n in 0..30 {
+            invites.push_str(&format!(
+                "INVITE sip:9999@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKtcpflood{n}\r\n\
+                 From: <sip:flood@127.0.0.1>;tag=t{n}\r\nTo: <sip:9999@127.0.0.1>\r\nCall-ID: tcpflood{n}@test\r\n\
+                 CSeq: 1 INVITE\r\nContact: <sip:flood@{local};transport=tcp>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            ));
+        }
+        stream.write_all(invites.as_bytes()).expect("send");
+        stream.set_read_timeout(Some(Duration::from_millis(1500))).expect("timeout");
+        let mut answers = Vec::new();
+        let mut buf = [0u8; 16384];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            answers.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&answers).into_owned()
+    });
+    talk(&mut phones, 50).await;
+    let answers = flood.await.expect("TCP flood");
+    let busy: Vec<&str> = answers.split("SIP/2.0 ").filter(|a| a.starts_with("503 ")).collect();
+    assert!(busy.len() >= 20, "{} of 30 got 503 over TCP: {answers}", busy.len());
+    assert!(busy.iter().all(|a| a.contains("\r\nRetry-After: 5\r\n")), "{busy:?}");
+
     // Both phones still hear each other.
     assert!(until_level(&mut phones, 0, TONES[1], true).await > 500.0, "phone 1 hears phone 2");
     assert!(until_level(&mut phones, 1, TONES[0], true).await > 500.0, "phone 2 hears phone 1");

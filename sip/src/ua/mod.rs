@@ -229,6 +229,11 @@ pub(crate) struct Shared {
     pub(crate) warn_agent: String,
     /// Where refused requests are logged (shared with the UDP screen).
     pub(crate) refusals: Arc<RefusalLog>,
+    /// The flood limits per source address, shared with the UDP screen, which
+    /// applies them to datagrams; requests over TCP and TLS are checked in
+    /// [`handle_transaction`].
+    invites: Arc<flood::SourceLimiter>,
+    others: Arc<flood::SourceLimiter>,
     cancel: CancellationToken,
 }
 
@@ -347,6 +352,8 @@ impl SipUa {
         // The warn-agent names this server in Warning headers (RFC 3261 20.43).
         let warn_agent = host_port(SocketAddr::new(advertised, udp_addr.port()));
         let refusals = Arc::new(RefusalLog::default());
+        let invites = Arc::new(flood::SourceLimiter::invites(config.invite_rate));
+        let others = Arc::new(flood::SourceLimiter::other_requests(config.invite_rate));
 
         let cancel = CancellationToken::new();
         let screened = screen::ScreenedSocket {
@@ -356,8 +363,8 @@ impl SipUa {
                 agent: warn_agent.clone(),
             },
             log: refusals.clone(),
-            invites: flood::SourceLimiter::invites(config.invite_rate),
-            others: flood::SourceLimiter::other_requests(config.invite_rate),
+            invites: invites.clone(),
+            others: others.clone(),
         };
         let udp = UdpConnection::from_socket(Arc::new(screened), None, Some(cancel.child_token()))
             .await?;
@@ -414,6 +421,8 @@ impl SipUa {
             advertised,
             warn_agent,
             refusals,
+            invites,
+            others,
             cancel: cancel.clone(),
         });
 
@@ -605,6 +614,13 @@ async fn handle_transaction(shared: Arc<Shared>, mut tx: Transaction) {
         }
         return;
     }
+    if over_flood_limit(&shared, &tx) {
+        let retry = Header::RetryAfter(screen::FLOOD_RETRY_AFTER.to_string().into());
+        let detail = "too many requests from this address; retry later";
+        let refusal = Refusal::new(503, "Service Unavailable", detail);
+        reply_quietly(&shared, &mut tx, &refusal, vec![retry]).await;
+        return;
+    }
     match method {
         Method::Invite => inbound::start(shared, tx).await,
         Method::Options => reply(&mut tx, StatusCode::OK, headers::capabilities()).await,
@@ -618,6 +634,37 @@ async fn handle_transaction(shared: Arc<Shared>, mut tx: Transaction) {
         }
         _ => reply(&mut tx, StatusCode::CallTransactionDoesNotExist, vec![]).await,
     }
+}
+
+/// Whether a request outside a dialog that came over TCP or TLS goes over its
+/// source's flood limit (UDP datagrams were checked by the screen before
+/// rsipstack saw them). A stream cannot drop a request without leaving its
+/// transaction waiting, so every refusal here is a 503 with Retry-After.
+fn over_flood_limit(shared: &Shared, tx: &Transaction) -> bool {
+    let connection = tx.connection.as_ref();
+    if Link::of(connection) == Link::Udp || tx.original.method == Method::Cancel {
+        return false;
+    }
+    let Some(source) =
+        connection.and_then(|c| c.get_remote_addr()).and_then(|a| a.get_socketaddr().ok())
+    else {
+        return false;
+    };
+    let limiter =
+        if tx.original.method == Method::Invite { &shared.invites } else { &shared.others };
+    !limiter.allow(source.ip(), std::time::Instant::now())
+}
+
+/// [`refuse`] without the refusal log's line: the limiter logs a flood once a
+/// second itself.
+async fn reply_quietly(
+    shared: &Shared,
+    tx: &mut Transaction,
+    refusal: &Refusal,
+    mut headers: Vec<Header>,
+) {
+    headers.push(refusal::warning_header(&shared.warn_agent, &refusal.detail));
+    reply(tx, refusal.status_code(), headers).await;
 }
 
 /// Refuses a request outside any dialog with a Warning naming the problem, and logs

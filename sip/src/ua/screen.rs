@@ -352,14 +352,15 @@ pub(crate) struct ScreenedSocket {
     pub(crate) socket: tokio::net::UdpSocket,
     pub(crate) screen: Screen,
     pub(crate) log: Arc<RefusalLog>,
-    /// New INVITEs per source (src/ua/flood.rs).
-    pub(crate) invites: super::flood::SourceLimiter,
-    /// Other requests outside a dialog per source.
-    pub(crate) others: super::flood::SourceLimiter,
+    /// New INVITEs per source (src/ua/flood.rs), shared with the stream
+    /// transports' check in `handle_transaction`.
+    pub(crate) invites: Arc<super::flood::SourceLimiter>,
+    /// Other requests outside a dialog per source, shared likewise.
+    pub(crate) others: Arc<super::flood::SourceLimiter>,
 }
 
 /// Retry-After (seconds) in the 503 to a source over its INVITE rate.
-const FLOOD_RETRY_AFTER: u32 = 5;
+pub(crate) const FLOOD_RETRY_AFTER: u32 = 5;
 
 /// What a datagram is, for the flood limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
