@@ -229,6 +229,15 @@ pub struct Options {
     #[arg(long, env = "TUTTI_HTTP_TLS_KEY", global = true, value_name = "FILE")]
     pub http_tls_key: Option<OrEmpty<PathBuf>>,
 
+    /// PEM certificate chain: with --control-tls-key, the TCP 4011 control
+    /// listener speaks TLS only [default: plain TCP]
+    #[arg(long, env = "TUTTI_CONTROL_TLS_CERT", global = true, value_name = "FILE")]
+    pub control_tls_cert: Option<OrEmpty<PathBuf>>,
+
+    /// PEM private key for the control protocol over TLS
+    #[arg(long, env = "TUTTI_CONTROL_TLS_KEY", global = true, value_name = "FILE")]
+    pub control_tls_key: Option<OrEmpty<PathBuf>>,
+
     /// Log filter, tracing syntax (e.g. `info,tutti_sip=debug`) [default: info,rsipstack=warn]
     #[arg(long, env = "TUTTI_LOG", global = true, value_name = "FILTER")]
     pub log: Option<String>,
@@ -333,6 +342,8 @@ impl Options {
             sip_tls_key,
             http_tls_cert,
             http_tls_key,
+            control_tls_cert,
+            control_tls_key,
             log
         );
         Ok(self)
@@ -405,6 +416,11 @@ impl Options {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             _ => return Err(ConfigError::Incomplete("http-tls-cert and --http-tls-key")),
         };
+        let control_tls = match (given(self.control_tls_cert), given(self.control_tls_key)) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => return Err(ConfigError::Incomplete("control-tls-cert and --control-tls-key")),
+        };
         Ok(Settings {
             sip_listen,
             media_address,
@@ -431,6 +447,7 @@ impl Options {
             srtp: given(self.srtp).unwrap_or_default(),
             sip_tls,
             http_tls,
+            control_tls,
             log,
             test_clock: self.test_clock,
         })
@@ -528,6 +545,8 @@ pub struct Settings {
     pub sip_tls: Option<TlsListen>,
     /// HTTPS instead of HTTP, when configured.
     pub http_tls: Option<TlsFiles>,
+    /// TLS on the control port (TCP 4011), when configured.
+    pub control_tls: Option<TlsFiles>,
     pub log: String,
     pub test_clock: bool,
 }
@@ -604,6 +623,10 @@ impl Settings {
         if let Some(tls) = &self.http_tls {
             line("http-tls-cert", path(&tls.cert));
             line("http-tls-key", path(&tls.key));
+        }
+        if let Some(tls) = &self.control_tls {
+            line("control-tls-cert", path(&tls.cert));
+            line("control-tls-key", path(&tls.key));
         }
         out
     }

@@ -47,6 +47,10 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         Some(files) => Some(crate::tls::load(&files.cert, &files.key)?),
         None => None,
     };
+    let control_tls = match &settings.control_tls {
+        Some(files) => Some(crate::tls::load(&files.cert, &files.key)?),
+        None => None,
+    };
     let store = open_store(&settings).await?;
     // The first write of a start: a read-only database fails here.
     let closed = store.close_stale_sessions(Time::now()).await.map_err(|e| {
@@ -94,7 +98,11 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         format!("cannot listen for the XMLSocket events on {}: {e}", settings.events_listen)
     })?;
     let events_addr = events_socket.local_addr()?;
-    warn_if_exposed("TCP 4011", control_addr);
+    // Over TLS its password no longer travels in plain text; the warning stays
+    // for a listener anyone can reach without it.
+    if control_tls.is_none() {
+        warn_if_exposed("TCP 4011", control_addr);
+    }
     warn_if_exposed("HTTP", http_addr);
 
     let control_customer = first_start(&store, &settings).await?;
@@ -143,8 +151,11 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         },
     );
     let (stop_tx, stop_rx) = watch::channel(false);
-    tracing::info!(addr = %control_addr, "control protocol listening");
-    let control_task = tokio::spawn(control::serve(control_listener, ops.clone(), stop_rx.clone()));
+    tracing::info!(addr = %control_addr, tls = control_tls.is_some(), "control protocol listening");
+    let control_tls =
+        control_tls.map(|certified| tokio_rustls::TlsAcceptor::from(certified.config));
+    let control_task =
+        tokio::spawn(control::serve(control_listener, control_tls, ops.clone(), stop_rx.clone()));
     tracing::info!(addr = %http_addr, https = http_tls.is_some(), "HTTP listening");
     tracing::info!(
         data_dir = %settings.data_dir.display(),

@@ -2,7 +2,9 @@
 //! call (INVITE, 200 with a TLS Contact, ACK, BYE over one TLS connection)
 //! whose audio is checked with a Goertzel filter; `--srtp required` refuses a
 //! plain RTP offer with 488 while SRTP phones hear each other; the HTTP
-//! interfaces answer over HTTPS and not in plain text. Certificates are made
+//! interfaces answer over HTTPS and not in plain text; TCP 4011 over TLS logs
+//! in, sees its events and mutes a live caller, and does not answer in plain
+//! text. Certificates are made
 //! for each test with `openssl` (a self-signed one for 127.0.0.1).
 
 mod support;
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls;
@@ -20,7 +22,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
 use support::Server;
-use support::phone::{Control, LOOPBACK, Phone, Phones, level, talk};
+use support::phone::{Control, LOOPBACK, Phone, Phones, level, talk, until_level};
 use tutti_media::leg::Leg;
 use tutti_sip::sdp::{self, LocalMedia, MediaDirection, MediaPolicy, SrtpPolicy};
 
@@ -142,6 +144,112 @@ async fn the_http_interfaces_answer_over_https_and_not_in_plain_text() {
     assert!(server.logs().contains("https=true"), "the log says HTTPS is on");
 }
 
+/// A TCP 4011 client over TLS: a command's answer is its `<CMD>,OK` or error
+/// line (with a listing's lines before it); other lines are events, kept.
+struct TlsControl {
+    lines: tokio::io::Lines<
+        BufReader<tokio::io::ReadHalf<tokio_rustls::client::TlsStream<TcpStream>>>,
+    >,
+    writer: tokio::io::WriteHalf<tokio_rustls::client::TlsStream<TcpStream>>,
+    events: Vec<String>,
+}
+
+impl TlsControl {
+    async fn connect(ca: &Path, addr: SocketAddr) -> Self {
+        let (read, writer) = tokio::io::split(tls_connect(ca, addr).await);
+        Self { lines: BufReader::new(read).lines(), writer, events: Vec::new() }
+    }
+
+    async fn line(&mut self) -> String {
+        let next = tokio::time::timeout(Duration::from_secs(10), self.lines.next_line()).await;
+        next.expect("an answer in time").expect("read").expect("connection open")
+    }
+
+    async fn command(&mut self, command: &str, name: &str) -> Vec<String> {
+        self.writer.write_all(format!("{command}\r\n").as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        loop {
+            let line = self.line().await;
+            if line.starts_with(&format!("{name},OK")) || line.starts_with(&format!("{name},ERROR"))
+            {
+                answer.push(line);
+                return answer;
+            }
+            if name == "LISTUSER" && line.starts_with("LISTUSER,") {
+                answer.push(line);
+            } else {
+                self.events.push(line);
+            }
+        }
+    }
+
+    /// The event starting with `prefix`, already read or the next such line.
+    async fn event(&mut self, prefix: &str) -> String {
+        loop {
+            if let Some(i) = self.events.iter().position(|l| l.starts_with(prefix)) {
+                return self.events.remove(i);
+            }
+            let line = self.line().await;
+            self.events.push(line);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_protocol_over_tls_mutes_a_live_caller_and_is_silent_in_plain_text() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = certificate(dir.path());
+    let (cert_arg, key_arg) = (cert.to_str().expect("path"), key.to_str().expect("path"));
+    let mut server = Server::start(
+        dir.path(),
+        &[
+            "--control-password",
+            "secret",
+            "--control-tls-cert",
+            cert_arg,
+            "--control-tls-key",
+            key_arg,
+        ],
+    );
+    let addr = server.logged_addr("control protocol listening", "addr");
+    assert!(server.logs().contains("tls=true"), "the log says 4011 is over TLS");
+    let sip = server.logged_addr("SIP listening", "udp");
+
+    // A client that connects and never starts its handshake holds up no one.
+    let _idle = TcpStream::connect(addr).await.expect("connect");
+    let mut control = TlsControl::connect(&ca, addr).await;
+    assert_eq!(control.command("LOGIN,secret", "LOGIN").await, ["LOGIN,OK"]);
+    assert_eq!(control.command("NEWCONF,4003,TLS,Ann,10,,,,", "NEWCONF").await, ["NEWCONF,OK"]);
+    let created = control.event("NEWCONF,").await;
+    let conference = created.split(',').nth(1).expect("conference GUID").to_owned();
+
+    let target = format!("sip:4003@{sip}");
+    let (mut first, mut second) = (Phones::new().await, Phones::new().await);
+    let mut phones =
+        vec![first.dial(&target, 1, 440.0).await, second.dial(&target, 2, 1000.0).await];
+    // Both joins reach the TLS client as events.
+    for _ in 0..2 {
+        let joined = control.event("NEWUSER,").await;
+        assert!(joined.contains(&conference), "{joined}");
+    }
+    let heard = until_level(&mut phones, 1, 440.0, true).await;
+    assert!(heard > 500.0, "the second phone hears the first ({heard:.0})");
+
+    let users = control.command(&format!("LISTUSER,{conference}"), "LISTUSER").await;
+    let line = users.iter().find(|l| l.contains("phone1")).expect("phone1 listed");
+    let uid = line.split(',').nth(2).expect("caller GUID").to_owned();
+    assert_eq!(control.command(&format!("MUTEUSER,{uid},1"), "MUTEUSER").await, ["MUTEUSER,OK"]);
+    let muted = until_level(&mut phones, 1, 440.0, false).await;
+    assert!(muted < 100.0, "muted over TLS, the first phone is not heard ({muted:.0})");
+    assert!(level(&phones[0], 1000.0) > 500.0, "the muted phone still hears the other");
+
+    // Plain text to the TLS port: no LOGIN answer, and the password was not accepted.
+    let mut plain = TcpStream::connect(addr).await.expect("connect");
+    plain.write_all(b"LOGIN,secret\r\nLISTCONF\r\n").await.expect("write");
+    let answer = read_all(&mut plain).await;
+    assert!(!answer.contains("LOGIN,OK") && !answer.contains("LISTCONF"), "{answer}");
+}
+
 #[test]
 fn a_bad_certificate_or_half_a_tls_setting_stops_the_start_with_a_reason() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -173,6 +281,11 @@ fn a_bad_certificate_or_half_a_tls_setting_stops_the_start_with_a_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("--sip-tls-cert") && err.contains("go together"), "{err}");
+
+    let out = support::run(dir.path(), &["--control-tls-cert", garbage, "config"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--control-tls-key") && err.contains("go together"), "{err}");
 
     let out = support::run(dir.path(), &["--srtp", "sometimes", "config"]);
     assert!(!out.status.success());

@@ -204,7 +204,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, ctx, stopped));
+        let task = tokio::spawn(serve(listener, None, ctx, stopped));
         Self { _dir: dir, addr, store, live, bus, stop, task }
     }
 

@@ -119,8 +119,8 @@ impl Server {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = watch::channel(false);
         match limits {
-            Some(limits) => tokio::spawn(serve_with(listener, ctx, stopped, limits)),
-            None => tokio::spawn(serve(listener, ctx, stopped)),
+            Some(limits) => tokio::spawn(serve_with(listener, None, ctx, stopped, limits)),
+            None => tokio::spawn(serve(listener, None, ctx, stopped)),
         };
         Self { _dir: dir, addr, _stop: stop }
     }

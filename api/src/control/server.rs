@@ -1,19 +1,19 @@
-//! The tokio shell of the control protocol: accepts connections up to a limit,
-//! feeds each one's bytes to its [`LineDecoder`] and [`Session`], asks the
-//! [`LoginGuard`] before a LOGIN is checked, writes answers, and forwards bus events
-//! to logged-in connections. No protocol logic here.
+//! The tokio shell of the control protocol: accepts connections up to a limit
+//! (over TLS when configured), feeds each one's bytes to its [`LineDecoder`] and
+//! [`Session`], asks the [`LoginGuard`] before a LOGIN is checked, writes answers,
+//! and forwards bus events to logged-in connections. No protocol logic here.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
+use tokio_rustls::TlsAcceptor;
 
 use super::codec::LineDecoder;
 use super::error::ControlError;
@@ -71,18 +71,21 @@ impl Default for ServeLimits {
 }
 
 /// Serves the control protocol on `listener` until `shutdown` turns true (or its
-/// sender is dropped), then closes every connection and returns.
+/// sender is dropped), then closes every connection and returns. With `tls`,
+/// every connection is TLS: the handshake counts against the login timeout.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     ctx: Ops,
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    serve_with(listener, ctx, shutdown, ServeLimits::default()).await
+    serve_with(listener, tls, ctx, shutdown, ServeLimits::default()).await
 }
 
 /// [`serve`] with other limits.
 pub async fn serve_with(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     ctx: Ops,
     shutdown: watch::Receiver<bool>,
     limits: ServeLimits,
@@ -111,7 +114,7 @@ pub async fn serve_with(
                 };
                 let Ok(permit) = all.clone().try_acquire_owned() else {
                     tracing::warn!(%peer, "control: connection refused, too many connections");
-                    refuse(&stream);
+                    refuse(&stream, tls.is_some());
                     continue;
                 };
                 let Ok(login_slot) = unauthenticated.clone().try_acquire_owned() else {
@@ -119,7 +122,7 @@ pub async fn serve_with(
                         %peer,
                         "control: connection refused, too many connections not logged in"
                     );
-                    refuse(&stream);
+                    refuse(&stream, tls.is_some());
                     continue;
                 };
                 let shell = Shell {
@@ -128,10 +131,10 @@ pub async fn serve_with(
                     peer,
                     login_timeout: limits.login_timeout,
                 };
-                let shutdown = shutdown.clone();
+                let (shutdown, tls) = (shutdown.clone(), tls.clone());
                 connections.spawn(async move {
                     tracing::debug!(%peer, "control: connected");
-                    match connection(stream, &shell, login_slot, shutdown).await {
+                    match start(stream, tls, &shell, login_slot, shutdown).await {
                         Ok(()) => tracing::debug!(%peer, "control: disconnected"),
                         Err(e) => tracing::debug!(%peer, error = %e, "control: connection ended"),
                     }
@@ -151,10 +154,48 @@ pub async fn serve_with(
 }
 
 /// Tells a connection over the limit why it is closed. The socket is new, so its
-/// send buffer is empty and a non-blocking write goes through.
-fn refuse(stream: &TcpStream) {
+/// send buffer is empty and a non-blocking write goes through. A TLS client
+/// could not read a plain line: it sees the connection close (and the log says
+/// why), since a handshake per refused connection is what a flood wants.
+fn refuse(stream: &TcpStream, tls: bool) {
+    if tls {
+        return;
+    }
     let line = format!("{}\r\n", ControlError::TooManyConnections.to_line());
     let _ = stream.try_write(line.as_bytes());
+}
+
+/// Runs one accepted connection: plain, or after its TLS handshake, which must
+/// finish before the login deadline (a client that never completes it holds its
+/// place no longer than one that never logs in).
+async fn start(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    shell: &Shell,
+    login_slot: OwnedSemaphorePermit,
+    shutdown: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let login_deadline = Instant::now() + shell.login_timeout;
+    let Some(tls) = tls else {
+        return connection(stream, shell, login_slot, login_deadline, shutdown).await;
+    };
+    let mut stop = shutdown.clone();
+    let handshake = tokio::select! {
+        done = timeout_at(login_deadline, tls.accept(stream)) => done,
+        _ = stop.wait_for(|stop| *stop) => return Ok(()),
+    };
+    match handshake {
+        Ok(Ok(stream)) => connection(stream, shell, login_slot, login_deadline, shutdown).await,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %shell.peer, error = %e, "control: TLS handshake failed");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::debug!(peer = %shell.peer, "control: TLS handshake timed out");
+            Ok(())
+        }
+    }
 }
 
 /// What one connection shares with the server.
@@ -208,21 +249,23 @@ impl Shell {
     }
 }
 
-async fn connection(
-    stream: TcpStream,
+async fn connection<S>(
+    stream: S,
     shell: &Shell,
     login_slot: OwnedSemaphorePermit,
+    login_deadline: Instant,
     mut shutdown: watch::Receiver<bool>,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let ctx = &*shell.ctx;
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut decoder = LineDecoder::default();
     let mut session = Session::default();
     let mut login_slot = Some(login_slot);
     let mut events: Option<broadcast::Receiver<Arc<Event>>> = None;
     let mut buf = vec![0u8; READ_CHUNK];
-    let login_deadline = Instant::now() + shell.login_timeout;
     let stopped = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     };
@@ -297,7 +340,10 @@ async fn connection(
 /// Closes a connection from the server's side: sends FIN, then reads and drops
 /// what the client still sends for a moment. Closing with unread input would
 /// send a reset, and the client could lose the answer it has not read yet.
-async fn close(mut reader: OwnedReadHalf, mut writer: OwnedWriteHalf) -> io::Result<()> {
+async fn close(
+    mut reader: impl AsyncRead + Unpin,
+    mut writer: impl AsyncWrite + Unpin,
+) -> io::Result<()> {
     writer.shutdown().await?;
     let mut sink = [0u8; 512];
     let drain = async { while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {} };
@@ -307,7 +353,7 @@ async fn close(mut reader: OwnedReadHalf, mut writer: OwnedWriteHalf) -> io::Res
 
 /// Writes the events already waiting for this session, without waiting for more.
 async fn write_ready_events(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut (impl AsyncWrite + Unpin),
     events: &mut Option<broadcast::Receiver<Arc<Event>>>,
     ctx: &Ops,
 ) -> io::Result<()> {
@@ -336,7 +382,7 @@ async fn next_event(
 }
 
 /// Writes lines, each ended by CR LF, in one write.
-async fn write_lines(writer: &mut OwnedWriteHalf, lines: &[String]) -> io::Result<()> {
+async fn write_lines(writer: &mut (impl AsyncWrite + Unpin), lines: &[String]) -> io::Result<()> {
     if lines.is_empty() {
         return Ok(());
     }
