@@ -166,7 +166,10 @@ async fn a_phone_whose_media_stops_is_hung_up_after_the_rtp_timeout() {
     }
     let after = cut_at.elapsed();
     assert!(hung_up, "tutti hung the silent phone up");
-    assert!(after >= Duration::from_secs(2), "not before the timeout: {after:?}");
+    // The timeout runs from the last packet tutti received, which left the
+    // phone up to one packet interval (and the check's own period) before
+    // the cut: 1.9996 s after it was seen once in CI.
+    assert!(after >= Duration::from_millis(1900), "not before the timeout: {after:?}");
     let line = room.server.wait_for_log("reason=rtp-timeout", Duration::from_secs(5));
     assert!(line.contains("caller left"), "{line}");
     assert_eq!(room.members().len(), 1, "the other phone stays");
