@@ -75,7 +75,79 @@ pub fn hash_password(password: &str) -> String {
 
 /// Whether `password` matches a hash made by [`hash_password`], in constant time.
 /// A malformed stored hash matches nothing.
+///
+/// A password that matched is remembered for a while (see [`Remembered`]), so a
+/// control program that logs in again and again costs one Argon2 hash, not one
+/// per connection; a wrong password always pays the full hash.
 pub fn verify_password(password: &str, stored: &str) -> bool {
+    let digest = Remembered::digest(password, stored);
+    if Remembered::holds(stored, &digest) {
+        return true;
+    }
+    let verified = verify_password_slow(password, stored);
+    if verified {
+        Remembered::insert(stored, digest);
+    }
+    verified
+}
+
+/// Passwords that verified recently, as a keyed SHA-256 of the password and
+/// the stored hash under a random key made for this process (never stored):
+/// what an auth cache such as Dovecot's does. Each Argon2 hash takes 19 MiB
+/// and tens of milliseconds of a core; a TCP 4011 client logging in twice a
+/// second took that from the mixer's threads on a two-core machine. Only the
+/// right password can find its entry, so a hit tells a client nothing the
+/// `LOGIN,OK` does not; a changed password has a new stored hash and so no
+/// entry; entries expire after [`REMEMBER_FOR`].
+struct Remembered {
+    stored: String,
+    digest: [u8; 32],
+    at: std::time::Instant,
+}
+
+/// How long a verified password is remembered.
+const REMEMBER_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Stored hashes remembered at once (one control password per server today).
+const REMEMBER_MAX: usize = 16;
+
+static REMEMBERED: std::sync::Mutex<Vec<Remembered>> = std::sync::Mutex::new(Vec::new());
+
+impl Remembered {
+    fn digest(password: &str, stored: &str) -> [u8; 32] {
+        static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            let mut key = [0u8; 32];
+            rand::rng().fill(&mut key);
+            key
+        });
+        let mut hash = Sha256::new();
+        hash.update(key);
+        hash.update((stored.len() as u64).to_be_bytes());
+        hash.update(stored.as_bytes());
+        hash.update(password.as_bytes());
+        hash.finalize().into()
+    }
+
+    fn holds(stored: &str, digest: &[u8; 32]) -> bool {
+        let list = REMEMBERED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        list.iter().any(|r| {
+            r.stored == stored
+                && r.at.elapsed() < REMEMBER_FOR
+                && bool::from(r.digest.ct_eq(digest))
+        })
+    }
+
+    fn insert(stored: &str, digest: [u8; 32]) {
+        let mut list = REMEMBERED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        list.retain(|r| r.stored != stored && r.at.elapsed() < REMEMBER_FOR);
+        if list.len() >= REMEMBER_MAX {
+            list.remove(0);
+        }
+        list.push(Remembered { stored: stored.to_owned(), digest, at: std::time::Instant::now() });
+    }
+}
+
+fn verify_password_slow(password: &str, stored: &str) -> bool {
     let mut parts = stored.split('$');
     let (Some("argon2id"), Some(salt), Some(hash), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -124,6 +196,23 @@ mod tests {
         assert!(verify_password("s3cret, with spaces", &stored));
         assert!(!verify_password("s3cret, with spaces ", &stored));
         assert!(!verify_password("", &stored));
+    }
+
+    #[test]
+    fn only_a_password_that_matched_is_remembered_and_only_for_its_hash() {
+        let stored = hash_password("remember me");
+        let other = hash_password("remember me");
+        let right = Remembered::digest("remember me", &stored);
+        assert!(!Remembered::holds(&stored, &right));
+        assert!(!verify_password("remember you", &stored));
+        assert!(!Remembered::holds(&stored, &Remembered::digest("remember you", &stored)));
+        assert!(verify_password("remember me", &stored));
+        assert!(Remembered::holds(&stored, &right), "the right password is remembered");
+        assert!(verify_password("remember me", &stored), "and verified again");
+        assert!(!verify_password("remember me ", &stored), "a near miss still fails");
+        // The same password under another stored hash (a new salt) has no entry.
+        assert!(!Remembered::holds(&other, &Remembered::digest("remember me", &other)));
+        assert!(!Remembered::holds(&other, &right));
     }
 
     #[test]
