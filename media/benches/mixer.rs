@@ -1,4 +1,4 @@
-//! Mixer tick, codec and resampler costs. Run with
+//! Mixer tick, codec, resampler and Opus decode-rate costs. Run with
 //! `cargo bench -p tutti-media --bench mixer -- --warm-up-time 1 --measurement-time 3`;
 //! results are recorded in docs/performance.md.
 
@@ -128,5 +128,46 @@ fn bench_resampler(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_mixer, bench_codecs, bench_resampler);
+/// What one 20 ms Opus frame costs opus-rs to decode at each output rate it
+/// offers, for a stream of tutti's own encoder (default settings): silence and
+/// a tone. tutti decodes every Opus leg at 48 kHz today; this says what
+/// decoding at a room's lower rate would save (docs/performance.md).
+fn bench_opus_decode_rate(c: &mut Criterion) {
+    let mut group = c.benchmark_group("opus_decode_20ms_at");
+    let kind = CodecKind::Opus;
+    let len = kind.samples_per_frame();
+    let inputs = [
+        ("silence", vec![0i16; len * FRAMES]),
+        ("tone", tone(len * FRAMES, kind.sample_rate(), 480.0, 8000.0)),
+    ];
+    for (name, pcm) in inputs {
+        let mut encoder = kind.new_codec();
+        let mut payload = vec![0u8; 1500];
+        let packets: Vec<Vec<u8>> = pcm
+            .chunks(len)
+            .map(|frame| {
+                let n = encoder.encode(frame, &mut payload).expect("one frame");
+                payload[..n].to_vec()
+            })
+            .collect();
+        for rate in [48_000, 24_000, 16_000, 8000] {
+            let mut decoder = opus_rs::OpusDecoder::new(rate, 1).expect("a rate Opus offers");
+            let samples = rate as usize / 50;
+            let mut out = vec![0f32; samples];
+            let mut next = packets.iter().cycle();
+            group.bench_function(format!("{name}/{rate}"), |b| {
+                b.iter(|| {
+                    let packet = next.next().expect("a cycle never ends");
+                    decoder.decode(black_box(packet), samples, &mut out).expect("one frame")
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+/// Frames in each input of [`bench_opus_decode_rate`]: 5 s, cycled.
+const FRAMES: usize = 250;
+
+criterion_group!(benches, bench_mixer, bench_codecs, bench_resampler, bench_opus_decode_rate);
 criterion_main!(benches);
