@@ -201,6 +201,12 @@ pub struct Options {
     #[arg(long, env = "TUTTI_RTP_HOLD_TIMEOUT", global = true, value_name = "SECONDS")]
     pub rtp_hold_timeout: Option<OrEmpty<u64>>,
 
+    /// MiB of uploaded sounds each customer may keep (as stored, after
+    /// conversion); an upload past it is refused; 0 refuses every upload
+    /// [default: 256]
+    #[arg(long, env = "TUTTI_SOUND_QUOTA_MIB", global = true, value_name = "MIB")]
+    pub sound_quota_mib: Option<OrEmpty<u64>>,
+
     /// SRTP (SDES keys in the SDP): `off` refuses RTP/SAVP offers, `optional`
     /// accepts encrypted and plain calls, `required` refuses a plain RTP offer
     /// with 488 and offers only RTP/SAVP when dialling out [default: optional]
@@ -336,6 +342,7 @@ impl Options {
             invite_rate,
             rtp_timeout,
             rtp_hold_timeout,
+            sound_quota_mib,
             srtp,
             sip_tls_listen,
             sip_tls_cert,
@@ -444,6 +451,7 @@ impl Options {
             invite_rate: given(self.invite_rate).unwrap_or(50),
             rtp_timeout: given(self.rtp_timeout).unwrap_or(60),
             rtp_hold_timeout: given(self.rtp_hold_timeout).unwrap_or(3600),
+            sound_quota_mib: given(self.sound_quota_mib).unwrap_or(256),
             srtp: given(self.srtp).unwrap_or_default(),
             sip_tls,
             http_tls,
@@ -540,6 +548,8 @@ pub struct Settings {
     pub rtp_timeout: u64,
     /// The same for a held call.
     pub rtp_hold_timeout: u64,
+    /// MiB of uploaded sounds per customer.
+    pub sound_quota_mib: u64,
     pub srtp: SrtpMode,
     /// SIP over TLS, when configured.
     pub sip_tls: Option<TlsListen>,
@@ -608,6 +618,7 @@ impl Settings {
         out.push_str(&format!("invite-rate = {}\n", self.invite_rate));
         out.push_str(&format!("rtp-timeout = {}\n", self.rtp_timeout));
         out.push_str(&format!("rtp-hold-timeout = {}\n", self.rtp_hold_timeout));
+        out.push_str(&format!("sound-quota-mib = {}\n", self.sound_quota_mib));
         out.push_str(&format!("srtp = {}\n", toml_string(&self.srtp.to_string())));
         let mut line = |key: &str, value: Option<String>| {
             if let Some(v) = value {

@@ -148,6 +148,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
             started,
             version: env!("CARGO_PKG_VERSION"),
             events_port: events_addr.port(),
+            sound_quota_bytes: settings.sound_quota_mib.saturating_mul(1024 * 1024),
         },
     );
     let (stop_tx, stop_rx) = watch::channel(false);

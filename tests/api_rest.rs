@@ -1069,6 +1069,56 @@ fn sounds_are_uploaded_converted_refused_and_deleted() {
     drop(rest);
 }
 
+#[test]
+fn a_customer_s_sounds_stop_at_its_quota_and_another_customer_is_not_counted() {
+    let rest = Rest::start(&["--sound-quota-mib", "1"]);
+    let api = &rest.api;
+    // 20 s of 16-bit PCM at 8 kHz: 320 KB as stored, so three fit in 1 MiB.
+    let clip = || tone_wav(700.0, 8000, 20_000);
+    let mut kept = Vec::new();
+    for i in 0..3 {
+        let name = format!("Clip {i}");
+        kept.push(uploaded(api, &api.upload_raw(&name, "audio/wav", clip()), &[&name], 20_000.0));
+    }
+    let size = kept[0]["size"].as_u64().expect("size");
+    assert!(size * 3 <= 1 << 20 && size * 4 > 1 << 20, "{size} bytes: the test needs 3 to fit");
+
+    let over = api.upload_raw("One too many", "audio/wav", clip());
+    let error = refused(&over, 413, None, "the fourth sound");
+    assert_eq!(error["quota_bytes"], 1 << 20, "{error}");
+    assert_eq!(error["used_bytes"], 3 * size, "{error}");
+    assert_eq!(error["size_bytes"], size, "{error}");
+    assert!(error["error"].as_str().is_some_and(|e| e.contains("quota")), "{error}");
+    // A small one still fits in what is left.
+    let short = api.upload_raw("Short", "audio/wav", tone_wav(700.0, 8000, 1000));
+    kept.push(uploaded(api, &short, &["Short"], 1000.0));
+    assert_eq!(stored_uploads(rest.dir.path()), 4, "the refused upload left a file");
+    let listed = items(&api.get("/sounds").json());
+    assert_eq!(listed.iter().filter(|s| s["shared"] == false).count(), 4, "{listed:?}");
+
+    // The quota is each customer's own.
+    let other = rest.customer("Quota Neighbour");
+    let theirs = other.upload_raw("Theirs", "audio/wav", clip());
+    uploaded(&other, &theirs, &["Theirs"], 20_000.0);
+
+    // Deleting one makes room again.
+    let gone = api.delete(&format!("/sounds/{}", kept[0]["id"]));
+    assert_eq!(gone.status, 204, "{}", gone.text());
+    let again = api.upload_raw("In its place", "audio/wav", clip());
+    uploaded(api, &again, &["In its place"], 20_000.0);
+    drop(rest);
+}
+
+#[test]
+fn a_zero_sound_quota_refuses_every_upload() {
+    let rest = Rest::start(&["--sound-quota-mib", "0"]);
+    let reply = rest.api.upload_raw("Any", "audio/wav", tone_wav(700.0, 8000, 300));
+    let error = refused(&reply, 413, None, "an upload with no quota");
+    assert_eq!(error["quota_bytes"], 0, "{error}");
+    assert_eq!(stored_uploads(rest.dir.path()), 0);
+    drop(rest);
+}
+
 // ---------------------------------------------------------------------------
 // 4. Live members
 

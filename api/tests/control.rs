@@ -199,6 +199,7 @@ impl Server {
                 started: Instant::now(),
                 version: "test",
                 events_port: 0,
+                sound_quota_bytes: tutti_api::ops::DEFAULT_SOUND_QUOTA_BYTES,
             },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -95,6 +95,7 @@ async fn context(dir: &std::path::Path) -> Ops {
             started: Instant::now(),
             version: "test",
             events_port: 0,
+            sound_quota_bytes: tutti_api::ops::DEFAULT_SOUND_QUOTA_BYTES,
         },
     )
 }

@@ -113,6 +113,14 @@ impl Ops {
         check_sound_name(name)?;
         let customer = self.creating_customer(scope).await?;
         let converted = self.live.convert_sound(bytes).await?;
+        let size = converted.wav.len() as u64;
+        let _one_at_a_time = self.uploads.lock().await;
+        let used = self.uploaded_bytes(&customer.uid).await?;
+        let quota = self.settings.sound_quota_bytes;
+        if used.saturating_add(size) > quota {
+            tracing::info!(customer = %customer.uid, used, size, quota, "sound upload over quota");
+            return Err(OpsError::Conflict(Conflict::SoundQuota { quota, used, size }));
+        }
         let dir = self.settings.sounds_dir.join(UPLOADS);
         let file_name = format!("{UPLOADS}/{}.wav", crate::secret::new_uid());
         let path = self.settings.sounds_dir.join(&file_name);
@@ -141,6 +149,19 @@ impl Ops {
             sample_rate: converted.sample_rate,
             duration_ms: converted.duration_ms,
         })
+    }
+
+    /// Bytes the files of a customer's own uploaded sounds take.
+    async fn uploaded_bytes(&self, customer_uid: &str) -> OpsResult<u64> {
+        let mut used = 0u64;
+        for sound in self.store.sounds_for(customer_uid).await? {
+            if sound.customer_uid.as_deref() == Some(customer_uid) {
+                let path = self.settings.sounds_dir.join(&sound.file_name);
+                let len = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
+                used = used.saturating_add(len);
+            }
+        }
+        Ok(used)
     }
 
     /// A sound the requester may use (its own or a shared one).

@@ -85,6 +85,13 @@ pub enum Conflict {
     SoundInUse(Vec<String>),
     #[error("the recording is still running")]
     StillRecording,
+    /// An upload that would take a customer's sounds past its quota: the
+    /// quota, the bytes its sounds take now and the bytes this one needs.
+    #[error(
+        "the customer's sounds take {used} of its {quota} bytes and this one needs {size}: \
+         delete some first"
+    )]
+    SoundQuota { quota: u64, used: u64, size: u64 },
     /// Another unique value; names the stored columns.
     #[error("already in use: {0}")]
     InUse(String),

@@ -79,7 +79,14 @@ pub struct OpsSettings {
     /// The port of the Conductor's XMLSocket event stream (`--events-listen`),
     /// which the Call object advertises as `socketXML`; 0 when there is none.
     pub events_port: u16,
+    /// Bytes of uploaded sounds (as stored) each customer may keep
+    /// (`--sound-quota-mib`).
+    pub sound_quota_bytes: u64,
 }
+
+/// `--sound-quota-mib`'s default, 256 MiB: about 4.6 hours of 8 kHz sound
+/// per customer.
+pub const DEFAULT_SOUND_QUOTA_BYTES: u64 = 256 * 1024 * 1024;
 
 /// What every interface works with: the store, the live seam, the event bus and
 /// the settings. Cheap to clone; one instance is shared by TCP 4011 and HTTP.
@@ -90,6 +97,9 @@ pub struct Ops {
     pub events: EventBus,
     pub settings: Arc<OpsSettings>,
     auth_cache: Arc<accounts::AuthCache>,
+    /// Held from an upload's quota check until its row is stored, so that two
+    /// uploads at once cannot both fit in the room left for one.
+    uploads: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Ops {
@@ -106,7 +116,8 @@ impl Ops {
         settings: OpsSettings,
     ) -> Self {
         let auth_cache = Arc::default();
-        Self { store, live, events, settings: Arc::new(settings), auth_cache }
+        let uploads = Arc::default();
+        Self { store, live, events, settings: Arc::new(settings), auth_cache, uploads }
     }
 
     /// An object's owner, if the requester may see it; otherwise `kind` not found.

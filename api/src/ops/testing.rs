@@ -143,6 +143,7 @@ pub async fn ops_with(live: FakeLive) -> (Ops, Arc<FakeLive>, tempfile::TempDir)
             started: Instant::now(),
             version: "test",
             events_port: 0,
+            sound_quota_bytes: super::DEFAULT_SOUND_QUOTA_BYTES,
         },
     );
     (ops, live, dir)

@@ -158,6 +158,16 @@ impl From<OpsError> for Refusal {
             )
             .with("field", json!("id"))
             .with("rooms", json!(rooms)),
+            OpsError::Conflict(Conflict::SoundQuota { quota, used, size }) => Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the sound needs {size} bytes; this account's sounds take {used} of its \
+                     {quota}-byte quota: delete some first"
+                ),
+            )
+            .with("quota_bytes", json!(quota))
+            .with("used_bytes", json!(used))
+            .with("size_bytes", json!(size)),
             OpsError::Unavailable { incident } => Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("temporarily unavailable (incident {incident}); retry"),

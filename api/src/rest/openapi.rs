@@ -171,7 +171,8 @@ pub const OPERATIONS: &[Operation] = &[
         "/api/v1/sounds",
         "post",
         "rest.uploadSound",
-        "Uploads a WAV file (PCM 8/16-bit or G.711, 8-48 kHz, at most 10 MiB and 10 minutes)",
+        "Uploads a WAV file (PCM 8/16-bit or G.711, 8-48 kHz, at most 10 MiB and 10 minutes, \
+         within the account's sound quota)",
         Input::Upload,
         201,
         Output::Sound,
@@ -389,7 +390,13 @@ fn operation(o: &Operation) -> Value {
     responses.insert("404".into(), error("No such room, member, sound or recording"));
     if o.input != Input::None {
         responses.insert("400".into(), error("The body is not a JSON object"));
-        responses.insert("413".into(), error("The body is over its limit"));
+        let too_large = if o.input == Input::Upload {
+            "The file is over 10 MiB, or would take the account's sounds past its quota \
+             (`--sound-quota-mib`; `quota_bytes`, `used_bytes` and `size_bytes` say by how much)"
+        } else {
+            "The body is over its limit"
+        };
+        responses.insert("413".into(), error(too_large));
         responses.insert(
             "422".into(),
             error("A field is unknown, of the wrong type or out of range (`field` names it)"),
