@@ -76,7 +76,7 @@ pub fn hash_password(password: &str) -> String {
 /// Whether `password` matches a hash made by [`hash_password`], in constant time.
 /// A malformed stored hash matches nothing.
 ///
-/// A password that matched is remembered for a while (see [`Remembered`]), so a
+/// A password that matched is remembered for a while (see `Remembered`), so a
 /// control program that logs in again and again costs one Argon2 hash, not one
 /// per connection; a wrong password always pays the full hash.
 pub fn verify_password(password: &str, stored: &str) -> bool {
