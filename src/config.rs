@@ -451,7 +451,8 @@ impl Options {
             invite_rate: given(self.invite_rate).unwrap_or(50),
             rtp_timeout: given(self.rtp_timeout).unwrap_or(60),
             rtp_hold_timeout: given(self.rtp_hold_timeout).unwrap_or(3600),
-            sound_quota_mib: given(self.sound_quota_mib).unwrap_or(256),
+            sound_quota_mib: given(self.sound_quota_mib)
+                .unwrap_or(tutti_api::ops::DEFAULT_SOUND_QUOTA_BYTES / (1024 * 1024)),
             srtp: given(self.srtp).unwrap_or_default(),
             sip_tls,
             http_tls,
