@@ -1585,6 +1585,8 @@ async fn a_recorded_room_is_listed_fetched_as_audio_and_deleted() {
         "{:?}",
         file.headers
     );
+    // Listed as ended means the file is closed: what was listed is what comes.
+    assert_eq!(Some(file.body.len() as u64), recording["size"].as_u64(), "{recording}");
     let wav = parse_wav(&file.body);
     assert_eq!((wav.tag, wav.channels, wav.bits), (1, 1, 16), "16-bit mono PCM");
     let samples = wav.samples();

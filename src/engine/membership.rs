@@ -300,6 +300,11 @@ impl Engine {
         let live = left.caller;
         let quality = super::media::quality(&live.io.leg_handle);
         if let Some(io) = &left.room {
+            if live.recording.is_some() {
+                // The file is closed before its end is stored, so whoever reads
+                // the stored end finds the whole file.
+                let _ = io.room.stop_recording_member(live.leg).await;
+            }
             let _ = io.room.leave(live.leg).await;
             if let Some(name) = live.io.name.as_ref().filter(|_| !left.last) {
                 let settings = self.inner.store.find::<Conference>(&live.conference_uid).await;
@@ -313,7 +318,6 @@ impl Engine {
         }
         self.update_music_on_hold(&live.conference_uid);
         if let Some(recording_uid) = &live.recording {
-            // The room finalised the file as the caller left.
             self.recording_ended(recording_uid).await;
         }
         let mut caller = live.caller;
@@ -364,8 +368,12 @@ impl Engine {
     /// Ends a conference's live call session once nobody is left.
     pub(super) async fn close_session(&self, conference_uid: &str) {
         let Some(live) = self.state().live.close_if_empty(conference_uid) else { return };
+        if live.recording.is_some() {
+            // The room's file is closed before its end is stored.
+            let _ = live.io.room.stop_recording().await;
+        }
         let store = &self.inner.store;
-        // The room ended with its last caller, and with it any recording.
+        // The room ends with its last caller, and with it any recording.
         for recording in store.recordings_of(conference_uid).await.unwrap_or_default() {
             if recording.ended_at.is_none() {
                 self.recording_ended(&recording.uid).await;

@@ -200,12 +200,12 @@ impl Engine {
             .find(conference_uid)
             .await?
             .ok_or(OpsError::NotFound(Kind::Conference))?;
-        let (from_uid, from_room, leg) = {
+        let (from_uid, from_room, leg, recorded) = {
             let state = self.state();
             let live =
                 state.live.callers.get(caller_uid).ok_or(OpsError::NotFound(Kind::Caller))?;
             let room = state.live.conferences.get(&live.conference_uid).map(|c| c.io.room.clone());
-            (live.conference_uid.clone(), room, live.leg)
+            (live.conference_uid.clone(), room, live.leg, live.recording.is_some())
         };
         if from_uid == target.uid {
             return Ok(());
@@ -217,6 +217,10 @@ impl Engine {
             .open_conference(&target)
             .await
             .map_err(|e| OpsError::internal("conference not opened", e))?;
+        if recorded {
+            // The caller's file is closed before its end is stored.
+            let _ = from_room.stop_recording_member(leg).await;
+        }
         let leg_io = match from_room.leave(leg).await {
             Ok(Some(leg_io)) => leg_io,
             Ok(None) | Err(_) => {
@@ -235,7 +239,6 @@ impl Engine {
         };
         self.update_music_on_hold(&from_uid);
         if let Some(recording_uid) = recording {
-            // The old room finalised the file as the leg left it.
             self.recording_ended(&recording_uid).await;
         }
         let mut gone = left.clone();
