@@ -113,6 +113,8 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         );
     }
 
+    // Before any room: the start-up log says whether the priority was granted.
+    tutti_media::room::start_media_threads(settings.media_nice);
     let events = EventBus::new();
     let engine = Engine::start(
         EngineConfig {

@@ -153,6 +153,62 @@ fn the_command_line_refuses_what_it_cannot_use() {
     let settings: toml::Table = String::from_utf8_lossy(&out.stdout).parse().expect("TOML");
     assert_eq!(settings["http-listen"].as_str(), Some("127.0.0.1:8080"));
     assert_eq!(settings["max-calls"].as_integer(), Some(500));
+    assert_eq!(settings["media-nice"].as_integer(), Some(-10));
+    // A nice value is a number from -20 to 19, negative ones included.
+    let out = tutti().args(["--media-nice", "-20", "config"]).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tutti().args(["--media-nice", "20", "config"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--media-nice must be from -20 to 19"));
+}
+
+/// Each thread of a running process, by name, with its nice value.
+fn thread_nice(pid: u32) -> Vec<(String, i64)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc task list");
+    tasks
+        .filter_map(|task| {
+            let path = task.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?.trim().to_owned();
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            // After the name's closing parenthesis the fields start at the 3rd;
+            // the nice value is the 19th.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let nice = rest.split_whitespace().nth(16)?.parse().ok()?;
+            Some((name, nice))
+        })
+        .collect()
+}
+
+/// Whether this process may lower nice values (CAP_SYS_NICE, bit 23).
+fn may_raise_priority() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 23) != 0)
+}
+
+#[test]
+fn the_media_threads_and_only_they_take_the_nice_value_asked_for() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &["--media-nice", "-7"]);
+    let granted = may_raise_priority();
+    // Without the right the server runs all the same, and says why.
+    let said = if granted { "media threads run at nice -7" } else { "needs CAP_SYS_NICE" };
+    if !server.stderr_seen.iter().any(|line| line.contains(said)) {
+        server.wait_for_log(said, Duration::from_secs(10));
+    }
+    let threads = thread_nice(server.pid());
+    // The main thread has the process's nice value, as the test runner gave it.
+    let base = threads.iter().find(|(name, _)| name == "tutti").expect("main thread").1;
+    let media: Vec<_> = threads.iter().filter(|(name, _)| name == "tutti-media").collect();
+    assert!(!media.is_empty(), "no media threads: {threads:?}");
+    let want = if granted { -7 } else { base };
+    assert!(media.iter().all(|(_, nice)| *nice == want), "{threads:?}");
+    // SIP, HTTP, the database: the rest keep the process's priority.
+    let others = threads.iter().filter(|(name, _)| name != "tutti-media");
+    assert!(others.clone().all(|(_, nice)| *nice == base), "{threads:?}");
 }
 
 #[test]

@@ -163,19 +163,22 @@ pub enum RoomEvent {
 /// core, named `tutti-media`), so that a mixer tick never waits behind control
 /// work (an HTTP handler, a SIP transaction, a database reply) holding the
 /// process's main workers (docs/media.md, "Where the rooms run", has the
-/// before and after). Legs keep receiving on the main runtime; a room only sends
-/// (`try_send_to`, which needs no particular runtime) and exchanges channel
-/// messages, so nothing else moves. `None` (rooms on the caller's runtime)
-/// only if the threads cannot be started.
+/// before and after). A room reads and sends on its members' sockets with
+/// plain system calls and exchanges channel messages, so it needs nothing of
+/// a particular runtime. The threads take the nice value of
+/// [`start_media_threads`] as they start. `None` (rooms on the caller's
+/// runtime) only if the threads cannot be started.
 fn media_runtime() -> Option<&'static tokio::runtime::Runtime> {
     static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
         std::sync::OnceLock::new();
     RUNTIME
         .get_or_init(|| {
             let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let nice = *MEDIA_NICE.get_or_init(MediaNice::default);
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(workers)
                 .thread_name("tutti-media")
+                .on_thread_start(move || nice.apply())
                 .enable_time()
                 .build()
                 .inspect_err(|e| {
@@ -184,6 +187,63 @@ fn media_runtime() -> Option<&'static tokio::runtime::Runtime> {
                 .ok()
         })
         .as_ref()
+}
+
+/// The nice value the media threads ask for, fixed when they start.
+static MEDIA_NICE: std::sync::OnceLock<MediaNice> = std::sync::OnceLock::new();
+
+/// The scheduling priority of the media threads: a nice value (-20 to 19;
+/// lower runs first), and whether an operator asked for it (a refusal is then
+/// a warning, not a note).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaNice {
+    /// The nice value; 0 leaves the threads as the process is.
+    pub nice: i32,
+    /// Given explicitly rather than by default.
+    pub explicit: bool,
+}
+
+impl MediaNice {
+    /// Gives the calling thread this nice value (Linux sets it per thread).
+    /// A thread that may not (a negative value needs root, `CAP_SYS_NICE` or
+    /// an `RLIMIT_NICE` of at least 20 minus it) runs on at its priority; the
+    /// first outcome is logged once.
+    fn apply(self) {
+        static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if self.nice == 0 {
+            return;
+        }
+        let nice = self.nice.clamp(-20, 19);
+        let result = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice);
+        if REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        match result {
+            Ok(()) => tracing::info!(nice, "media threads run at nice {nice}"),
+            Err(e) => {
+                let note = format!(
+                    "media threads keep the process's priority: nice {nice} needs root, \
+                     CAP_SYS_NICE or an RLIMIT_NICE of at least {} (ulimit -e; docker \
+                     compose: ulimits nice); --media-nice 0 asks for nothing",
+                    20 - nice
+                );
+                if self.explicit {
+                    tracing::warn!(nice, error = %e, "{note}");
+                } else {
+                    tracing::info!(nice, error = %e, "{note}");
+                }
+            }
+        }
+    }
+}
+
+/// Starts the media threads now (rooms would start them when the first one
+/// opens) at `nice`, so the start-up log says whether they got it. Returns
+/// false when they had already started, at whatever nice was asked first.
+pub fn start_media_threads(nice: MediaNice) -> bool {
+    let first = MEDIA_NICE.set(nice).is_ok();
+    media_runtime();
+    first
 }
 
 /// The engine's end of a room task. Cheap to clone.

@@ -186,6 +186,14 @@ TUTTI_MAX_CALLS=20
 TUTTI_LOG=info,tutti_sip=debug
 EOF
 printf 'services:\n  tutti:\n    image: %s\n' "$image" >"$tmp/override.yml"
+# The ulimits commented out in docker-compose.yml, where dockerd may raise limits
+# (CAP_SYS_RESOURCE, bit 24): runc refuses them otherwise, as here in a container.
+dockerd_caps=$(awk '/^CapEff:/ {print $2}' "/proc/$(pgrep -xo dockerd)/status" 2>/dev/null || true)
+raise_limits=
+if [ -n "$dockerd_caps" ] && (( (16#$dockerd_caps >> 24) & 1 )); then
+  raise_limits=1
+  printf '    ulimits:\n      nice: 30\n' >>"$tmp/override.yml"
+fi
 
 # 5. Up, healthy.
 say "docker-compose up -d (SIP 127.0.0.1:$sip_port, 4011 on $control_port, HTTP on $http_port, RTP $rtp_low-$rtp_high)"
@@ -213,6 +221,28 @@ for want in "max-calls = 20" 'timezone = "Europe/London"' "rtp-ports = \"$rtp_lo
   grep -qxF "$want" <<<"$settings" || fail "tutti config in the container lacks '$want':
 $settings"
 done
+# The media threads' nice value: -10 where the engine could grant the compose
+# file's ulimits (the override turns them on where dockerd may raise limits),
+# else the process's, with a note in the log; the other threads keep the
+# process's.
+pid=$(docker inspect -f '{{.State.Pid}}' "$cid")
+threads=$(for t in /proc/"$pid"/task/*; do
+  printf '%s %s\n' "$(cat "$t/comm")" "$(sed 's/.*) //' "$t/stat" | cut -d' ' -f17)"
+done)
+# The process's own nice value is dockerd's here (started under nice -n 19).
+base=$(awk '$1 == "tutti" {print $2}' <<<"$threads")
+media_nice=$base
+[ -n "$raise_limits" ] && media_nice=-10
+grep -qx "tutti-media $media_nice" <<<"$threads" || fail "no media thread at nice $media_nice:
+$threads"
+if grep -v '^tutti-media ' <<<"$threads" | grep -vq " $base\$"; then
+  fail "threads other than the media ones changed their nice value:
+$threads"
+fi
+if [ -z "$raise_limits" ]; then
+  dc logs --no-color tutti | grep -qF "RLIMIT_NICE" || fail "no note on the media threads' priority in the log"
+fi
+say "media threads at nice $media_nice: $(grep -c "^tutti-media $media_nice\$" <<<"$threads")"
 # The first start's secrets are in the log: the default customer's UID.
 uid=$(dc exec -T tutti tutti customer list | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["uid"])')
 logs=$(dc logs --no-color tutti)

@@ -122,6 +122,11 @@ impl Server {
         server
     }
 
+    /// The server's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The `key=ADDR` address logged on a line containing `needle` (seen before
     /// the server was ready).
     pub fn logged_addr(&self, needle: &str, key: &str) -> SocketAddr {
