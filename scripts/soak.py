@@ -14,7 +14,9 @@ every second. Meanwhile four clients, each about twice a second:
 - TCP 4011: LOGIN, LISTCONF and LISTUSER of a room, on a new connection each time.
 
 Sampled every 5 s: tutti's RSS, open file descriptors, connected callers, and
-/metrics. After the first WARMUP share of the run the checks begin:
+/metrics; <workdir>/timeline.csv keeps each sample (RSS also split into
+anonymous and file-backed memory). After the first WARMUP share of the run the
+checks begin:
 
 1. RSS flat: (max - min) / min of the samples after warm-up <= 5 %;
 2. mixer ticks: the share of ticks later than 5 ms after warm-up <= --late-share
@@ -165,6 +167,9 @@ def main() -> int:
     p.add_argument("--control-period", type=float, default=0.5,
                    help="seconds between TCP 4011 LOGIN, LISTCONF, LISTUSER rounds; 0: none (default 0.5)")
     p.add_argument("--binary", default=str(REPO / "target/release/tutti"))
+    p.add_argument("--tutti-arg", action="append", default=[],
+                   help="one more argument for tutti, e.g. --tutti-arg=--media-nice=0 (repeatable; "
+                        "TUTTI_* variables are not passed on)")
     p.add_argument("--workdir", help="where logs go (default a new directory under /tmp)")
     p.add_argument("--keep", action="store_true", help="keep the work directory when every check passed")
     p.add_argument("--no-netns", action="store_true", help="run on the host's loopback")
@@ -217,7 +222,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     tutti_log = open(workdir / "tutti.log", "wb")
     timeline = open(workdir / "timeline.csv", "w")
-    timeline.write("t_s,callers,rss_mb,fds,late_ticks_over_5ms,ticks\n")
+    timeline.write("t_s,callers,rss_mb,anon_mb,file_mb,fds,late_ticks_over_5ms,ticks\n")
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TUTTI_")}
         tutti = subprocess.Popen(
@@ -226,7 +231,7 @@ def main() -> int:
              "--control-listen", f"127.0.0.1:{control_port}", "--http-listen", http,
              "--events-listen", f"127.0.0.1:{events_port}", "--data-dir", str(data),
              "--control-password", password, "--max-calls", str(args.callers + 200),
-             "--invite-rate", "0", "--timezone", "UTC"],
+             "--invite-rate", "0", "--timezone", "UTC", *args.tutti_arg],
             stdout=tutti_log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
             preexec_fn=load._die_with_parent)
         deadline = time.monotonic() + 30
@@ -323,7 +328,8 @@ def main() -> int:
             if tutti.poll() is not None:
                 raise RuntimeError(f"tutti exited {tutti.returncode} under load")
             m = load.metrics(http)
-            rss = load.proc_status(tutti.pid).get("VmRSS", 0) / 1024
+            status = load.proc_status(tutti.pid)
+            rss = status.get("VmRSS", 0) / 1024
             fds = sum(fd_count(tutti.pid))
             now = time.monotonic()
             if now >= warm_until:
@@ -337,7 +343,9 @@ def main() -> int:
                 on_time = (m.get(f'{name}_bucket{{le="0.005000"}}', 0)
                            - warm_metrics.get(f'{name}_bucket{{le="0.005000"}}', 0))
                 late = ticks - on_time
-            timeline.write(f"{now - started:.0f},{int(m.get('tutti_active_callers', -1))},{rss:.1f},{fds},"
+            anon, file = status.get("RssAnon", 0) / 1024, status.get("RssFile", 0) / 1024
+            timeline.write(f"{now - started:.0f},{int(m.get('tutti_active_callers', -1))},{rss:.1f},"
+                           f"{anon:.1f},{file:.1f},{fds},"
                            f"{int(late)},{int(ticks)}\n")
             timeline.flush()
             last = {"m": m, "late": late, "ticks": ticks}

@@ -189,12 +189,12 @@ def thread_ticks(pid: int) -> dict[int, tuple[str, int]]:
 
 
 def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS, VmHWM (kB) and Threads of a process."""
+    """VmRSS, VmHWM, RssAnon, RssFile (kB) and Threads of a process."""
     out = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "Threads"):
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "Threads"):
                 out[key] = int(value.split()[0])
     return out
 
