@@ -26,6 +26,10 @@ pub const DEFAULT_LOG: &str = "info,rsipstack=warn";
 /// against 0.25-0.82 % at 0 (docs/reliability.md).
 pub const DEFAULT_MEDIA_NICE: i32 = -10;
 
+/// Recordings each customer may keep unless told otherwise, in MiB: 10 GiB,
+/// about 180 hours of a narrowband room (16-bit PCM at 8 kHz).
+pub const DEFAULT_RECORDING_QUOTA_MIB: u64 = 10 * 1024;
+
 #[derive(Debug, Parser)]
 #[command(name = "tutti", version, about = "SIP/RTP audio conference server")]
 pub struct Cli {
@@ -213,6 +217,12 @@ pub struct Options {
     #[arg(long, env = "TUTTI_SOUND_QUOTA_MIB", global = true, value_name = "MIB")]
     pub sound_quota_mib: Option<OrEmpty<u64>>,
 
+    /// MiB of recordings each customer may keep (their WAV files); a recording
+    /// does not start once they take this much (one running goes on to its
+    /// end); 0 refuses every recording [default: 10240]
+    #[arg(long, env = "TUTTI_RECORDING_QUOTA_MIB", global = true, value_name = "MIB")]
+    pub recording_quota_mib: Option<OrEmpty<u64>>,
+
     /// The nice value of the threads that mix and move audio (-20 to 19, lower
     /// runs first), so that a busy machine delays ticks less; below 0 needs
     /// root or CAP_SYS_NICE, without which they run at the process's priority;
@@ -364,6 +374,7 @@ impl Options {
             rtp_timeout,
             rtp_hold_timeout,
             sound_quota_mib,
+            recording_quota_mib,
             media_nice,
             srtp,
             sip_tls_listen,
@@ -479,6 +490,8 @@ impl Options {
             rtp_hold_timeout: given(self.rtp_hold_timeout).unwrap_or(3600),
             sound_quota_mib: given(self.sound_quota_mib)
                 .unwrap_or(tutti_api::ops::DEFAULT_SOUND_QUOTA_BYTES / (1024 * 1024)),
+            recording_quota_mib: given(self.recording_quota_mib)
+                .unwrap_or(DEFAULT_RECORDING_QUOTA_MIB),
             media_nice: MediaNice {
                 nice: media_nice.unwrap_or(DEFAULT_MEDIA_NICE),
                 explicit: media_nice.is_some(),
@@ -581,6 +594,8 @@ pub struct Settings {
     pub rtp_hold_timeout: u64,
     /// MiB of uploaded sounds per customer.
     pub sound_quota_mib: u64,
+    /// MiB of recordings per customer.
+    pub recording_quota_mib: u64,
     /// The media threads' nice value.
     pub media_nice: MediaNice,
     pub srtp: SrtpMode,
@@ -652,6 +667,7 @@ impl Settings {
         out.push_str(&format!("rtp-timeout = {}\n", self.rtp_timeout));
         out.push_str(&format!("rtp-hold-timeout = {}\n", self.rtp_hold_timeout));
         out.push_str(&format!("sound-quota-mib = {}\n", self.sound_quota_mib));
+        out.push_str(&format!("recording-quota-mib = {}\n", self.recording_quota_mib));
         out.push_str(&format!("media-nice = {}\n", self.media_nice.nice));
         out.push_str(&format!("srtp = {}\n", toml_string(&self.srtp.to_string())));
         let mut line = |key: &str, value: Option<String>| {

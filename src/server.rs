@@ -122,6 +122,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
             rtp_ports: (settings.rtp_ports.low, settings.rtp_ports.high),
             sounds_dir: settings.sounds_dir(),
             recordings_dir: settings.recordings_dir(),
+            recording_quota_bytes: settings.recording_quota_mib.saturating_mul(1024 * 1024),
             tts_dir: settings.tts_dir(),
             silence: settings.silence_limits(),
         },

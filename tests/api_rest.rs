@@ -1525,6 +1525,84 @@ async fn a_rest_room_plays_its_enter_sound_and_music_on_hold() {
 // ---------------------------------------------------------------------------
 // 7. Recordings
 
+/// A customer whose recordings take its quota gets no new one: the room's
+/// automatic recording does not start and the log says why, until the
+/// customer deletes some.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_s_recordings_stop_starting_at_its_quota() {
+    let mut rest = Rest::start_async(vec!["--recording-quota-mib".into(), "1".into()]).await;
+    let api = rest.api.clone();
+    let room = api
+        .run(|a| a.post("/conferences", &json!({"number": "4710", "record_enabled": true})))
+        .await;
+    assert_eq!(room.status, 201, "{}", room.text());
+    let id = id_of(&room.json()["id"]);
+    let listing = format!("/recordings?conference_id={id}");
+    let target = format!("sip:4710@{}", rest.sip);
+    let session = |n: u64| {
+        let target = target.clone();
+        async move {
+            let mut line = Phones::new().await;
+            let phone = line.dial(&target, n, 440.0).await;
+            (line, vec![phone])
+        }
+    };
+
+    // Under the quota: recorded.
+    let (line, mut phones) = session(1).await;
+    until_json(&api, &listing, &mut phones, "the first recording", |v| {
+        v["items"].as_array().is_some_and(|i| i.len() == 1)
+    })
+    .await;
+    line.ua.shutdown().await;
+    drop(phones);
+    let ended = until_json(&api, &listing, &mut [], "the first recording ended", |v| {
+        v["items"].as_array().is_some_and(|i| i.len() == 1 && !i[0]["ended_at"].is_null())
+    })
+    .await;
+    let first = id_of(&items(&ended)[0]["id"]);
+    // A long recording, as far as the quota can tell: its file past 1 MiB.
+    let recordings = rest.dir.path().join("recordings");
+    let file = std::fs::read_dir(&recordings)
+        .expect("recordings directory")
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with(&id))
+        .expect("the first recording's file")
+        .path();
+    let grown = std::fs::OpenOptions::new().write(true).open(&file).expect("open");
+    grown.set_len(1024 * 1024 + 1).expect("grow");
+    drop(grown);
+
+    // At the quota: the call goes on, unrecorded, and the log says why.
+    let (line, mut phones) = session(2).await;
+    talk(&mut phones, 25).await;
+    tokio::task::block_in_place(|| {
+        rest.server.wait_for_log("recording over quota", Duration::from_secs(10))
+    });
+    let listed = api.get_async(&listing).await;
+    assert_eq!(items(&listed.json()).len(), 1, "a recording past the quota: {}", listed.text());
+    // Deleting one makes room, for the next session.
+    let deleted = api
+        .run({
+            let path = format!("/recordings/{first}");
+            move |a| a.delete(&path)
+        })
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    line.ua.shutdown().await;
+    drop(phones);
+    let members = format!("/conferences/{id}/members");
+    until_json(&api, &members, &mut [], "the second session over", |v| {
+        v["items"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+    let (_line, mut phones) = session(3).await;
+    until_json(&api, &listing, &mut phones, "a recording once there is room", |v| {
+        v["items"].as_array().is_some_and(|i| i.len() == 1 && i[0]["ended_at"].is_null())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_room_is_listed_fetched_as_audio_and_deleted() {
     let mut rest = Rest::start_async(vec![]).await;

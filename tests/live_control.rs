@@ -72,6 +72,7 @@ async fn start_engine(
             rtp_ports: (rtp, rtp + 15),
             sounds_dir: dir.join("sounds"),
             recordings_dir: dir.join("recordings"),
+            recording_quota_bytes: u64::MAX,
             tts_dir: dir.join("tts"),
             silence: None,
         },

@@ -46,6 +46,9 @@ pub struct EngineConfig {
     pub rtp_ports: (u16, u16),
     pub sounds_dir: PathBuf,
     pub recordings_dir: PathBuf,
+    /// Bytes of recordings each customer may keep; a recording does not
+    /// start once its customer's take this much.
+    pub recording_quota_bytes: u64,
     pub tts_dir: PathBuf,
     /// How long a caller's phone may send nothing before it is hung up
     /// (`None`: never).

@@ -169,6 +169,31 @@ impl Engine {
             .ok_or(OpsError::NotFound(Kind::Caller))
     }
 
+    /// Refuses a new recording while the conference's customer's recordings
+    /// (the files of its stored ones, running ones as far as written) take
+    /// its quota. Checked as a recording starts: one that is running goes on
+    /// to its end, so a customer may pass its quota by what its recordings
+    /// running at that moment add.
+    async fn check_recording_quota(&self, conference_uid: &str) -> OpsResult<()> {
+        let quota = self.inner.config.recording_quota_bytes;
+        let store = &self.inner.store;
+        let conference = store
+            .find::<Conference>(conference_uid)
+            .await?
+            .ok_or(OpsError::NotFound(Kind::Conference))?;
+        let mut used = 0u64;
+        for recording in store.recordings_for(Some(&conference.customer_uid), None).await? {
+            let path = self.inner.config.recordings_dir.join(&recording.file_name);
+            let len = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
+            used = used.saturating_add(len);
+        }
+        if used >= quota {
+            tracing::info!(customer = %conference.customer_uid, used, quota, "recording over quota");
+            return Err(OpsError::Conflict(Conflict::RecordingQuota { quota, used }));
+        }
+        Ok(())
+    }
+
     /// Starts recording a conference's room, or one caller of it. One room
     /// recording and one recording per caller at a time.
     pub(super) async fn recording_start(
@@ -176,6 +201,7 @@ impl Engine {
         conference_uid: String,
         caller_uid: Option<String>,
     ) -> OpsResult<String> {
+        self.check_recording_quota(&conference_uid).await?;
         let uid = secret::new_uid();
         let (room, call_uid, leg) = {
             let mut state = self.state();

@@ -92,6 +92,10 @@ pub enum Conflict {
          delete some first"
     )]
     SoundQuota { quota: u64, used: u64, size: u64 },
+    /// A recording that would start while a customer's recordings already
+    /// take its quota: the quota and the bytes they take.
+    #[error("the customer's recordings take {used} of its {quota} bytes: delete some first")]
+    RecordingQuota { quota: u64, used: u64 },
     /// Another unique value; names the stored columns.
     #[error("already in use: {0}")]
     InUse(String),
