@@ -100,41 +100,50 @@ impl Harness {
         let path = scenario_path(scenario);
         let errors = self.dir.path().join(format!("{scenario}.errors.log"));
         let messages = self.dir.path().join(format!("{scenario}.messages.log"));
-        let mut cmd = tokio::process::Command::new("sipp");
-        cmd.arg("-sf")
-            .arg(&path)
-            .args([
-                "-i",
-                "127.0.0.1",
-                "-mi",
-                "127.0.0.1",
-                "-nostdin",
-                "-timeout",
-                "20s",
-                "-timeout_error",
-            ])
-            .args(["-trace_err", "-error_file"])
-            .arg(&errors)
-            .args(["-trace_msg", "-message_file"])
-            .arg(&messages)
-            .args(args)
-            .args(if args.contains(&"-p") {
-                vec![]
-            } else {
-                vec!["-p".to_owned(), free_udp_port().to_string()]
-            })
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if !remote.is_empty() {
-            cmd.arg(remote);
-        }
-        let out = cmd.output().await.expect("sipp runs (apt-get install sip-tester)");
-        let code = out.status.code().unwrap_or(-1);
+        // A port of our choosing can be taken between the probe and SIPp's
+        // bind (other tests run at once); that is retried, nothing else is.
+        let ours = !args.contains(&"-p");
+        let mut attempt = 0;
+        let (code, stderr) = loop {
+            attempt += 1;
+            let mut cmd = tokio::process::Command::new("sipp");
+            cmd.arg("-sf")
+                .arg(&path)
+                .args([
+                    "-i",
+                    "127.0.0.1",
+                    "-mi",
+                    "127.0.0.1",
+                    "-nostdin",
+                    "-timeout",
+                    "20s",
+                    "-timeout_error",
+                ])
+                .args(["-trace_err", "-error_file"])
+                .arg(&errors)
+                .args(["-trace_msg", "-message_file"])
+                .arg(&messages)
+                .args(args)
+                .args(if ours { vec!["-p".to_owned(), free_port().to_string()] } else { vec![] })
+                .current_dir(self.dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            if !remote.is_empty() {
+                cmd.arg(remote);
+            }
+            let out = cmd.output().await.expect("sipp runs (apt-get install sip-tester)");
+            let code = out.status.code().unwrap_or(-1);
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            if ours && attempt < 3 && code != 0 && stderr.contains("Unable to bind main socket") {
+                eprintln!("sipp {scenario}: its port was taken meanwhile; again on another");
+                continue;
+            }
+            break (code, stderr);
+        };
         if code != 0 || std::env::var_os("SIPP_SHOW").is_some() {
-            eprintln!("sipp {scenario} exited {code}: {}", String::from_utf8_lossy(&out.stderr));
+            eprintln!("sipp {scenario} exited {code}: {stderr}");
             for file in [&errors, &messages] {
                 if let Ok(text) = std::fs::read_to_string(file) {
                     eprintln!("--- {} ---\n{text}", file.display());
@@ -162,6 +171,17 @@ pub fn scenario_path(name: &str) -> PathBuf {
 pub fn free_udp_port() -> u16 {
     let s = std::net::UdpSocket::bind((LOOPBACK, 0)).expect("bind");
     s.local_addr().expect("addr").port()
+}
+
+/// A loopback port free for both UDP and TCP just now (SIPp binds its main
+/// socket on `-p` with the transport of `-t`).
+pub fn free_port() -> u16 {
+    loop {
+        let port = free_udp_port();
+        if std::net::TcpListener::bind((LOOPBACK, port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn record(seen: &Arc<Mutex<Vec<Seen>>>, s: Seen) {
