@@ -8,6 +8,7 @@ use tutti_api::live::{
     LiveFuture, Media, PlayRequest, PlaybackMedia, PlaybackState, Target,
 };
 use tutti_api::model::{Caller, Conference, Direction, EndReason, Recording};
+use tutti_api::ops::catalog::bytes_on_disk;
 use tutti_api::ops::{Conflict, Kind, OpsError, OpsResult};
 use tutti_api::{Time, secret};
 use tutti_media::mixer::VolumeStep;
@@ -181,12 +182,9 @@ impl Engine {
             .find::<Conference>(conference_uid)
             .await?
             .ok_or(OpsError::NotFound(Kind::Conference))?;
-        let mut used = 0u64;
-        for recording in store.recordings_for(Some(&conference.customer_uid), None).await? {
-            let path = self.inner.config.recordings_dir.join(&recording.file_name);
-            let len = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
-            used = used.saturating_add(len);
-        }
+        let recordings = store.recordings_for(Some(&conference.customer_uid), None).await?;
+        let names: Vec<&str> = recordings.iter().map(|r| r.file_name.as_str()).collect();
+        let used = bytes_on_disk(&self.inner.config.recordings_dir, &names).await;
         if used >= quota {
             tracing::info!(customer = %conference.customer_uid, used, quota, "recording over quota");
             return Err(OpsError::Conflict(Conflict::RecordingQuota { quota, used }));

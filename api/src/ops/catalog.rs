@@ -153,15 +153,13 @@ impl Ops {
 
     /// Bytes the files of a customer's own uploaded sounds take.
     async fn uploaded_bytes(&self, customer_uid: &str) -> OpsResult<u64> {
-        let mut used = 0u64;
-        for sound in self.store.sounds_for(customer_uid).await? {
-            if sound.customer_uid.as_deref() == Some(customer_uid) {
-                let path = self.settings.sounds_dir.join(&sound.file_name);
-                let len = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
-                used = used.saturating_add(len);
-            }
-        }
-        Ok(used)
+        let sounds = self.store.sounds_for(customer_uid).await?;
+        let own: Vec<&str> = sounds
+            .iter()
+            .filter(|s| s.customer_uid.as_deref() == Some(customer_uid))
+            .map(|s| s.file_name.as_str())
+            .collect();
+        Ok(bytes_on_disk(&self.settings.sounds_dir, &own).await)
     }
 
     /// A sound the requester may use (its own or a shared one).
@@ -333,6 +331,17 @@ impl Ops {
 }
 
 /// Removes a recording's file; a file already gone is fine.
+/// The bytes the files `names` under `dir` take on disk now, as a quota counts
+/// them; a missing file takes none.
+pub async fn bytes_on_disk(dir: &Path, names: &[&str]) -> u64 {
+    let mut used = 0u64;
+    for name in names {
+        let len = tokio::fs::metadata(dir.join(name)).await.map(|m| m.len()).unwrap_or(0);
+        used = used.saturating_add(len);
+    }
+    used
+}
+
 pub(super) async fn remove_recording_file(dir: &Path, recording: &Recording) {
     match tokio::fs::remove_file(dir.join(&recording.file_name)).await {
         Ok(()) => {}
