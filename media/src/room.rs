@@ -238,12 +238,11 @@ impl MediaNice {
 }
 
 /// Starts the media threads now (rooms would start them when the first one
-/// opens) at `nice`, so the start-up log says whether they got it. Returns
-/// false when they had already started, at whatever nice was asked first.
-pub fn start_media_threads(nice: MediaNice) -> bool {
-    let first = MEDIA_NICE.set(nice).is_ok();
+/// opens) at `nice`, so the start-up log says whether they got it. Threads
+/// already started keep the nice value asked first.
+pub fn start_media_threads(nice: MediaNice) {
+    let _ = MEDIA_NICE.set(nice);
     media_runtime();
-    first
 }
 
 /// The engine's end of a room task. Cheap to clone.

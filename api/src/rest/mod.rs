@@ -168,15 +168,6 @@ impl From<OpsError> for Refusal {
             .with("quota_bytes", json!(quota))
             .with("used_bytes", json!(used))
             .with("size_bytes", json!(size)),
-            OpsError::Conflict(Conflict::RecordingQuota { quota, used }) => Refusal::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "this account's recordings take {used} of its {quota}-byte quota: \
-                     delete some first"
-                ),
-            )
-            .with("quota_bytes", json!(quota))
-            .with("used_bytes", json!(used)),
             OpsError::Unavailable { incident } => Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("temporarily unavailable (incident {incident}); retry"),
