@@ -201,6 +201,12 @@ pub struct Options {
     #[arg(long, env = "TUTTI_INVITE_RATE", global = true, value_name = "N")]
     pub invite_rate: Option<OrEmpty<u32>>,
 
+    /// SIP over TCP and TLS connections one source address may hold at once
+    /// (both transports together); one more is closed as it is accepted; 0
+    /// turns it off [default: 64]
+    #[arg(long, env = "TUTTI_SIP_CONNECTIONS_PER_SOURCE", global = true, value_name = "N")]
+    pub sip_connections_per_source: Option<OrEmpty<u32>>,
+
     /// Seconds a caller's phone may send no RTP or RTCP before it is hung up
     /// (a phone that vanished without a BYE); 0 turns it off [default: 60]
     #[arg(long, env = "TUTTI_RTP_TIMEOUT", global = true, value_name = "SECONDS")]
@@ -371,6 +377,7 @@ impl Options {
             max_calls,
             ring_timeout,
             invite_rate,
+            sip_connections_per_source,
             rtp_timeout,
             rtp_hold_timeout,
             sound_quota_mib,
@@ -486,6 +493,8 @@ impl Options {
             max_calls,
             ring_timeout: std::time::Duration::from_secs(ring_timeout),
             invite_rate: given(self.invite_rate).unwrap_or(50),
+            sip_connections_per_source: given(self.sip_connections_per_source)
+                .unwrap_or(tutti_sip::ua::streams::DEFAULT_PER_SOURCE),
             rtp_timeout: given(self.rtp_timeout).unwrap_or(60),
             rtp_hold_timeout: given(self.rtp_hold_timeout).unwrap_or(3600),
             sound_quota_mib: given(self.sound_quota_mib)
@@ -588,6 +597,8 @@ pub struct Settings {
     pub ring_timeout: std::time::Duration,
     /// New INVITEs per second per source address; 0: no limit.
     pub invite_rate: u32,
+    /// SIP TCP and TLS connections per source address; 0: no limit.
+    pub sip_connections_per_source: u32,
     /// Seconds of silence from a phone before hang-up; 0: never.
     pub rtp_timeout: u64,
     /// The same for a held call.
@@ -664,6 +675,10 @@ impl Settings {
         out.push_str(&format!("max-calls = {}\n", self.max_calls));
         out.push_str(&format!("ring-timeout = {}\n", self.ring_timeout.as_secs()));
         out.push_str(&format!("invite-rate = {}\n", self.invite_rate));
+        out.push_str(&format!(
+            "sip-connections-per-source = {}\n",
+            self.sip_connections_per_source
+        ));
         out.push_str(&format!("rtp-timeout = {}\n", self.rtp_timeout));
         out.push_str(&format!("rtp-hold-timeout = {}\n", self.rtp_hold_timeout));
         out.push_str(&format!("sound-quota-mib = {}\n", self.sound_quota_mib));

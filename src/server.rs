@@ -36,11 +36,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     }
     // Certificates are read before anything listens: a bad one stops the start.
     let sip_tls = match &settings.sip_tls {
-        Some(tls) => {
-            let certified = crate::tls::load(&tls.cert, &tls.key)?;
-            crate::tls::check_sip_key(&certified, &tls.key)?;
-            Some((tls.listen, certified))
-        }
+        Some(tls) => Some((tls.listen, crate::tls::load(&tls.cert, &tls.key)?)),
         None => None,
     };
     let http_tls = match &settings.http_tls {
@@ -74,11 +70,8 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     sip.invite_rate = settings.invite_rate;
     sip.ring_timeout = settings.ring_timeout;
     sip.media_policy.srtp = settings.srtp.policy();
-    sip.tls = sip_tls.map(|(listen, certified)| SipTls {
-        listen,
-        cert_pem: certified.cert_pem,
-        key_pem: certified.key_pem,
-    });
+    sip.stream_limits.per_source = settings.sip_connections_per_source;
+    sip.tls = sip_tls.map(|(listen, certified)| SipTls { listen, config: certified.config });
     let (ua, ua_events) = SipUa::start(sip)
         .await
         .map_err(|e| format!("cannot start SIP on {}: {e}", settings.sip_listen))?;

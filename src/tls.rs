@@ -13,10 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// A certificate chain and its key as read from PEM files.
 #[derive(Clone)]
 pub struct Certified {
-    /// The files' text, for rsipstack's TLS transport (it takes PEM).
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
-    /// The same, ready for a rustls acceptor.
+    /// Ready for a rustls acceptor.
     pub config: Arc<ServerConfig>,
 }
 
@@ -36,19 +33,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<Certified, String> {
     let key_pem = read(key, "private key")?;
     let config = server_config(&cert_pem, &key_pem)
         .map_err(|e| format!("certificate {} with key {}: {e}", cert.display(), key.display()))?;
-    Ok(Certified { cert_pem, key_pem, config })
-}
-
-/// Checks that a key is one SIP's TLS transport reads (rsipstack takes PKCS#8
-/// and PKCS#1 keys, not SEC1 `EC PRIVATE KEY` files).
-pub fn check_sip_key(certified: &Certified, key: &Path) -> Result<(), String> {
-    match PrivateKeyDer::from_pem_slice(&certified.key_pem) {
-        Ok(PrivateKeyDer::Pkcs8(_) | PrivateKeyDer::Pkcs1(_)) => Ok(()),
-        _ => Err(format!(
-            "{}: SIP over TLS needs a PKCS#8 (BEGIN PRIVATE KEY) or PKCS#1 key; convert it with `openssl pkcs8 -topk8 -nocrypt`",
-            key.display()
-        )),
-    }
+    Ok(Certified { config })
 }
 
 /// A rustls server configuration (ring provider, TLS 1.2 and 1.3, no client

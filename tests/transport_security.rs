@@ -358,26 +358,24 @@ impl SipReader {
     }
 }
 
+/// The server with SIP over TLS on a free port, and that port's address.
+fn sip_tls_server(dir: &Path, cert: &Path, key: &Path, extra: &[&str]) -> (Server, SocketAddr) {
+    let (cert, key) = (cert.to_str().expect("path"), key.to_str().expect("path"));
+    let mut args = vec!["--sip-tls-listen", "127.0.0.1:0", "--sip-tls-cert", cert];
+    args.extend(["--sip-tls-key", key]);
+    args.extend(extra);
+    let server = Server::start(dir, &args);
+    let tls_addr = server.logged_addr("SIP over TLS listening", "addr");
+    (server, tls_addr)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_over_sip_tls_is_heard_and_ends_with_a_bye_on_the_same_connection() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (ca, cert, key) = certificate(dir.path());
-    let (cert_arg, key_arg) = (cert.to_str().expect("path"), key.to_str().expect("path"));
-    let mut server = Server::start(
-        dir.path(),
-        &[
-            "--control-password",
-            "secret",
-            "--sip-tls-listen",
-            "127.0.0.1:0",
-            "--sip-tls-cert",
-            cert_arg,
-            "--sip-tls-key",
-            key_arg,
-        ],
-    );
+    let (mut server, tls_addr) =
+        sip_tls_server(dir.path(), &cert, &key, &["--control-password", "secret"]);
     let sip = server.logged_addr("SIP listening", "udp");
-    let tls_addr = server.logged_addr("SIP over TLS listening", "addr");
     let control_addr = server.logged_addr("control protocol listening", "addr");
     tokio::task::spawn_blocking(move || {
         let mut control = Control::connect(control_addr, "secret");
@@ -491,4 +489,78 @@ async fn srtp_required_refuses_plain_rtp_with_488_and_srtp_phones_hear_each_othe
         }
     }
     assert!(levels.iter().all(|l| *l > 500.0), "SRTP phones hear each other: {levels:.0?}");
+}
+
+/// Sends an OPTIONS over a stream and returns the status line of the answer.
+async fn options_status<S: AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    transport: &str,
+    server: SocketAddr,
+    branch: &str,
+) -> String {
+    let local = "127.0.0.1:5999";
+    let request = format!(
+        "OPTIONS sip:{server};transport={transport} SIP/2.0\r\nVia: SIP/2.0/{} {local};branch=z9hG4bK-{branch};rport\r\nFrom: <sip:probe@127.0.0.1>;tag={branch}\r\nTo: <sip:{server}>\r\nCall-ID: {branch}@test\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        transport.to_ascii_uppercase()
+    );
+    stream.write_all(request.as_bytes()).await.expect("OPTIONS");
+    SipReader { buffer: Vec::new() }.final_response(stream).await.start
+}
+
+/// Whether the server closes `stream` within `within` (end of stream or a reset).
+async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(tokio::time::timeout(within, stream.read(&mut byte)).await, Ok(Ok(0) | Err(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_stream_connections_are_limited_per_source_and_a_silent_tls_client_is_dropped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = certificate(dir.path());
+    // The key as SEC1 (`BEGIN EC PRIVATE KEY`), which SIP over TLS takes too.
+    let sec1 = dir.path().join("key-sec1.pem");
+    let converted = std::process::Command::new("openssl")
+        .args(["ec", "-in"])
+        .args([&key, Path::new("-out"), &sec1])
+        .output()
+        .expect("openssl");
+    assert!(converted.status.success(), "{}", String::from_utf8_lossy(&converted.stderr));
+    assert!(std::fs::read_to_string(&sec1).expect("key").contains("BEGIN EC PRIVATE KEY"));
+    let (mut server, tls_addr) =
+        sip_tls_server(dir.path(), &cert, &sec1, &["--sip-connections-per-source", "2"]);
+    let tcp_addr = server.logged_addr("SIP listening", "tcp");
+
+    // A client that opens a TLS connection and never starts the handshake: it
+    // holds one of its address's two places, and only until the deadline.
+    let mut silent = TcpStream::connect(tls_addr).await.expect("connect");
+    let opened = Instant::now();
+    let mut first = TcpStream::connect(tcp_addr).await.expect("connect");
+    let status = options_status(&mut first, "tcp", tcp_addr, "limit-1").await;
+    assert!(status.starts_with("SIP/2.0 200"), "{status}");
+
+    // A third connection from the same address is closed as it is accepted.
+    let mut third = TcpStream::connect(tcp_addr).await.expect("the kernel accepts");
+    assert!(closed_by_server(&mut third, Duration::from_secs(5)).await, "over the limit");
+    server.wait_for_log("too many connections from this address", Duration::from_secs(5));
+    assert!(
+        !closed_by_server(&mut first, Duration::from_millis(200)).await,
+        "the connections within the limit stay"
+    );
+
+    // The silent one goes at the handshake deadline (10 s), not before.
+    assert!(closed_by_server(&mut silent, Duration::from_secs(20)).await, "dropped");
+    let held = opened.elapsed();
+    assert!(held >= Duration::from_secs(9), "closed after {held:?}, before the deadline");
+    server.wait_for_log("TLS handshake timed out", Duration::from_secs(5));
+
+    // Its place is free again: a new connection is served, here one that
+    // completes its handshake.
+    let mut again = tls_connect(&ca, tls_addr).await;
+    let status = options_status(&mut again, "tls", tls_addr, "limit-2").await;
+    assert!(status.starts_with("SIP/2.0 200"), "{status}");
+    let status = options_status(&mut first, "tcp", tcp_addr, "limit-3").await;
+    assert!(status.starts_with("SIP/2.0 200"), "the first connection still works: {status}");
+    // rsipstack never bound the listeners itself (they are tutti's).
+    let logs = server.logs();
+    assert!(!logs.contains("Failed to serve listener"), "{logs}");
 }

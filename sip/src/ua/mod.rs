@@ -17,6 +17,7 @@ mod inbound;
 mod outbound;
 pub mod refusal;
 pub mod screen;
+pub mod streams;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -147,6 +148,8 @@ pub struct SipConfig {
     pub invite_rate: u32,
     /// SIP over TLS, beside UDP and TCP.
     pub tls: Option<SipTls>,
+    /// What one source may hold on the TCP and TLS listeners.
+    pub stream_limits: streams::StreamLimits,
 }
 
 /// A SIP over TLS listener (RFC 3261 section 26.2, `transport=tls`).
@@ -154,10 +157,8 @@ pub struct SipConfig {
 pub struct SipTls {
     /// Where to listen. Port 0 picks a free one ([`SipUa::tls_addr`] says which).
     pub listen: SocketAddr,
-    /// The certificate chain, PEM, leaf first.
-    pub cert_pem: Vec<u8>,
-    /// Its private key, PEM (PKCS#8 or PKCS#1).
-    pub key_pem: Vec<u8>,
+    /// The certificate and key, ready for the handshakes.
+    pub config: Arc<rustls::ServerConfig>,
 }
 
 impl std::fmt::Debug for SipTls {
@@ -206,6 +207,7 @@ impl SipConfig {
             retry_after_secs: 30,
             invite_rate: 50,
             tls: None,
+            stream_limits: streams::StreamLimits::default(),
         }
     }
 }
@@ -336,11 +338,16 @@ impl SipUa {
     /// Binds UDP and TCP on `config.listen`, starts the stack, and returns the UA and
     /// the engine's event stream.
     pub async fn start(config: SipConfig) -> Result<(SipUa, mpsc::Receiver<UaEvent>), UaError> {
-        let (udp_socket, port) = bind_udp_and_tcp_port(config.listen)?;
+        let (udp_socket, tcp_listener) = bind_udp_and_tcp_port(config.listen)?;
         let udp_addr = udp_socket
             .local_addr()
             .map_err(|source| UaError::Bind { addr: config.listen, source })?;
-        let tcp_addr = SocketAddr::new(config.listen.ip(), port);
+        let tcp_addr = SocketAddr::new(config.listen.ip(), udp_addr.port());
+        let tls_listener = match &config.tls {
+            Some(tls) => Some(bind_tcp(tls.listen)?),
+            None => None,
+        };
+        let tls_addr = tls_listener.as_ref().map(|(_, addr)| *addr);
 
         let advertised = if !config.listen.ip().is_unspecified() {
             config.listen.ip()
@@ -356,6 +363,7 @@ impl SipUa {
         let others = Arc::new(flood::SourceLimiter::other_requests(config.invite_rate));
 
         let cancel = CancellationToken::new();
+        let udp_serving = Arc::new(tokio::sync::Notify::new());
         let screened = screen::ScreenedSocket {
             socket: udp_socket,
             screen: screen::Screen {
@@ -365,27 +373,15 @@ impl SipUa {
             log: refusals.clone(),
             invites: invites.clone(),
             others: others.clone(),
+            serving: udp_serving.clone(),
         };
         let udp = UdpConnection::from_socket(Arc::new(screened), None, Some(cancel.child_token()))
             .await?;
-        let tcp = TcpListenerConnection::new(tcp_addr, None).await?;
         let transport = TransportLayer::new(cancel.clone());
+        transport.set_stream_idle_timeout(streams::IDLE_TIMEOUT);
+        // Only UDP is rsipstack's to serve; the stream listeners are ours
+        // (streams.rs) and are registered once the endpoint has started.
         transport.add_transport(udp.into());
-        transport.add_transport(tcp.into());
-        let tls_addr = match &config.tls {
-            Some(tls) => {
-                let addr = bind_tcp_port(tls.listen)?;
-                let keys = TlsConfig {
-                    cert: Some(tls.cert_pem.clone()),
-                    key: Some(tls.key_pem.clone()),
-                    ..TlsConfig::default()
-                };
-                let listener = TlsListenerConnection::new(addr, None, keys).await?;
-                transport.add_transport(listener.into());
-                Some(addr)
-            }
-            None => None,
-        };
 
         let tags = ByCallId::default();
         let redirects = ByCallId::default();
@@ -426,15 +422,41 @@ impl SipUa {
             cancel: cancel.clone(),
         });
 
+        let endpoint = inner.clone();
         tokio::spawn(async move {
             if let Err(e) = inner.serve().await {
                 warn!(error = %e, "SIP endpoint stopped");
             }
         });
         tokio::spawn(route_incoming(shared.clone(), incoming));
-        wait_for_tcp(tcp_addr).await;
-        if let Some(tls_addr) = tls_addr {
-            wait_for_tcp(tls_addr).await;
+
+        // The endpoint serves the listeners it knew when it started; the UDP
+        // socket's first read means that list has been taken. From then on
+        // the stream listeners can be named to rsipstack (for Via and Contact)
+        // without it binding their ports.
+        if tokio::time::timeout(Duration::from_secs(5), udp_serving.notified()).await.is_err() {
+            warn!("the SIP endpoint did not start reading UDP within 5 s");
+        }
+        let counts = streams::SourceCounts::new(shared.config.stream_limits.per_source);
+        let tcp_listen = TcpListenerConnection::new(tcp_addr, None).await?;
+        let mut listeners = vec![(tcp_listener, tcp_listen.get_addr().clone(), None)];
+        endpoint.transport_layer.add_transport(tcp_listen.into());
+        if let (Some((listener, addr)), Some(tls)) = (tls_listener, &shared.config.tls) {
+            let tls_listen = TlsListenerConnection::new(addr, None, TlsConfig::default()).await?;
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+            listeners.push((listener, tls_listen.get_addr().clone(), Some(acceptor)));
+            endpoint.transport_layer.add_transport(tls_listen.into());
+        }
+        debug!(listeners = ?endpoint.transport_layer.get_listen_addrs(), "SIP listeners named to rsipstack");
+        for (listener, local, tls) in listeners {
+            let acceptor = streams::Acceptor {
+                local,
+                counts: counts.clone(),
+                limits: shared.config.stream_limits,
+                cancel: cancel.child_token(),
+                tls,
+            };
+            tokio::spawn(streams::serve(listener, acceptor, endpoint.clone()));
         }
         info!(%udp_addr, %tcp_addr, ?tls_addr, "SIP user agent listening");
         Ok((SipUa { shared }, events_rx))
@@ -517,29 +539,27 @@ impl SipUa {
     }
 }
 
-/// Binds the UDP socket and makes sure TCP can bind the same port. With port 0 the
+/// Binds the UDP socket and a TCP listener on the same port. With port 0 the
 /// kernel picks the UDP port, which may be taken for TCP: then try another.
-fn bind_udp_and_tcp_port(listen: SocketAddr) -> Result<(tokio::net::UdpSocket, u16), UaError> {
+fn bind_udp_and_tcp_port(
+    listen: SocketAddr,
+) -> Result<(tokio::net::UdpSocket, tokio::net::TcpListener), UaError> {
     let mut last_error = None;
     for _ in 0..BIND_ATTEMPTS {
         let udp = std::net::UdpSocket::bind(listen)
             .map_err(|source| UaError::Bind { addr: listen, source })?;
         let port =
             udp.local_addr().map_err(|source| UaError::Bind { addr: listen, source })?.port();
-        // Probe only: rsipstack binds the listener itself when the endpoint starts.
-        match std::net::TcpListener::bind(SocketAddr::new(listen.ip(), port)) {
-            Ok(probe) => {
-                drop(probe);
+        match bind_tcp(SocketAddr::new(listen.ip(), port)) {
+            Ok((tcp, _)) => {
                 udp.set_nonblocking(true)
                     .map_err(|source| UaError::Bind { addr: listen, source })?;
                 let udp = tokio::net::UdpSocket::from_std(udp)
                     .map_err(|source| UaError::Bind { addr: listen, source })?;
-                return Ok((udp, port));
+                return Ok((udp, tcp));
             }
-            Err(e) if listen.port() == 0 => last_error = Some(e),
-            Err(source) => {
-                return Err(UaError::Bind { addr: SocketAddr::new(listen.ip(), port), source });
-            }
+            Err(UaError::Bind { source, .. }) if listen.port() == 0 => last_error = Some(source),
+            Err(e) => return Err(e),
         }
     }
     Err(UaError::Bind {
@@ -548,29 +568,15 @@ fn bind_udp_and_tcp_port(listen: SocketAddr) -> Result<(tokio::net::UdpSocket, u
     })
 }
 
-/// A free TCP port at `listen` (the given one, or any with port 0); rsipstack
-/// binds it again when the endpoint starts.
-fn bind_tcp_port(listen: SocketAddr) -> Result<SocketAddr, UaError> {
-    let probe = std::net::TcpListener::bind(listen)
-        .map_err(|source| UaError::Bind { addr: listen, source })?;
-    probe.local_addr().map_err(|source| UaError::Bind { addr: listen, source })
-}
-
-/// rsipstack binds the TCP listener in the endpoint task; wait until it accepts so
-/// `start` returns a UA that is reachable on both transports.
-async fn wait_for_tcp(addr: SocketAddr) {
-    let target = if addr.ip().is_unspecified() {
-        SocketAddr::new(IpAddr::from([127, 0, 0, 1]), addr.port())
-    } else {
-        addr
+/// A TCP listener at `listen` (port 0: any free port) and the address it got.
+fn bind_tcp(listen: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), UaError> {
+    let bind = || {
+        let listener = std::net::TcpListener::bind(listen)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        Ok((tokio::net::TcpListener::from_std(listener)?, addr))
     };
-    for _ in 0..50 {
-        if tokio::net::TcpStream::connect(target).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    warn!(%addr, "TCP listener did not come up");
+    bind().map_err(|source| UaError::Bind { addr: listen, source })
 }
 
 /// Routes each new server transaction to its handler, each in its own task so one

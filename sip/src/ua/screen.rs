@@ -357,6 +357,8 @@ pub(crate) struct ScreenedSocket {
     pub(crate) invites: Arc<super::flood::SourceLimiter>,
     /// Other requests outside a dialog per source, shared likewise.
     pub(crate) others: Arc<super::flood::SourceLimiter>,
+    /// Told at every read: the first says rsipstack's endpoint is serving.
+    pub(crate) serving: Arc<tokio::sync::Notify>,
 }
 
 /// Retry-After (seconds) in the 503 to a source over its INVITE rate.
@@ -459,6 +461,7 @@ impl rsipstack::platform::net::UdpSocket for ScreenedSocket {
         'life1: 'async_trait,
         Self: 'async_trait,
     {
+        self.serving.notify_one();
         Box::pin(self.recv_screened(buf))
     }
 
