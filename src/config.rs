@@ -29,6 +29,9 @@ pub const DEFAULT_MEDIA_NICE: i32 = -10;
 /// Recordings each customer may keep unless told otherwise, in MiB: 10 GiB,
 /// about 180 hours of a narrowband room (16-bit PCM at 8 kHz).
 pub const DEFAULT_RECORDING_QUOTA_MIB: u64 = 10 * 1024;
+/// Default MiB kept free on the recordings' file system: room for the
+/// database and its WAL to keep working when recordings fill the disk.
+pub const DEFAULT_RECORDING_MIN_FREE_MIB: u64 = 1024;
 
 #[derive(Debug, Parser)]
 #[command(name = "tutti", version, about = "SIP/RTP audio conference server")]
@@ -224,10 +227,16 @@ pub struct Options {
     pub sound_quota_mib: Option<OrEmpty<u64>>,
 
     /// MiB of recordings each customer may keep (their WAV files); a recording
-    /// does not start once they take this much (one running goes on to its
-    /// end); 0 refuses every recording [default: 10240]
+    /// stops when they take this much, and none starts until some are
+    /// deleted; 0 refuses every recording [default: 10240]
     #[arg(long, env = "TUTTI_RECORDING_QUOTA_MIB", global = true, value_name = "MIB")]
     pub recording_quota_mib: Option<OrEmpty<u64>>,
+
+    /// MiB kept free on the file system of the recordings: no recording starts
+    /// with less free, and one running stops when it gets there (the call goes
+    /// on); 0 turns it off [default: 1024]
+    #[arg(long, env = "TUTTI_RECORDING_MIN_FREE_MIB", global = true, value_name = "MIB")]
+    pub recording_min_free_mib: Option<OrEmpty<u64>>,
 
     /// The nice value of the threads that mix and move audio (-20 to 19, lower
     /// runs first), so that a busy machine delays ticks less; below 0 needs
@@ -382,6 +391,7 @@ impl Options {
             rtp_hold_timeout,
             sound_quota_mib,
             recording_quota_mib,
+            recording_min_free_mib,
             media_nice,
             srtp,
             sip_tls_listen,
@@ -501,6 +511,8 @@ impl Options {
                 .unwrap_or(tutti_api::ops::DEFAULT_SOUND_QUOTA_BYTES / (1024 * 1024)),
             recording_quota_mib: given(self.recording_quota_mib)
                 .unwrap_or(DEFAULT_RECORDING_QUOTA_MIB),
+            recording_min_free_mib: given(self.recording_min_free_mib)
+                .unwrap_or(DEFAULT_RECORDING_MIN_FREE_MIB),
             media_nice: MediaNice {
                 nice: media_nice.unwrap_or(DEFAULT_MEDIA_NICE),
                 explicit: media_nice.is_some(),
@@ -607,6 +619,8 @@ pub struct Settings {
     pub sound_quota_mib: u64,
     /// MiB of recordings per customer.
     pub recording_quota_mib: u64,
+    /// MiB kept free on the recordings' file system.
+    pub recording_min_free_mib: u64,
     /// The media threads' nice value.
     pub media_nice: MediaNice,
     pub srtp: SrtpMode,
@@ -683,6 +697,7 @@ impl Settings {
         out.push_str(&format!("rtp-hold-timeout = {}\n", self.rtp_hold_timeout));
         out.push_str(&format!("sound-quota-mib = {}\n", self.sound_quota_mib));
         out.push_str(&format!("recording-quota-mib = {}\n", self.recording_quota_mib));
+        out.push_str(&format!("recording-min-free-mib = {}\n", self.recording_min_free_mib));
         out.push_str(&format!("media-nice = {}\n", self.media_nice.nice));
         out.push_str(&format!("srtp = {}\n", toml_string(&self.srtp.to_string())));
         let mut line = |key: &str, value: Option<String>| {

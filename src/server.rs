@@ -116,6 +116,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
             sounds_dir: settings.sounds_dir(),
             recordings_dir: settings.recordings_dir(),
             recording_quota_bytes: settings.recording_quota_mib.saturating_mul(1024 * 1024),
+            recording_min_free_bytes: settings.recording_min_free_mib.saturating_mul(1024 * 1024),
             tts_dir: settings.tts_dir(),
             silence: settings.silence_limits(),
         },

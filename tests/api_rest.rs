@@ -1525,11 +1525,12 @@ async fn a_rest_room_plays_its_enter_sound_and_music_on_hold() {
 // ---------------------------------------------------------------------------
 // 7. Recordings
 
-/// A customer whose recordings take its quota gets no new one: the room's
-/// automatic recording does not start and the log says why, until the
-/// customer deletes some.
+/// A customer's recordings stop at its quota: a recording that reaches it ends
+/// by itself while its call goes on, no new one starts once the quota is
+/// taken (the log says why), and one starts again once the customer deletes
+/// some.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_customer_s_recordings_stop_starting_at_its_quota() {
+async fn a_customer_s_recordings_stop_at_its_quota() {
     let mut rest = Rest::start_async(vec!["--recording-quota-mib".into(), "1".into()]).await;
     let api = rest.api.clone();
     let room = api
@@ -1538,6 +1539,7 @@ async fn a_customer_s_recordings_stop_starting_at_its_quota() {
     assert_eq!(room.status, 201, "{}", room.text());
     let id = id_of(&room.json()["id"]);
     let listing = format!("/recordings?conference_id={id}");
+    let members = format!("/conferences/{id}/members");
     let target = format!("sip:4710@{}", rest.sip);
     let session = |n: u64| {
         let target = target.clone();
@@ -1547,6 +1549,27 @@ async fn a_customer_s_recordings_stop_starting_at_its_quota() {
             (line, vec![phone])
         }
     };
+    let recordings = rest.dir.path().join("recordings");
+    let file_of = |uid: &str| {
+        std::fs::read_dir(&recordings)
+            .expect("recordings directory")
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().contains(uid))
+            .expect("the recording's file")
+            .path()
+    };
+    let hang_up = |line: Phones, phones: Vec<Phone>| {
+        let api = api.clone();
+        let members = members.clone();
+        async move {
+            line.ua.shutdown().await;
+            drop(phones);
+            until_json(&api, &members, &mut [], "the session over", |v| {
+                v["items"].as_array().is_some_and(Vec::is_empty)
+            })
+            .await;
+        }
+    };
 
     // Under the quota: recorded.
     let (line, mut phones) = session(1).await;
@@ -1554,33 +1577,54 @@ async fn a_customer_s_recordings_stop_starting_at_its_quota() {
         v["items"].as_array().is_some_and(|i| i.len() == 1)
     })
     .await;
-    line.ua.shutdown().await;
-    drop(phones);
+    hang_up(line, phones).await;
     let ended = until_json(&api, &listing, &mut [], "the first recording ended", |v| {
         v["items"].as_array().is_some_and(|i| i.len() == 1 && !i[0]["ended_at"].is_null())
     })
     .await;
     let first = id_of(&items(&ended)[0]["id"]);
-    // A long recording, as far as the quota can tell: its file past 1 MiB.
-    let recordings = rest.dir.path().join("recordings");
-    let file = std::fs::read_dir(&recordings)
-        .expect("recordings directory")
-        .filter_map(Result::ok)
-        .find(|e| e.file_name().to_string_lossy().starts_with(&id))
-        .expect("the first recording's file")
-        .path();
-    let grown = std::fs::OpenOptions::new().write(true).open(&file).expect("open");
-    grown.set_len(1024 * 1024 + 1).expect("grow");
+    // A long recording, as far as the quota can tell: 96 KiB short of 1 MiB.
+    let room_left = 96 * 1024;
+    let grown = std::fs::OpenOptions::new().write(true).open(file_of(&first)).expect("open");
+    grown.set_len(1024 * 1024 - room_left).expect("grow");
     drop(grown);
 
-    // At the quota: the call goes on, unrecorded, and the log says why.
+    // The next recording may take the 96 KiB left (6 s of an 8 kHz room, one
+    // second at 48 kHz): it ends by itself, and the call goes on. What is then
+    // left is too little for another (under 64 KiB).
     let (line, mut phones) = session(2).await;
+    let listed = until_json(&api, &listing, &mut phones, "the second recording ended", |v| {
+        v["items"]
+            .as_array()
+            .is_some_and(|i| i.len() == 2 && i.iter().all(|r| !r["ended_at"].is_null()))
+    })
+    .await;
+    tokio::task::block_in_place(|| {
+        rest.server.wait_for_log("recording stopped at its limit", Duration::from_secs(5))
+    });
+    let second = items(&listed)
+        .iter()
+        .map(|r| id_of(&r["id"]))
+        .find(|uid| *uid != first)
+        .expect("the second recording");
+    let size = std::fs::metadata(file_of(&second)).expect("file").len();
+    assert!(size <= room_left, "the file stayed within the quota: {size} bytes");
+    // One 20 ms frame at 48 kHz, the most a room records at, is 1920 bytes.
+    assert!(size > room_left - 1920, "it stopped at the quota, not before: {size} bytes");
+    let present = api.get_async(&members).await.json();
+    assert_eq!(items(&present).len(), 1, "the caller is still in the room: {present}");
+    let heard = talk_until(&mut phones, |p| level(&p[0], 440.0) < 100.0).await;
+    assert!(heard, "the call still carries audio");
+    hang_up(line, phones).await;
+
+    // At the quota: the call goes on, unrecorded, and the log says why.
+    let (line, mut phones) = session(3).await;
     talk(&mut phones, 25).await;
     tokio::task::block_in_place(|| {
         rest.server.wait_for_log("recording over quota", Duration::from_secs(10))
     });
     let listed = api.get_async(&listing).await;
-    assert_eq!(items(&listed.json()).len(), 1, "a recording past the quota: {}", listed.text());
+    assert_eq!(items(&listed.json()).len(), 2, "a recording past the quota: {}", listed.text());
     // Deleting one makes room, for the next session.
     let deleted = api
         .run({
@@ -1589,18 +1633,37 @@ async fn a_customer_s_recordings_stop_starting_at_its_quota() {
         })
         .await;
     assert_eq!(deleted.status, 204, "{}", deleted.text());
-    line.ua.shutdown().await;
-    drop(phones);
-    let members = format!("/conferences/{id}/members");
-    until_json(&api, &members, &mut [], "the second session over", |v| {
-        v["items"].as_array().is_some_and(Vec::is_empty)
-    })
-    .await;
-    let (_line, mut phones) = session(3).await;
+    hang_up(line, phones).await;
+    let (_line, mut phones) = session(4).await;
     until_json(&api, &listing, &mut phones, "a recording once there is room", |v| {
-        v["items"].as_array().is_some_and(|i| i.len() == 1 && i[0]["ended_at"].is_null())
+        v["items"]
+            .as_array()
+            .is_some_and(|i| i.len() == 2 && i.iter().any(|r| r["ended_at"].is_null()))
     })
     .await;
+}
+
+/// Below the free-space floor nothing is recorded: the call goes on and the
+/// log says why. (The floor here is larger than any disk.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_recording_starts_on_a_nearly_full_disk() {
+    let floor = vec!["--recording-min-free-mib".into(), "1000000000".into()];
+    let mut rest = Rest::start_async(floor).await;
+    let api = rest.api.clone();
+    let body = json!({"number": "4711", "record_enabled": true});
+    let room = api.run(move |a| a.post("/conferences", &body)).await;
+    assert_eq!(room.status, 201, "{}", room.text());
+    let id = id_of(&room.json()["id"]);
+    let mut line = Phones::new().await;
+    let mut phones = vec![line.dial(&format!("sip:4711@{}", rest.sip), 1, 440.0).await];
+    talk(&mut phones, 25).await;
+    tokio::task::block_in_place(|| {
+        rest.server.wait_for_log("the disk is nearly full", Duration::from_secs(10))
+    });
+    let listed = api.get_async(&format!("/recordings?conference_id={id}")).await;
+    assert!(items(&listed.json()).is_empty(), "nothing recorded: {}", listed.text());
+    let members = api.get_async(&format!("/conferences/{id}/members")).await;
+    assert_eq!(items(&members.json()).len(), 1, "the call goes on: {}", members.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

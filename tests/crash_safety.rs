@@ -14,6 +14,8 @@
 //!   and a reason once SQLite cannot grow its files, the live call goes on,
 //!   nothing answered 201 is lost, nothing refused is stored, the file passes
 //!   `integrity_check`, and writes work again once space is freed.
+//! - A recording on a nearly full disk (root, as above) stops at
+//!   `--recording-min-free-mib` while the call and the database go on.
 //! - A read-only database (a read-only bind mount of the data directory; root
 //!   only, skipped otherwise): the start stops with a line naming the file and
 //!   the reason, the file is unchanged, and a start once it is writable again
@@ -238,11 +240,17 @@ struct Talking {
 }
 
 async fn two_phones_talking(data_dir: &Path, number: &str) -> Talking {
-    let server = Server::start(data_dir, &[]);
+    two_phones_talking_in(data_dir, &[], json!({"number": number})).await
+}
+
+/// [`two_phones_talking`] with server arguments and the room's REST body.
+async fn two_phones_talking_in(data_dir: &Path, args: &[&str], room: Value) -> Talking {
+    let server = Server::start(data_dir, args);
     let sip = server.logged_addr("SIP listening", "udp");
     let key = tokio::task::block_in_place(|| support::default_api_key(data_dir));
+    let number = room["number"].as_str().expect("a number").to_owned();
     let created = tokio::task::block_in_place(|| {
-        rest(server.http, &key, "POST", "/conferences", Some(&json!({"number": number})))
+        rest(server.http, &key, "POST", "/conferences", Some(&room))
     });
     assert_eq!(created.status, 201, "{}", created.body);
     let mut line = Phones::new().await;
@@ -403,6 +411,65 @@ async fn a_full_disk_refuses_api_writes_clearly_keeps_the_call_and_loses_nothing
         sqlx::query_scalar("PRAGMA integrity_check").fetch_one(&mut db).await.expect("check");
     assert_eq!(check, "ok");
     db.close().await.expect("close");
+}
+
+/// A recording stops before it fills the disk: with less than
+/// `--recording-min-free-mib` left, the running recording ends (its file
+/// whole, its end stored) while the call and the database go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_stops_before_the_disk_fills_and_the_call_goes_on() {
+    let Some(disk) = SmallDisk::mount("32m") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let args = ["--recording-min-free-mib", "8"];
+    let room = json!({"number": "4950", "record_enabled": true});
+    let Talking { mut server, key, line: _line, mut phones } =
+        two_phones_talking_in(disk.path(), &args, room).await;
+    let http = server.http;
+    let listing = |key: &str| {
+        let listed = rest(http, key, "GET", "/recordings", None);
+        listed.json()["items"].as_array().cloned().unwrap_or_default()
+    };
+    let recordings = tokio::task::block_in_place(|| listing(&key));
+    assert_eq!(recordings.len(), 1, "the room is recorded: {recordings:?}");
+    assert!(recordings[0]["ended_at"].is_null());
+
+    // Leave 4 MiB free: below the 8 kept free, above what the database needs.
+    let free = tutti_media::record::free_bytes(disk.path()).expect("statvfs");
+    let mut filler = std::fs::File::create(disk.path().join("filler")).expect("filler");
+    let block = vec![0u8; 1024 * 1024];
+    for _ in 0..(free / (1024 * 1024)).saturating_sub(4) {
+        filler.write_all(&block).expect("fill");
+    }
+    drop(filler);
+    tokio::task::block_in_place(|| {
+        server.wait_for_log("recording stopped at its limit", Duration::from_secs(15))
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let ended = loop {
+        let recordings = tokio::task::block_in_place(|| listing(&key));
+        if recordings.first().is_some_and(|r| !r["ended_at"].is_null()) || Instant::now() > deadline
+        {
+            break recordings;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!ended[0]["ended_at"].is_null(), "its end is stored: {ended:?}");
+    let matrix = all_hear_each_other(&mut phones).await;
+    assert!(heard_by_all(&matrix), "the call goes on: {matrix:.0?}");
+    let written = tokio::task::block_in_place(|| {
+        rest(http, &key, "POST", "/conferences", Some(&json!({"number": "4951"})))
+    });
+    assert_eq!(written.status, 201, "the database still writes: {}", written.body);
+    let files: Vec<_> = std::fs::read_dir(disk.path().join("recordings"))
+        .expect("recordings")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wav"))
+        .collect();
+    assert_eq!(files.len(), 1);
+    let audio = tutti_media::wav::read(&files[0].path()).expect("a whole WAV file");
+    assert!(!audio.samples.is_empty());
 }
 
 /// A read-only view of `dir` (a bind mount remounted read-only) for as long

@@ -73,6 +73,7 @@ async fn start_engine(
             sounds_dir: dir.join("sounds"),
             recordings_dir: dir.join("recordings"),
             recording_quota_bytes: u64::MAX,
+            recording_min_free_bytes: 0,
             tts_dir: dir.join("tts"),
             silence: None,
         },

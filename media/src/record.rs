@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use thiserror::Error;
 
 use crate::codec::FRAME_MS;
-use crate::wav::{WavError, WavWriter};
+use crate::wav::{HEADER_LEN, WavError, WavWriter};
 
 /// How often the header's sizes are refreshed while recording, in frames (5 s), so a
 /// crash leaves a file whose header is at most this far behind.
@@ -48,6 +48,65 @@ pub enum RecordError {
     /// Writing failed.
     #[error(transparent)]
     Wav(#[from] WavError),
+    /// The file reached the size it was allowed ([`RecordLimits::max_bytes`]).
+    #[error("the recording reached its limit of {max_bytes} bytes")]
+    SizeLimit {
+        /// The limit.
+        max_bytes: u64,
+    },
+    /// The file system's free space fell below [`RecordLimits::min_free_bytes`].
+    #[error(
+        "{free_bytes} bytes free on the recordings' file system, below the {min_free_bytes} kept free"
+    )]
+    DiskLow {
+        /// Free space found (for an unprivileged process).
+        free_bytes: u64,
+        /// The floor.
+        min_free_bytes: u64,
+    },
+}
+
+impl RecordError {
+    /// Whether the recording was stopped by a [`RecordLimits`] rather than by a
+    /// fault.
+    #[must_use]
+    pub fn is_limit(&self) -> bool {
+        matches!(self, RecordError::SizeLimit { .. } | RecordError::DiskLow { .. })
+    }
+}
+
+/// When a recording stops by itself, however long its call goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordLimits {
+    /// Bytes the file may take, header included; `u64::MAX`: any.
+    pub max_bytes: u64,
+    /// Bytes the file system must keep free, checked as the file starts and
+    /// every [`HEADER_REFRESH_FRAMES`] frames; 0: none.
+    pub min_free_bytes: u64,
+}
+
+impl RecordLimits {
+    /// No limit.
+    pub const NONE: RecordLimits = RecordLimits { max_bytes: u64::MAX, min_free_bytes: 0 };
+
+    /// Checks the free space of the file system holding `dir`.
+    pub fn check_free_space(&self, dir: &Path) -> Result<(), RecordError> {
+        if self.min_free_bytes == 0 {
+            return Ok(());
+        }
+        let free_bytes = free_bytes(dir).map_err(|e| WavError::Io(e.into()))?;
+        if free_bytes < self.min_free_bytes {
+            return Err(RecordError::DiskLow { free_bytes, min_free_bytes: self.min_free_bytes });
+        }
+        Ok(())
+    }
+}
+
+/// Bytes an unprivileged process may still write on the file system holding
+/// `dir`.
+pub fn free_bytes(dir: &Path) -> rustix::io::Result<u64> {
+    let stat = rustix::fs::statvfs(dir)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// What a finished recording left behind.
@@ -69,6 +128,7 @@ pub struct Recorder {
     path: PathBuf,
     frame_len: usize,
     frames_since_refresh: u32,
+    limits: RecordLimits,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -81,11 +141,27 @@ fn valid_name(name: &str) -> bool {
 impl Recorder {
     /// Creates `<dir>/<name>.wav` (and `dir` if needed) and starts recording at `rate`.
     pub fn start(dir: &Path, name: &str, rate: u32) -> Result<Self, RecordError> {
+        Self::start_limited(dir, name, rate, RecordLimits::NONE)
+    }
+
+    /// [`Recorder::start`] for a recording that stops at `limits`: it does not
+    /// start where the disk is already below their floor, and
+    /// [`Recorder::write_frame`] refuses the frame that would pass them.
+    pub fn start_limited(
+        dir: &Path,
+        name: &str,
+        rate: u32,
+        limits: RecordLimits,
+    ) -> Result<Self, RecordError> {
         if !valid_name(name) {
             return Err(RecordError::InvalidName(name.to_owned()));
         }
         crate::source::check_rate(rate).map_err(|_| RecordError::UnsupportedRate(rate))?;
         std::fs::create_dir_all(dir).map_err(WavError::Io)?;
+        limits.check_free_space(dir)?;
+        if limits.max_bytes < HEADER_LEN {
+            return Err(RecordError::SizeLimit { max_bytes: limits.max_bytes });
+        }
         let path = dir.join(format!("{name}.wav"));
         let file = match OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(file) => file,
@@ -96,7 +172,7 @@ impl Recorder {
         };
         let writer = WavWriter::new(BufWriter::new(file), rate)?;
         let frame_len = (rate * FRAME_MS / 1000) as usize;
-        Ok(Self { writer, path, frame_len, frames_since_refresh: 0 })
+        Ok(Self { writer, path, frame_len, frames_since_refresh: 0, limits })
     }
 
     /// Appends one 20 ms frame.
@@ -107,11 +183,18 @@ impl Recorder {
                 got: frame.len(),
             });
         }
+        let size = HEADER_LEN + (self.writer.samples_written() + frame.len() as u64) * 2;
+        if size > self.limits.max_bytes {
+            return Err(RecordError::SizeLimit { max_bytes: self.limits.max_bytes });
+        }
         self.writer.write(frame)?;
         self.frames_since_refresh += 1;
         if self.frames_since_refresh >= HEADER_REFRESH_FRAMES {
             self.frames_since_refresh = 0;
             self.writer.update_header()?;
+            if let Some(dir) = self.path.parent() {
+                self.limits.check_free_space(dir)?;
+            }
         }
         Ok(())
     }
@@ -202,10 +285,19 @@ impl RecordingWriter {
         Self { messages, free, in_flight, failed, dropped: 0 }
     }
 
-    /// Starts writing `<dir>/<name>.wav` at `rate`.
-    pub fn start_file(dir: PathBuf, name: String, rate: u32, started: Started) -> Self {
+    /// Starts writing `<dir>/<name>.wav` at `rate`, until `limits`.
+    pub fn start_file(
+        dir: PathBuf,
+        name: String,
+        rate: u32,
+        limits: RecordLimits,
+        started: Started,
+    ) -> Self {
         Self::spawn(
-            move || Recorder::start(&dir, &name, rate).map(|r| Box::new(r) as Box<dyn FrameSink>),
+            move || {
+                Recorder::start_limited(&dir, &name, rate, limits)
+                    .map(|r| Box::new(r) as Box<dyn FrameSink>)
+            },
             started,
         )
     }
@@ -285,7 +377,11 @@ fn write_loop(
         match message {
             WriterMessage::Frame(frame) => {
                 if !broken && let Err(e) = sink.write_frame(&frame) {
-                    tracing::error!(error = %e, "recording failed; stopped");
+                    if e.is_limit() {
+                        tracing::warn!(reason = %e, "recording stopped at its limit");
+                    } else {
+                        tracing::error!(error = %e, "recording failed; stopped");
+                    }
                     broken = true;
                     failed.store(true, Ordering::Relaxed);
                 }
@@ -366,6 +462,7 @@ mod writer_tests {
             dir.path().to_owned(),
             "w".into(),
             8000,
+            RecordLimits::NONE,
             Box::new(move |r| tx.send(r.is_ok()).expect("started")),
         );
         assert!(rx.recv().expect("opened"));
@@ -389,9 +486,59 @@ mod writer_tests {
             dir.path().to_owned(),
             "../bad".into(),
             8000,
+            RecordLimits::NONE,
             Box::new(move |r| tx.send(r.is_ok()).expect("started")),
         );
         assert!(!rx.recv().expect("reported"));
         assert!(writer.has_failed());
+    }
+
+    #[test]
+    fn a_recording_stops_at_its_size_and_leaves_a_whole_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        // Room for the header and ten 20 ms frames at 8 kHz, and a little more.
+        let limits = RecordLimits { max_bytes: 44 + 10 * 320 + 100, min_free_bytes: 0 };
+        let (tx, rx) = mpsc::channel();
+        let mut writer = RecordingWriter::start_file(
+            dir.path().to_owned(),
+            "capped".into(),
+            8000,
+            limits,
+            Box::new(move |r| tx.send(r.is_ok()).expect("started")),
+        );
+        assert!(rx.recv().expect("opened"));
+        for i in 0..20i16 {
+            writer.write_frame(&[i; 160]);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !writer.has_failed() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(writer.has_failed(), "the writer stopped at the limit");
+        let (tx, rx) = mpsc::channel();
+        writer.stop(Box::new(move |r| tx.send(r).expect("finished")));
+        let recording = rx.recv_timeout(Duration::from_secs(5)).expect("in time").expect("ok");
+        assert_eq!(recording.samples, 10 * 160, "every frame that fits, no more");
+        let path = dir.path().join("capped.wav");
+        assert!(std::fs::metadata(&path).expect("file").len() <= limits.max_bytes);
+        let audio = crate::wav::read(&path).expect("a valid WAV file");
+        assert_eq!(audio.samples.len(), 10 * 160);
+        assert_eq!(audio.samples[160 * 9], 9);
+    }
+
+    #[test]
+    fn a_recording_does_not_start_on_a_disk_below_the_floor() {
+        let dir = tempfile::tempdir().expect("dir");
+        let limits = RecordLimits { max_bytes: u64::MAX, min_free_bytes: u64::MAX };
+        let refused = Recorder::start_limited(dir.path(), "full", 8000, limits);
+        let Err(e @ RecordError::DiskLow { .. }) = refused else {
+            panic!("refused for the disk: {refused:?}");
+        };
+        assert!(e.is_limit());
+        assert!(!dir.path().join("full.wav").exists(), "no file left behind");
+        let free = free_bytes(dir.path()).expect("statvfs");
+        assert!(free > 0, "the test's file system has room");
+        let fits = RecordLimits { max_bytes: u64::MAX, min_free_bytes: 1 };
+        Recorder::start_limited(dir.path(), "fits", 8000, fits).expect("starts with room");
     }
 }

@@ -18,7 +18,7 @@ use crate::mixer::{
     BreakoutId, Delivery, InjectTarget, MAX_ROOM_FRAME, MemberId, Mixer, MixerConfig, MixerError,
     MixerEvent, TickClock, VolumeStep,
 };
-use crate::record::{Finished, FrameSink, RecordError, Recording, RecordingWriter};
+use crate::record::{Finished, FrameSink, RecordError, RecordLimits, Recording, RecordingWriter};
 use crate::resample::FrameResampler;
 use crate::source::{FrameSource, SourceState};
 use crate::timing::{TICK_WORK, TICKS};
@@ -107,10 +107,11 @@ pub enum RoomCommand {
     StopPlayback {
         id: PlaybackId,
     },
-    /// Starts recording the room mix to `<dir>/<name>.wav`.
+    /// Starts recording the room mix to `<dir>/<name>.wav`, until `limits`.
     Record {
         dir: PathBuf,
         name: String,
+        limits: RecordLimits,
         reply: oneshot::Sender<Result<PathBuf, RoomError>>,
     },
     /// Starts recording the room mix into a sink `open` makes (on the
@@ -128,6 +129,7 @@ pub enum RoomCommand {
         key: LegKey,
         dir: PathBuf,
         name: String,
+        limits: RecordLimits,
         reply: oneshot::Sender<Result<PathBuf, RoomError>>,
     },
     StopRecordingMember {
@@ -141,7 +143,7 @@ pub type SinkOpener = Box<dyn FnOnce() -> Result<Box<dyn FrameSink>, RecordError
 
 /// What the room tells the engine. Sent without waiting; when the engine falls
 /// behind, events are dropped and logged rather than stalling the mix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomEvent {
     Talking {
         key: LegKey,
@@ -156,6 +158,11 @@ pub enum RoomEvent {
     PlaybackDone {
         id: PlaybackId,
         target: PlayTarget,
+    },
+    /// A recording of the room or of a member ended without being asked to
+    /// (its limits, a write error); its file `path` is closed and whole.
+    RecordingEnded {
+        path: PathBuf,
     },
 }
 
@@ -348,8 +355,15 @@ impl RoomHandle {
         })
     }
 
-    pub async fn record(&self, dir: PathBuf, name: String) -> Result<PathBuf, RoomError> {
-        self.ask(|reply| RoomCommand::Record { dir, name, reply }).await?
+    /// Records the room mix to `<dir>/<name>.wav` until it is stopped, the
+    /// room ends, or `limits` stop it ([`RoomEvent::RecordingEnded`]).
+    pub async fn record(
+        &self,
+        dir: PathBuf,
+        name: String,
+        limits: RecordLimits,
+    ) -> Result<PathBuf, RoomError> {
+        self.ask(|reply| RoomCommand::Record { dir, name, limits, reply }).await?
     }
 
     /// Records the room mix into any sink (a file is [`Self::record`]).
@@ -368,8 +382,9 @@ impl RoomHandle {
         key: LegKey,
         dir: PathBuf,
         name: String,
+        limits: RecordLimits,
     ) -> Result<PathBuf, RoomError> {
-        self.ask(|reply| RoomCommand::RecordMember { key, dir, name, reply }).await?
+        self.ask(|reply| RoomCommand::RecordMember { key, dir, name, limits, reply }).await?
     }
 
     pub async fn stop_recording_member(&self, key: LegKey) -> Result<Recording, RoomError> {
@@ -421,6 +436,23 @@ fn log_failure(what: &'static str) -> Finished {
     })
 }
 
+/// A [`Finished`] for a recording the room ended by itself (a write error, a
+/// [`RecordLimits`]): once the file is closed, the engine hears which it was.
+fn report_end(events: mpsc::Sender<RoomEvent>) -> Finished {
+    Box::new(move |result| {
+        let path = match result {
+            Ok(recording) => recording.path,
+            Err(e) => {
+                tracing::error!(error = %e, "recording not finalised");
+                return;
+            }
+        };
+        if events.try_send(RoomEvent::RecordingEnded { path }).is_err() {
+            tracing::warn!("engine behind: the end of a recording not reported");
+        }
+    })
+}
+
 /// A [`Finished`] that answers a stop command.
 fn reply_with(reply: oneshot::Sender<Result<Recording, RoomError>>) -> Finished {
     Box::new(move |result| {
@@ -434,6 +466,7 @@ fn start_writer(
     dir: &Path,
     name: &str,
     rate: u32,
+    limits: RecordLimits,
     reply: oneshot::Sender<Result<PathBuf, RoomError>>,
 ) -> RecordingWriter {
     let path = dir.join(format!("{name}.wav"));
@@ -441,6 +474,7 @@ fn start_writer(
         dir.to_owned(),
         name.to_owned(),
         rate,
+        limits,
         Box::new(move |opened: Result<(), RecordError>| {
             let _ = reply.send(opened.map(|()| path).map_err(RoomError::from));
         }),
@@ -450,6 +484,49 @@ fn start_writer(
 struct MemberRecording {
     recorder: RecordingWriter,
     said: Vec<i16>,
+}
+
+/// The room's recording. Its file keeps the rate it started at: the room's
+/// rate follows its members (an 8 kHz room becomes 16 kHz when a G.722 phone
+/// joins), so the mix is resampled to the file's rate while they differ.
+struct RoomRecording {
+    writer: RecordingWriter,
+    rate: u32,
+    resampler: Option<FrameResampler>,
+    pcm: Vec<i16>,
+}
+
+impl RoomRecording {
+    fn new(writer: RecordingWriter, rate: u32) -> Self {
+        RoomRecording { writer, rate, resampler: None, pcm: Vec::new() }
+    }
+
+    /// Hands one frame of the mix, at `mix_rate`, to the writer.
+    fn write(&mut self, mix: &[i16], mix_rate: u32) {
+        if mix_rate == self.rate {
+            self.writer.write_frame(mix);
+            return;
+        }
+        if self.resampler.as_ref().is_none_or(|r| r.from_rate() != mix_rate) {
+            // Only when the room's rate changes, not per tick.
+            match FrameResampler::new(mix_rate, self.rate) {
+                Ok(resampler) => {
+                    self.pcm = vec![0; resampler.output_len()];
+                    self.resampler = Some(resampler);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, from = mix_rate, to = self.rate, "recording: no resampler");
+                    self.resampler = None;
+                    return;
+                }
+            }
+        }
+        let Some(resampler) = self.resampler.as_mut() else { return };
+        match resampler.process(mix, &mut self.pcm) {
+            Ok(n) => self.writer.write_frame(&self.pcm[..n]),
+            Err(e) => tracing::debug!(error = %e, "recording: frame not resampled"),
+        }
+    }
 }
 
 struct Playback {
@@ -465,7 +542,7 @@ struct Room {
     members: HashMap<LegKey, Member>,
     keys: HashMap<MemberId, LegKey>,
     playbacks: Vec<Playback>,
-    recorder: Option<RecordingWriter>,
+    recorder: Option<RoomRecording>,
     events: mpsc::Sender<RoomEvent>,
     /// Ticks since the last energy report.
     energy_ticks: u32,
@@ -536,7 +613,7 @@ impl Room {
             }
         }
         if let Some(recorder) = self.recorder.take() {
-            recorder.stop(log_failure("room ended: recording not finalised"));
+            recorder.writer.stop(log_failure("room ended: recording not finalised"));
         }
         for member in self.members.values_mut() {
             finish_member_recording(member);
@@ -592,32 +669,34 @@ impl Room {
                     playback.source.stop();
                 }
             }
-            RoomCommand::Record { dir, name, reply } => {
-                if self.recorder.as_ref().is_some_and(|r| !r.has_failed()) {
+            RoomCommand::Record { dir, name, limits, reply } => {
+                if self.recorder.as_ref().is_some_and(|r| !r.writer.has_failed()) {
                     let _ = reply.send(Err(RoomError::AlreadyRecording));
                     return;
                 }
                 let rate = self.mixer.room_rate();
-                self.recorder = Some(start_writer(&dir, &name, rate, reply));
+                let writer = start_writer(&dir, &name, rate, limits, reply);
+                self.recorder = Some(RoomRecording::new(writer, rate));
             }
             RoomCommand::RecordInto { open, reply } => {
-                if self.recorder.as_ref().is_some_and(|r| !r.has_failed()) {
+                if self.recorder.as_ref().is_some_and(|r| !r.writer.has_failed()) {
                     let _ = reply.send(Err(RoomError::AlreadyRecording));
                     return;
                 }
                 let started = Box::new(move |opened: Result<(), RecordError>| {
                     let _ = reply.send(opened.map_err(RoomError::from));
                 });
-                self.recorder = Some(RecordingWriter::spawn(open, started));
+                let writer = RecordingWriter::spawn(open, started);
+                self.recorder = Some(RoomRecording::new(writer, self.mixer.room_rate()));
             }
             RoomCommand::StopRecording { reply } => match self.recorder.take() {
-                Some(recorder) => recorder.stop(reply_with(reply)),
+                Some(recorder) => recorder.writer.stop(reply_with(reply)),
                 None => {
                     let _ = reply.send(Err(RoomError::NotRecording));
                 }
             },
-            RoomCommand::RecordMember { key, dir, name, reply } => {
-                self.record_member(key, &dir, &name, reply);
+            RoomCommand::RecordMember { key, dir, name, limits, reply } => {
+                self.record_member(key, &dir, &name, limits, reply);
             }
             RoomCommand::StopRecordingMember { key, reply } => match self.members.get_mut(&key) {
                 Some(member) => match member.recording.take() {
@@ -639,6 +718,7 @@ impl Room {
         key: LegKey,
         dir: &Path,
         name: &str,
+        limits: RecordLimits,
         reply: oneshot::Sender<Result<PathBuf, RoomError>>,
     ) {
         let Some(member) = self.members.get_mut(&key) else {
@@ -650,7 +730,7 @@ impl Room {
             return;
         }
         let rate = member.leg.codec().sample_rate();
-        let recorder = start_writer(dir, name, rate, reply);
+        let recorder = start_writer(dir, name, rate, limits, reply);
         let said = vec![0; crate::resample::frame_len(rate)];
         member.recording = Some(MemberRecording { recorder, said });
     }
@@ -727,9 +807,9 @@ impl Room {
                 }
             }
             if recording.recorder.has_failed() {
-                tracing::error!(leg = member.leg.key(), "member recording failed; stopped");
+                tracing::info!(leg = member.leg.key(), "member recording ended by itself");
                 if let Some(failed) = member.recording.take() {
-                    failed.recorder.stop(log_failure("failed member recording not finalised"));
+                    failed.recorder.stop(report_end(self.events.clone()));
                 }
                 continue;
             }
@@ -738,7 +818,8 @@ impl Room {
     }
 
     fn emit(&self, event: RoomEvent) {
-        if self.events.try_send(event).is_err() {
+        if let Err(e) = self.events.try_send(event) {
+            let event = e.into_inner();
             tracing::warn!(?event, "engine behind: room event dropped");
         }
     }
@@ -771,13 +852,13 @@ impl Room {
         self.mixer.tick(now_ms);
         self.send_deliveries();
         if let Some(recorder) = &mut self.recorder {
-            if recorder.has_failed() {
-                tracing::error!("recording failed; stopped");
+            if recorder.writer.has_failed() {
+                tracing::info!("room recording ended by itself");
                 if let Some(failed) = self.recorder.take() {
-                    failed.stop(log_failure("failed recording not finalised"));
+                    failed.writer.stop(report_end(self.events.clone()));
                 }
             } else {
-                recorder.write_frame(self.mixer.room_mix());
+                recorder.write(self.mixer.room_mix(), self.mixer.room_rate());
             }
         }
         self.write_member_recordings();

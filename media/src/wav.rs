@@ -24,7 +24,7 @@ pub const PROMPT_RATES: [u32; 3] = [8_000, 16_000, 48_000];
 /// The largest WAV file read into memory (about 45 minutes at 48 kHz stereo).
 pub const MAX_WAV_BYTES: u64 = 512 * 1024 * 1024;
 /// Bytes of the canonical header the writer produces.
-const HEADER_LEN: u64 = 44;
+pub(crate) const HEADER_LEN: u64 = 44;
 const FORMAT_PCM: u16 = 0x0001;
 const FORMAT_EXTENSIBLE: u16 = 0xFFFE;
 

@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tutti_media::codec::{Codec, CodecKind};
-use tutti_media::io::LegIo;
-use tutti_media::leg::Leg;
+use tutti_media::io::{LegIo, LegNotice};
+use tutti_media::leg::{Leg, LegConfig};
 use tutti_media::mixer::MixerConfig;
+use tutti_media::ports::PortPool;
+use tutti_media::record::RecordLimits;
 use tutti_media::room::{MemberChange, PlayTarget, RoomEvent, RoomHandle};
 use tutti_media::tone::goertzel_amplitude;
 use tutti_media::wav::{Player, Prompt};
@@ -68,6 +70,60 @@ fn level(phone: &Phone, freq: f64) -> f64 {
     goertzel_amplitude(tail, 8000, freq)
 }
 
+/// A phone whose server-side leg (key `key`, `codec`) joins `room`; the phone
+/// itself speaks PCMU.
+async fn join_phone(
+    room: &RoomHandle,
+    pool: &PortPool,
+    notices: &mpsc::Sender<LegNotice>,
+    key: u64,
+    tone: f64,
+    codec: CodecKind,
+) -> Phone {
+    let phone_sockets = pool.bind(LOOPBACK, true).await.expect("phone ports");
+    let server_sockets = pool.bind(LOOPBACK, true).await.expect("server ports");
+    let phone_addr = SocketAddr::new(LOOPBACK, phone_sockets.rtp_port());
+    let server_addr = SocketAddr::new(LOOPBACK, server_sockets.rtp_port());
+    let now = Instant::now();
+    let server_config = LegConfig { codec, ..common::pcmu_leg(phone_addr) };
+    let server = Leg::new(server_config, now).expect("server leg");
+    room.join(LegIo::spawn(key, server, server_sockets, notices.clone())).await.expect("join");
+    let phone_leg = Leg::new(common::pcmu_leg(server_addr), now).expect("phone leg");
+    Phone {
+        leg: LegIo::spawn(100 + key, phone_leg, phone_sockets, notices.clone()),
+        codec: CodecKind::Pcmu.new_codec(),
+        tone,
+        heard: Vec::new(),
+    }
+}
+
+/// The room's rate follows its members (8 kHz for PCMU phones, 16 kHz once a
+/// G.722 phone joins); a recording keeps the rate it started at and goes on
+/// through the change, the mix resampled into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_recording_goes_on_when_the_room_s_rate_changes() {
+    let pool = common::free_pool(8);
+    let (events_tx, _events) = mpsc::channel(64);
+    let room = RoomHandle::spawn(MixerConfig::default(), events_tx).expect("room");
+    let (notices, _notices_rx) = mpsc::channel(64);
+    let mut phones = vec![join_phone(&room, &pool, &notices, 1, 440.0, CodecKind::Pcmu).await];
+    let dir = tempfile::tempdir().expect("temp dir");
+    room.record(dir.path().to_owned(), "rates".into(), RecordLimits::NONE).await.expect("record");
+    talk(&mut phones, 50, &[false]).await;
+    // A wideband member: the room mixes at 16 kHz from now on. (Its phone
+    // sends nothing; the server leg's codec is what sets the rate.)
+    let _wideband = join_phone(&room, &pool, &notices, 2, 1000.0, CodecKind::G722).await;
+    talk(&mut phones, 100, &[false]).await;
+    let recording = room.stop_recording().await.expect("still recording after the change");
+    let audio = tutti_media::wav::read(&recording.path).expect("a whole WAV file");
+    assert_eq!(audio.sample_rate, 8000, "the file keeps its rate");
+    assert!(audio.samples.len() >= 140 * 160, "both halves recorded: {}", audio.samples.len());
+    // The last second was mixed at 16 kHz and resampled: the tone is there.
+    let tail = &audio.samples[audio.samples.len() - 8000..];
+    let heard = goertzel_amplitude(tail, 8000, 440.0);
+    assert!(heard > 600.0, "the talker is in the resampled part ({heard:.0})");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everyone_hears_the_others_mute_silences_prompts_and_recordings_work() {
     let pool = common::free_pool(16);
@@ -76,26 +132,15 @@ async fn everyone_hears_the_others_mute_silences_prompts_and_recordings_work() {
     let (notices, _notices_rx) = mpsc::channel(64);
     let mut phones = Vec::new();
     for (i, tone) in TONES.iter().enumerate() {
-        let phone_sockets = pool.bind(LOOPBACK, true).await.expect("phone ports");
-        let server_sockets = pool.bind(LOOPBACK, true).await.expect("server ports");
-        let phone_addr = SocketAddr::new(LOOPBACK, phone_sockets.rtp_port());
-        let server_addr = SocketAddr::new(LOOPBACK, server_sockets.rtp_port());
-        let now = Instant::now();
-        let server = Leg::new(common::pcmu_leg(phone_addr), now).expect("server leg");
-        let key = i as u64 + 1;
-        room.join(LegIo::spawn(key, server, server_sockets, notices.clone())).await.expect("join");
-        let phone_leg = Leg::new(common::pcmu_leg(server_addr), now).expect("phone leg");
-        phones.push(Phone {
-            leg: LegIo::spawn(100 + key, phone_leg, phone_sockets, notices.clone()),
-            codec: CodecKind::Pcmu.new_codec(),
-            tone: *tone,
-            heard: Vec::new(),
-        });
+        phones.push(join_phone(&room, &pool, &notices, i as u64 + 1, *tone, CodecKind::Pcmu).await);
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let recording = room.record(dir.path().to_owned(), "room".into()).await.expect("record");
+    let recording = room
+        .record(dir.path().to_owned(), "room".into(), RecordLimits::NONE)
+        .await
+        .expect("record");
     let member_recording = room
-        .record_member(2, dir.path().to_owned(), "member2".into())
+        .record_member(2, dir.path().to_owned(), "member2".into(), RecordLimits::NONE)
         .await
         .expect("record member");
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tutti_media::io::LegIo;
+use tutti_media::record::RecordLimits;
 use tutti_media::room::{PlayTarget, RoomHandle};
 use tutti_media::source::FrameSource;
 use tutti_media::tone::{Tone, ToneSegment};
@@ -56,7 +57,13 @@ impl Engine {
             let dir = self.inner.config.recordings_dir.join("names");
             let file = format!("name-{key}-{}", rand::random::<u32>());
             let started = match std::fs::create_dir_all(&dir) {
-                Ok(()) => room.record(dir, file).await.map_err(|e| e.to_string()),
+                Ok(()) => {
+                    let limits = RecordLimits {
+                        min_free_bytes: self.inner.config.recording_min_free_bytes,
+                        ..RecordLimits::NONE
+                    };
+                    room.record(dir, file, limits).await.map_err(|e| e.to_string())
+                }
                 Err(e) => Err(e.to_string()),
             };
             match started {

@@ -49,6 +49,9 @@ pub struct EngineConfig {
     /// Bytes of recordings each customer may keep; a recording does not
     /// start once its customer's take this much.
     pub recording_quota_bytes: u64,
+    /// Free bytes kept on the recordings' file system: a recording does not
+    /// start below it, and a running one stops there (0: none).
+    pub recording_min_free_bytes: u64,
     pub tts_dir: PathBuf,
     /// How long a caller's phone may send nothing before it is hung up
     /// (`None`: never).
@@ -313,6 +316,7 @@ impl Engine {
                         state.energy.insert(uid, i64::from(level));
                     }
                 }
+                RoomEvent::RecordingEnded { path } => self.recording_ended_in_room(&path).await,
                 RoomEvent::PlaybackDone { id, .. } => {
                     // Music on hold stopped from outside (STOPWAV to the caller):
                     // forget it, and start it again if the caller is still alone.

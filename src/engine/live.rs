@@ -12,6 +12,7 @@ use tutti_api::ops::catalog::bytes_on_disk;
 use tutti_api::ops::{Conflict, Kind, OpsError, OpsResult};
 use tutti_api::{Time, secret};
 use tutti_media::mixer::VolumeStep;
+use tutti_media::record::{RecordLimits, free_bytes};
 use tutti_media::room::{MemberChange, PlayTarget, RoomError, RoomHandle};
 use tutti_media::source::FrameSource;
 use tutti_media::tts::{Speech, Tts};
@@ -36,6 +37,10 @@ struct Resolved {
     conference_uid: String,
     call_uid: String,
 }
+
+/// Bytes of its customer's quota a recording needs left to start: 64 KiB,
+/// about 4 s of an 8 kHz room and 0.7 s at 48 kHz.
+const MIN_RECORDING_ROOM: u64 = 64 * 1024;
 
 impl Engine {
     /// The room a target plays in, and where in it.
@@ -170,13 +175,27 @@ impl Engine {
             .ok_or(OpsError::NotFound(Kind::Caller))
     }
 
-    /// Refuses a new recording while the conference's customer's recordings
-    /// (the files of its stored ones, running ones as far as written) take
-    /// its quota. Checked as a recording starts: one that is running goes on
-    /// to its end, so a customer may pass its quota by what its recordings
-    /// running at that moment add.
-    async fn check_recording_quota(&self, conference_uid: &str) -> OpsResult<()> {
-        let quota = self.inner.config.recording_quota_bytes;
+    /// What a new recording of `conference_uid` may take: the bytes left of
+    /// its customer's quota and the server's floor of free disk space, or why
+    /// it may not start. The quota counts the files of the customer's stored
+    /// recordings, running ones as far as written; each running recording may
+    /// take what was left when it started, so two at once may together pass
+    /// the quota by up to that much.
+    async fn recording_limits(&self, conference_uid: &str) -> OpsResult<RecordLimits> {
+        let config = &self.inner.config;
+        let floor = config.recording_min_free_bytes;
+        if floor > 0 {
+            let dir = config.recordings_dir.clone();
+            let free = tokio::task::spawn_blocking(move || free_bytes(&dir)).await;
+            // A file system that cannot tell is left to the recorder's own check.
+            if let Ok(Ok(free)) = free
+                && free < floor
+            {
+                tracing::warn!(free, floor, "recording not started: the disk is nearly full");
+                return Err(OpsError::Conflict(Conflict::RecordingDiskLow { free, floor }));
+            }
+        }
+        let quota = config.recording_quota_bytes;
         let store = &self.inner.store;
         let conference = store
             .find::<Conference>(conference_uid)
@@ -185,11 +204,12 @@ impl Engine {
         let recordings = store.recordings_for(Some(&conference.customer_uid), None).await?;
         let names: Vec<&str> = recordings.iter().map(|r| r.file_name.as_str()).collect();
         let used = bytes_on_disk(&self.inner.config.recordings_dir, &names).await;
-        if used >= quota {
+        // Less than this left would make a recording that ends within seconds.
+        if used.saturating_add(MIN_RECORDING_ROOM) > quota {
             tracing::info!(customer = %conference.customer_uid, used, quota, "recording over quota");
             return Err(OpsError::Conflict(Conflict::RecordingQuota { quota, used }));
         }
-        Ok(())
+        Ok(RecordLimits { max_bytes: quota - used, min_free_bytes: floor })
     }
 
     /// Starts recording a conference's room, or one caller of it. One room
@@ -199,7 +219,7 @@ impl Engine {
         conference_uid: String,
         caller_uid: Option<String>,
     ) -> OpsResult<String> {
-        self.check_recording_quota(&conference_uid).await?;
+        let limits = self.recording_limits(&conference_uid).await?;
         let uid = secret::new_uid();
         let (room, call_uid, leg) = {
             let mut state = self.state();
@@ -243,8 +263,8 @@ impl Engine {
         };
         let dir = self.inner.config.recordings_dir.clone();
         let started = match leg {
-            Some(leg) => room.record_member(leg, dir, name.clone()).await,
-            None => room.record(dir, name.clone()).await,
+            Some(leg) => room.record_member(leg, dir, name.clone(), limits).await,
+            None => room.record(dir, name.clone(), limits).await,
         };
         if let Err(e) = started {
             self.forget_recording(&uid, caller_uid.as_deref());
@@ -362,6 +382,32 @@ impl Engine {
                 conf.recording = None;
             }
         }
+    }
+
+    /// A recording the room ended by itself (its limits, a write error): the
+    /// conference or caller no longer records, and its end is stored. The
+    /// file's name ends with the recording's uid ([`Self::recording_start`]);
+    /// a file no live recording owns (a caller's spoken name) is not ours.
+    pub(super) async fn recording_ended_in_room(&self, path: &std::path::Path) {
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { return };
+        let owner = {
+            let state = self.state();
+            let rooms = state.live.conferences.values().map(|c| (c.recording.as_deref(), None));
+            let callers = state
+                .live
+                .callers
+                .iter()
+                .map(|(uid, c)| (c.recording.as_deref(), Some(uid.as_str())));
+            rooms.chain(callers).find_map(|(recording, caller)| {
+                recording
+                    .filter(|uid| stem.ends_with(uid))
+                    .map(|uid| (uid.to_owned(), caller.map(str::to_owned)))
+            })
+        };
+        let Some((uid, caller)) = owner else { return };
+        tracing::info!(recording = %uid, "recording ended by itself; the call goes on");
+        self.forget_recording(&uid, caller.as_deref());
+        self.recording_ended(&uid).await;
     }
 
     async fn recording_stop(&self, recording_uid: String) -> OpsResult<()> {

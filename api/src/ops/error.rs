@@ -96,6 +96,10 @@ pub enum Conflict {
     /// take its quota: the quota and the bytes they take.
     #[error("the customer's recordings take {used} of its {quota} bytes: delete some first")]
     RecordingQuota { quota: u64, used: u64 },
+    /// A recording that would start while the recordings' file system has
+    /// less free space than the server keeps free: what is free, and the floor.
+    #[error("the recordings' disk has {free} bytes free, below the {floor} kept free")]
+    RecordingDiskLow { free: u64, floor: u64 },
     /// Another unique value; names the stored columns.
     #[error("already in use: {0}")]
     InUse(String),
