@@ -26,6 +26,10 @@ pub const DEFAULT_LOG: &str = "info,rsipstack=warn";
 /// against 0.25-0.82 % at 0 (docs/reliability.md).
 pub const DEFAULT_MEDIA_NICE: i32 = -10;
 
+/// HTTP connections one address may hold unless told otherwise: far more
+/// than a program's connection pool, enough for a reverse proxy in front.
+pub const DEFAULT_HTTP_CONNECTIONS_PER_SOURCE: u32 = 256;
+
 /// Recordings each customer may keep unless told otherwise, in MiB: 10 GiB,
 /// about 180 hours of a narrowband room (16-bit PCM at 8 kHz).
 pub const DEFAULT_RECORDING_QUOTA_MIB: u64 = 10 * 1024;
@@ -210,6 +214,11 @@ pub struct Options {
     #[arg(long, env = "TUTTI_SIP_CONNECTIONS_PER_SOURCE", global = true, value_name = "N")]
     pub sip_connections_per_source: Option<OrEmpty<u32>>,
 
+    /// HTTP connections one source address may hold at once; one more is
+    /// closed as it is accepted; 0 turns it off [default: 256]
+    #[arg(long, env = "TUTTI_HTTP_CONNECTIONS_PER_SOURCE", global = true, value_name = "N")]
+    pub http_connections_per_source: Option<OrEmpty<u32>>,
+
     /// Seconds a caller's phone may send no RTP or RTCP before it is hung up
     /// (a phone that vanished without a BYE); 0 turns it off [default: 60]
     #[arg(long, env = "TUTTI_RTP_TIMEOUT", global = true, value_name = "SECONDS")]
@@ -387,6 +396,7 @@ impl Options {
             ring_timeout,
             invite_rate,
             sip_connections_per_source,
+            http_connections_per_source,
             rtp_timeout,
             rtp_hold_timeout,
             sound_quota_mib,
@@ -505,6 +515,8 @@ impl Options {
             invite_rate: given(self.invite_rate).unwrap_or(50),
             sip_connections_per_source: given(self.sip_connections_per_source)
                 .unwrap_or(tutti_sip::ua::streams::DEFAULT_PER_SOURCE),
+            http_connections_per_source: given(self.http_connections_per_source)
+                .unwrap_or(DEFAULT_HTTP_CONNECTIONS_PER_SOURCE),
             rtp_timeout: given(self.rtp_timeout).unwrap_or(60),
             rtp_hold_timeout: given(self.rtp_hold_timeout).unwrap_or(3600),
             sound_quota_mib: given(self.sound_quota_mib)
@@ -611,6 +623,8 @@ pub struct Settings {
     pub invite_rate: u32,
     /// SIP TCP and TLS connections per source address; 0: no limit.
     pub sip_connections_per_source: u32,
+    /// HTTP connections per source address; 0: no limit.
+    pub http_connections_per_source: u32,
     /// Seconds of silence from a phone before hang-up; 0: never.
     pub rtp_timeout: u64,
     /// The same for a held call.
@@ -692,6 +706,10 @@ impl Settings {
         out.push_str(&format!(
             "sip-connections-per-source = {}\n",
             self.sip_connections_per_source
+        ));
+        out.push_str(&format!(
+            "http-connections-per-source = {}\n",
+            self.http_connections_per_source
         ));
         out.push_str(&format!("rtp-timeout = {}\n", self.rtp_timeout));
         out.push_str(&format!("rtp-hold-timeout = {}\n", self.rtp_hold_timeout));

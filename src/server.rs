@@ -16,6 +16,7 @@ use tutti_api::live::EventBus;
 use tutti_api::model::Customer;
 use tutti_api::ops::{Ops, OpsSettings};
 use tutti_api::{Store, Time, secret};
+use tutti_sip::ua::streams::SourceCounts;
 use tutti_sip::ua::{SipConfig, SipTls, SipUa};
 
 use crate::config::Settings;
@@ -168,10 +169,19 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     tracing::info!(addr = %events_addr, "XMLSocket events listening");
     tokio::spawn(socket::serve(events_socket, ops.clone(), hub.clone(), stop_rx.clone()));
     let http_tls = http_tls.map(|certified| tokio_rustls::TlsAcceptor::from(certified.config));
+    let http_counts = SourceCounts::new(settings.http_connections_per_source);
+    let admit: tutti_api::http::Admit = Arc::new(move |peer| {
+        let slot = http_counts.take(peer.ip());
+        if slot.is_none() {
+            http_counts.refused(peer, "http");
+        }
+        slot.map(|slot| Box::new(slot) as Box<dyn Send>)
+    });
     let http_task = tokio::spawn(tutti_api::http::serve(
         http,
         http_tls,
         router(ops, hub.clone()),
+        Some(admit),
         stop_rx.clone(),
     ));
 

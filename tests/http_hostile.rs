@@ -277,3 +277,56 @@ fn slow_and_silent_clients_are_cut_off_while_others_are_served() {
         assert!(gone, "a silent client is still connected after {:?}", started.elapsed());
     }
 }
+
+/// The status line of `GET /healthz` sent from the loopback address `from`.
+fn healthz_from(from: [u8; 4], http: SocketAddr) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    runtime.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::from((from, 0))).expect("bind the source address");
+        let mut stream = socket.connect(http).await.expect("connect");
+        let request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.expect("request");
+        let mut answer = Vec::new();
+        let read = stream.read_to_end(&mut answer);
+        let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+        String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
+    })
+}
+
+/// One address holds at most `--http-connections-per-source` connections:
+/// one more is closed as it is accepted (and logged), while another address
+/// is served, and a place given back is taken again.
+#[test]
+fn one_address_holds_at_most_its_connections_while_others_are_served() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &["--http-connections-per-source", "3"]);
+    let http = server.http;
+    let mut held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(http).expect("c")).collect();
+    let mut fourth = TcpStream::connect(http).expect("the kernel accepts");
+    fourth.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut byte = [0u8; 1];
+    let closed = match fourth.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(closed, "a fourth connection from the same address is closed");
+    server.wait_for_log("too many connections from this address", Duration::from_secs(5));
+    let other = healthz_from([127, 0, 0, 2], http);
+    assert!(other.starts_with("HTTP/1.1 200"), "another address is served: {other:?}");
+
+    // A connection that ends gives its place back.
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let again = healthz_from([127, 0, 0, 1], http);
+        if again.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the place never came back: {again:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(held);
+}

@@ -21,6 +21,8 @@ pub mod params;
 pub mod test_clock;
 
 use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -77,14 +79,21 @@ async fn not_found(uri: Uri) -> Response {
     (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
 
+/// Decides whether a new connection from an address is served: `None` closes
+/// it at once; what it returns is kept for as long as the connection lives (a
+/// place in a per-address count, say).
+pub type Admit = Arc<dyn Fn(SocketAddr) -> Option<Box<dyn Send>> + Send + Sync>;
+
 /// Serves `router` on `listener` until `shutdown` turns true, then lets
 /// requests in flight finish (the caller bounds how long it waits). With
 /// `tls`, every connection is HTTPS (the handshake must finish within
-/// [`HEADER_READ_TIMEOUT`], like a request's headers).
+/// [`HEADER_READ_TIMEOUT`], like a request's headers). With `admit`, each
+/// connection is first let in or closed by it.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,
+    admit: Option<Admit>,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let stopped_rx = shutdown.clone();
@@ -108,10 +117,18 @@ pub async fn serve(
             },
             () = &mut stopped => break,
         };
+        let admitted = match &admit {
+            Some(admit) => match admit(peer) {
+                Some(slot) => Some(slot),
+                None => continue,
+            },
+            None => None,
+        };
         let (builder, router, tls) = (builder.clone(), router.clone(), tls.clone());
         let (alive, stop) = (alive.clone(), shutdown_of(&stopped_rx));
         tokio::spawn(async move {
             let _alive = alive;
+            let _admitted = admitted;
             let Some(tls) = tls else {
                 return serve_connection(&builder, stream, router, stop, peer).await;
             };

@@ -65,9 +65,11 @@ impl Default for StreamLimits {
     }
 }
 
-/// The connections each source holds.
+/// The connections each source address holds on a listener (or several that
+/// share a limit), each counted from accept until its [`Slot`] is dropped.
+/// The HTTP listener uses it too.
 #[derive(Debug)]
-pub(crate) struct SourceCounts {
+pub struct SourceCounts {
     limit: u32,
     held: Mutex<HashMap<IpAddr, u32>>,
     log: Mutex<LogBudget>,
@@ -75,13 +77,14 @@ pub(crate) struct SourceCounts {
 
 /// One connection's place in its source's count, given back when dropped.
 #[derive(Debug)]
-pub(crate) struct Slot {
+pub struct Slot {
     counts: Arc<SourceCounts>,
     source: IpAddr,
 }
 
 impl SourceCounts {
-    pub(crate) fn new(limit: u32) -> Arc<Self> {
+    /// At most `limit` connections per source address; 0: no limit.
+    pub fn new(limit: u32) -> Arc<Self> {
         Arc::new(SourceCounts {
             limit,
             held: Mutex::new(HashMap::new()),
@@ -90,7 +93,7 @@ impl SourceCounts {
     }
 
     /// A slot for one more connection from `source`, or `None` at its limit.
-    pub(crate) fn take(self: &Arc<Self>, source: IpAddr) -> Option<Slot> {
+    pub fn take(self: &Arc<Self>, source: IpAddr) -> Option<Slot> {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let count = held.entry(source).or_insert(0);
         if self.limit > 0 && *count >= self.limit {
@@ -106,15 +109,17 @@ impl SourceCounts {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).get(&source).copied().unwrap_or(0)
     }
 
-    fn refused(&self, peer: SocketAddr, transport: &str) {
+    /// Logs (at most 20 lines a minute) that `peer` was refused a connection
+    /// to `listener` (`sip-tcp`, `http`, ...).
+    pub fn refused(&self, peer: SocketAddr, listener: &str) {
         let admitted = self.log.lock().unwrap_or_else(|e| e.into_inner()).admit(Instant::now());
         if let Some(suppressed) = admitted {
             tracing::info!(
                 %peer,
-                transport,
+                listener,
                 limit = self.limit,
                 suppressed = (suppressed > 0).then_some(suppressed),
-                "SIP connection refused: too many connections from this address"
+                "connection refused: too many connections from this address"
             );
         }
     }
@@ -148,7 +153,7 @@ pub(crate) struct Acceptor {
 /// Accepts connections on `listener` until `acceptor.cancel` fires, handing each
 /// to `endpoint`'s transport layer once it is admitted (and, for TLS, its handshake done).
 pub(crate) async fn serve(listener: TcpListener, acceptor: Acceptor, endpoint: Arc<EndpointInner>) {
-    let name = if acceptor.tls.is_some() { "tls" } else { "tcp" };
+    let name = if acceptor.tls.is_some() { "sip-tls" } else { "sip-tcp" };
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
