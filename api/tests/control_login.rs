@@ -108,11 +108,6 @@ struct Server {
 }
 
 impl Server {
-    /// With the limits `serve` uses.
-    async fn start() -> Self {
-        Self::start_with(None).await
-    }
-
     async fn start_with(limits: Option<ServeLimits>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let ctx = context(dir.path()).await;
@@ -179,7 +174,11 @@ impl Client {
 /// across all connections; every other LOGIN is refused at once.
 #[tokio::test]
 async fn parallel_guessing_from_one_address_gets_five_tries() {
-    let limits = ServeLimits { max_unauthenticated: MAX_CONNECTIONS, ..ServeLimits::default() };
+    let limits = ServeLimits {
+        max_unauthenticated: MAX_CONNECTIONS,
+        max_unauthenticated_per_address: MAX_CONNECTIONS,
+        ..ServeLimits::default()
+    };
     let server = Arc::new(Server::start_with(Some(limits)).await);
     // Logged in before the attack: not disturbed by it.
     let mut operator = server.login().await;
@@ -303,7 +302,12 @@ async fn logged_in_sessions_use_the_places_idle_ones_cannot() {
 /// a connection's place among them.
 #[tokio::test]
 async fn idle_connections_cannot_take_every_place() {
-    let server = Server::start().await;
+    // All from one address here: its share is the whole of them.
+    let limits = ServeLimits {
+        max_unauthenticated_per_address: MAX_UNAUTHENTICATED,
+        ..ServeLimits::default()
+    };
+    let server = Server::start_with(Some(limits)).await;
     let mut idle = Vec::new();
     for _ in 1..MAX_UNAUTHENTICATED {
         let mut client = server.connect().await;

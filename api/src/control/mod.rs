@@ -31,4 +31,7 @@ pub mod schedule;
 mod server;
 pub mod session;
 
-pub use server::{MAX_CONNECTIONS, MAX_UNAUTHENTICATED, ServeLimits, serve, serve_with};
+pub use server::{
+    MAX_CONNECTIONS, MAX_UNAUTHENTICATED, MAX_UNAUTHENTICATED_PER_ADDRESS, ServeLimits, serve,
+    serve_with,
+};

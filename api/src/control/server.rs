@@ -3,8 +3,9 @@
 //! [`Session`], asks the [`LoginGuard`] before a LOGIN is checked, writes answers,
 //! and forwards bus events to logged-in connections. No protocol logic here.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -31,6 +32,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// that never log in cannot lock the operators out; 16 is far more than clients
 /// logging in at the same moment need.
 pub const MAX_UNAUTHENTICATED: usize = 16;
+/// Of [`MAX_UNAUTHENTICATED`], the places one client address may hold, so
+/// that one address alone cannot take them all.
+pub const MAX_UNAUTHENTICATED_PER_ADDRESS: usize = 4;
 /// How long a connection may stay without logging in. A client logs in right after
 /// connecting; three wrong passwords with their delays still fit.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,6 +57,8 @@ pub struct ServeLimits {
     pub max_connections: usize,
     /// See [`MAX_UNAUTHENTICATED`].
     pub max_unauthenticated: usize,
+    /// See [`MAX_UNAUTHENTICATED_PER_ADDRESS`].
+    pub max_unauthenticated_per_address: usize,
     /// How long a connection may stay without logging in (10 s).
     pub login_timeout: Duration,
     /// Failed LOGINs per client address and the lockout.
@@ -64,6 +70,7 @@ impl Default for ServeLimits {
         ServeLimits {
             max_connections: MAX_CONNECTIONS,
             max_unauthenticated: MAX_UNAUTHENTICATED,
+            max_unauthenticated_per_address: MAX_UNAUTHENTICATED_PER_ADDRESS,
             login_timeout: LOGIN_TIMEOUT,
             login_guard: GuardLimits::default(),
         }
@@ -94,6 +101,7 @@ pub async fn serve_with(
     let guard = Arc::new(Mutex::new(LoginGuard::new(limits.login_guard)));
     let all = Arc::new(Semaphore::new(limits.max_connections));
     let unauthenticated = Arc::new(Semaphore::new(limits.max_unauthenticated));
+    let mut per_address: HashMap<IpAddr, Arc<Semaphore>> = HashMap::new();
     let mut connections = JoinSet::new();
     let mut stop = shutdown.clone();
     let stopped = async move {
@@ -117,7 +125,22 @@ pub async fn serve_with(
                     refuse(&stream, tls.is_some());
                     continue;
                 };
-                let Ok(login_slot) = unauthenticated.clone().try_acquire_owned() else {
+                // Addresses whose places are all free again are forgotten.
+                let share = limits.max_unauthenticated_per_address;
+                per_address.retain(|_, places| places.available_permits() < share);
+                let address = per_address
+                    .entry(peer.ip())
+                    .or_insert_with(|| Arc::new(Semaphore::new(share)))
+                    .clone();
+                let Ok(own) = address.try_acquire_owned() else {
+                    tracing::warn!(
+                        %peer,
+                        "control: connection refused, too many connections not logged in from this address"
+                    );
+                    refuse(&stream, tls.is_some());
+                    continue;
+                };
+                let Ok(shared) = unauthenticated.clone().try_acquire_owned() else {
                     tracing::warn!(
                         %peer,
                         "control: connection refused, too many connections not logged in"
@@ -125,6 +148,7 @@ pub async fn serve_with(
                     refuse(&stream, tls.is_some());
                     continue;
                 };
+                let login_slot = LoginSlot { _shared: shared, _own: own };
                 let shell = Shell {
                     ctx: ctx.clone(),
                     guard: guard.clone(),
@@ -153,6 +177,13 @@ pub async fn serve_with(
     Ok(())
 }
 
+/// A connection's place among those waiting to log in: one of all of them and
+/// one of its address's share; both are given back at login or close.
+struct LoginSlot {
+    _shared: OwnedSemaphorePermit,
+    _own: OwnedSemaphorePermit,
+}
+
 /// Tells a connection over the limit why it is closed. The socket is new, so its
 /// send buffer is empty and a non-blocking write goes through. A TLS client
 /// could not read a plain line: it sees the connection close (and the log says
@@ -172,7 +203,7 @@ async fn start(
     stream: TcpStream,
     tls: Option<TlsAcceptor>,
     shell: &Shell,
-    login_slot: OwnedSemaphorePermit,
+    login_slot: LoginSlot,
     shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
@@ -252,7 +283,7 @@ impl Shell {
 async fn connection<S>(
     stream: S,
     shell: &Shell,
-    login_slot: OwnedSemaphorePermit,
+    login_slot: LoginSlot,
     login_deadline: Instant,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()>
