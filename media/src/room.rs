@@ -19,7 +19,7 @@ use crate::mixer::{
     MixerEvent, TickClock, VolumeStep,
 };
 use crate::record::{Finished, FrameSink, RecordError, RecordLimits, Recording, RecordingWriter};
-use crate::resample::FrameResampler;
+use crate::resample::{FrameResampler, ResampleError, check_rate};
 use crate::source::{FrameSource, SourceState};
 use crate::timing::{TICK_WORK, TICKS};
 
@@ -486,44 +486,57 @@ struct MemberRecording {
     said: Vec<i16>,
 }
 
-/// The room's recording. Its file keeps the rate it started at: the room's
-/// rate follows its members (an 8 kHz room becomes 16 kHz when a G.722 phone
-/// joins), so the mix is resampled to the file's rate while they differ.
+/// Converts 20 ms frames between two rates either of which may change from
+/// one frame to the next, since a room's rate follows its members (an 8 kHz
+/// room becomes 16 kHz when a G.722 phone joins): the resampler is made again
+/// only when the rates change; equal rates pass the frame through.
+#[derive(Default)]
+struct RateConverter {
+    resampler: Option<FrameResampler>,
+    out: Vec<i16>,
+}
+
+impl RateConverter {
+    /// `input`, a frame at `from`, as a frame at `to`.
+    fn convert<'a>(
+        &'a mut self,
+        input: &'a [i16],
+        from: u32,
+        to: u32,
+    ) -> Result<&'a [i16], ResampleError> {
+        if from == to {
+            return Ok(input);
+        }
+        let resampler = match &mut self.resampler {
+            Some(r) if r.from_rate() == from && r.to_rate() == to => r,
+            slot => {
+                let made = FrameResampler::new(from, to)?;
+                self.out = vec![0; made.output_len()];
+                slot.insert(made)
+            }
+        };
+        let n = resampler.process(input, &mut self.out)?;
+        Ok(&self.out[..n])
+    }
+}
+
+/// The room's recording. Its file keeps the rate it started at; the mix is
+/// converted to it while the room's rate differs.
 struct RoomRecording {
     writer: RecordingWriter,
     rate: u32,
-    resampler: Option<FrameResampler>,
-    pcm: Vec<i16>,
+    converter: RateConverter,
 }
 
 impl RoomRecording {
     fn new(writer: RecordingWriter, rate: u32) -> Self {
-        RoomRecording { writer, rate, resampler: None, pcm: Vec::new() }
+        RoomRecording { writer, rate, converter: RateConverter::default() }
     }
 
     /// Hands one frame of the mix, at `mix_rate`, to the writer.
     fn write(&mut self, mix: &[i16], mix_rate: u32) {
-        if mix_rate == self.rate {
-            self.writer.write_frame(mix);
-            return;
-        }
-        if self.resampler.as_ref().is_none_or(|r| r.from_rate() != mix_rate) {
-            // Only when the room's rate changes, not per tick.
-            match FrameResampler::new(mix_rate, self.rate) {
-                Ok(resampler) => {
-                    self.pcm = vec![0; resampler.output_len()];
-                    self.resampler = Some(resampler);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, from = mix_rate, to = self.rate, "recording: no resampler");
-                    self.resampler = None;
-                    return;
-                }
-            }
-        }
-        let Some(resampler) = self.resampler.as_mut() else { return };
-        match resampler.process(mix, &mut self.pcm) {
-            Ok(n) => self.writer.write_frame(&self.pcm[..n]),
+        match self.converter.convert(mix, mix_rate, self.rate) {
+            Ok(frame) => self.writer.write_frame(frame),
             Err(e) => tracing::debug!(error = %e, "recording: frame not resampled"),
         }
     }
@@ -533,8 +546,8 @@ struct Playback {
     id: PlaybackId,
     target: PlayTarget,
     source: Box<dyn FrameSource>,
-    /// Converts the source's rate to the room's, when they differ.
-    resampler: Option<FrameResampler>,
+    /// From the source's rate to the room's, which may change as it plays.
+    converter: RateConverter,
 }
 
 struct Room {
@@ -550,7 +563,6 @@ struct Room {
     epoch: Instant,
     pcm: Vec<i16>,
     source_pcm: Vec<i16>,
-    room_pcm: Vec<i16>,
     packet: Vec<u8>,
 }
 
@@ -569,7 +581,6 @@ impl Room {
             epoch: now,
             pcm: vec![0; MAX_FRAME_SAMPLES],
             source_pcm: vec![0; MAX_ROOM_FRAME * 4],
-            room_pcm: vec![0; MAX_ROOM_FRAME],
             packet: vec![0; PACKET_BUFFER],
         }
     }
@@ -645,19 +656,13 @@ impl Room {
                 self.mixer.set_breakout_private(breakout, private);
             }
             RoomCommand::Play { id, target, source } => {
-                let resampler = match FrameResampler::new(
-                    source.sample_rate(),
-                    self.mixer.room_rate(),
-                ) {
-                    Ok(r) if !r.is_passthrough() => Some(r),
-                    Ok(_) => None,
-                    Err(e) => {
-                        tracing::warn!(error = %e, id, "playback at an unusable rate: reported done");
-                        self.emit(RoomEvent::PlaybackDone { id, target });
-                        return;
-                    }
-                };
-                self.playbacks.push(Playback { id, target, source, resampler });
+                if let Err(e) = check_rate(source.sample_rate()) {
+                    tracing::warn!(error = %e, id, "playback at an unusable rate: reported done");
+                    self.emit(RoomEvent::PlaybackDone { id, target });
+                    return;
+                }
+                let converter = RateConverter::default();
+                self.playbacks.push(Playback { id, target, source, converter });
             }
             RoomCommand::Stop { target } => {
                 for playback in self.playbacks.iter_mut().filter(|p| p.target == target) {
@@ -901,22 +906,19 @@ impl Room {
 
     fn play_sources(&mut self) {
         let room_len = self.mixer.room_frame_len();
+        let room_rate = self.mixer.room_rate();
         let mut finished = Vec::new();
         for (index, playback) in self.playbacks.iter_mut().enumerate() {
             let state = match playback.source.next_frame(&mut self.source_pcm) {
                 Ok(state) => state,
                 Err(_) => SourceState::Done,
             };
-            let frame = match &mut playback.resampler {
-                Some(resampler) => {
-                    let input = playback.source.samples_per_frame().min(self.source_pcm.len());
-                    match resampler.process(&self.source_pcm[..input], &mut self.room_pcm) {
-                        Ok(n) => &self.room_pcm[..n],
-                        Err(_) => &self.room_pcm[..0],
-                    }
-                }
-                None => &self.source_pcm[..room_len.min(self.source_pcm.len())],
-            };
+            let input = playback.source.samples_per_frame().min(self.source_pcm.len());
+            let from = playback.source.sample_rate();
+            let frame = playback
+                .converter
+                .convert(&self.source_pcm[..input], from, room_rate)
+                .unwrap_or(&[]);
             let target = match playback.target {
                 PlayTarget::Room => Some(InjectTarget::Room),
                 PlayTarget::Member(key) => {

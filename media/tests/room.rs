@@ -99,9 +99,10 @@ async fn join_phone(
 
 /// The room's rate follows its members (8 kHz for PCMU phones, 16 kHz once a
 /// G.722 phone joins); a recording keeps the rate it started at and goes on
-/// through the change, the mix resampled into it.
+/// through the change, the mix resampled into it, and a prompt playing goes
+/// on too, resampled to the room's new rate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_room_recording_goes_on_when_the_room_s_rate_changes() {
+async fn a_room_recording_and_a_prompt_go_on_when_the_room_s_rate_changes() {
     let pool = common::free_pool(8);
     let (events_tx, _events) = mpsc::channel(64);
     let room = RoomHandle::spawn(MixerConfig::default(), events_tx).expect("room");
@@ -109,11 +110,18 @@ async fn a_room_recording_goes_on_when_the_room_s_rate_changes() {
     let mut phones = vec![join_phone(&room, &pool, &notices, 1, 440.0, CodecKind::Pcmu).await];
     let dir = tempfile::tempdir().expect("temp dir");
     room.record(dir.path().to_owned(), "rates".into(), RecordLimits::NONE).await.expect("record");
+    let prompt =
+        Prompt::from_samples(sine(PROMPT_TONE, 6000.0, 8000, 0, 8000), 8000).expect("prompt");
+    let looping = Box::new(Player::new(prompt, true));
+    room.play(1, PlayTarget::Member(1), looping).await.expect("play");
     talk(&mut phones, 50, &[false]).await;
+    assert!(level(&phones[0], PROMPT_TONE) > 600.0, "the prompt at 8 kHz");
     // A wideband member: the room mixes at 16 kHz from now on. (Its phone
     // sends nothing; the server leg's codec is what sets the rate.)
     let _wideband = join_phone(&room, &pool, &notices, 2, 1000.0, CodecKind::G722).await;
     talk(&mut phones, 100, &[false]).await;
+    let heard = level(&phones[0], PROMPT_TONE);
+    assert!(heard > 600.0, "the prompt goes on in the 16 kHz room ({heard:.0})");
     let recording = room.stop_recording().await.expect("still recording after the change");
     let audio = tutti_media::wav::read(&recording.path).expect("a whole WAV file");
     assert_eq!(audio.sample_rate, 8000, "the file keeps its rate");
