@@ -181,7 +181,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         http,
         http_tls,
         router(ops, hub.clone()),
-        Some(admit),
+        admit,
         stop_rx.clone(),
     ));
 

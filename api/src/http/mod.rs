@@ -87,13 +87,13 @@ pub type Admit = Arc<dyn Fn(SocketAddr) -> Option<Box<dyn Send>> + Send + Sync>;
 /// Serves `router` on `listener` until `shutdown` turns true, then lets
 /// requests in flight finish (the caller bounds how long it waits). With
 /// `tls`, every connection is HTTPS (the handshake must finish within
-/// [`HEADER_READ_TIMEOUT`], like a request's headers). With `admit`, each
-/// connection is first let in or closed by it.
+/// [`HEADER_READ_TIMEOUT`], like a request's headers). Each connection is
+/// first let in or closed by `admit`.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,
-    admit: Option<Admit>,
+    admit: Admit,
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let stopped_rx = shutdown.clone();
@@ -117,13 +117,7 @@ pub async fn serve(
             },
             () = &mut stopped => break,
         };
-        let admitted = match &admit {
-            Some(admit) => match admit(peer) {
-                Some(slot) => Some(slot),
-                None => continue,
-            },
-            None => None,
-        };
+        let Some(admitted) = admit(peer) else { continue };
         let (builder, router, tls) = (builder.clone(), router.clone(), tls.clone());
         let (alive, stop) = (alive.clone(), shutdown_of(&stopped_rx));
         tokio::spawn(async move {

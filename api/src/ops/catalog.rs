@@ -330,7 +330,6 @@ impl Ops {
     }
 }
 
-/// Removes a recording's file; a file already gone is fine.
 /// The bytes the files `names` under `dir` take on disk now, as a quota counts
 /// them; a missing file takes none.
 pub async fn bytes_on_disk(dir: &Path, names: &[&str]) -> u64 {
@@ -342,6 +341,7 @@ pub async fn bytes_on_disk(dir: &Path, names: &[&str]) -> u64 {
     used
 }
 
+/// Removes a recording's file; a file already gone is fine.
 pub(super) async fn remove_recording_file(dir: &Path, recording: &Recording) {
     match tokio::fs::remove_file(dir.join(&recording.file_name)).await {
         Ok(()) => {}
