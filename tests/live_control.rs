@@ -12,7 +12,7 @@ use tutti::engine::core::{Engine, EngineConfig};
 use tutti_api::Store;
 use tutti_api::live::{CallUpdate, CallerUpdate, Event, EventBus, LiveControl};
 use tutti_api::model::{Breakout, Conference, Customer, Person, Role};
-use tutti_api::ops::{Kind, OpsError};
+use tutti_api::ops::{Conflict, Kind, OpsError};
 use tutti_sip::ua::{SipConfig, SipUa};
 
 const TONES: [f64; 4] = [440.0, 1000.0, 1300.0, 1700.0];
@@ -61,6 +61,16 @@ async fn start_engine(
     events: &EventBus,
     dir: &std::path::Path,
 ) -> (Engine, SocketAddr) {
+    start_engine_with_quota(store, events, dir, u64::MAX).await
+}
+
+/// [`start_engine`] with a recording quota of `quota` bytes per customer.
+async fn start_engine_with_quota(
+    store: &Store,
+    events: &EventBus,
+    dir: &std::path::Path,
+    quota: u64,
+) -> (Engine, SocketAddr) {
     let (ua, ua_events) = SipUa::start(SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK))
         .await
         .expect("server UA");
@@ -72,7 +82,7 @@ async fn start_engine(
             rtp_ports: (rtp, rtp + 15),
             sounds_dir: dir.join("sounds"),
             recordings_dir: dir.join("recordings"),
-            recording_quota_bytes: u64::MAX,
+            recording_quota_bytes: quota,
             recording_min_free_bytes: 0,
             tts_dir: dir.join("tts"),
             silence: None,
@@ -278,6 +288,66 @@ async fn one_caller_is_recorded_with_what_it_says_and_hears() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(ended, "the recording of a caller who left was not ended");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_running_at_once_stop_at_their_customer_s_quota_together() {
+    const QUOTA: u64 = 512 * 1024;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, conference) = store_with(dir.path(), None, |c| numbered(c, "Quota", "4611")).await;
+    let events = EventBus::new();
+    let (engine, sip) = start_engine_with_quota(&store, &events, dir.path(), QUOTA).await;
+    let targets = vec![format!("sip:4611@{sip}"); 3];
+    let (mut phones, _line) = dial_all(&targets).await;
+    until_matrix(&mut phones, |_, _| true).await.expect("everyone hears everyone");
+    let call = store.calls_of(&conference.uid).await.expect("calls").remove(0);
+    let callers = store.callers_of(&call.uid).await.expect("callers");
+    let uid_of = |ani: &str| callers.iter().find(|c| c.ani == ani).expect("caller").uid.clone();
+
+    // The room and two of its callers recorded at once: each may start, the
+    // quota having room for each alone, but together they stop at it.
+    let room = engine.start_recording(conference.uid.clone(), None).await.expect("the room");
+    let mut started = vec![room];
+    for phone in ["phone1", "phone2"] {
+        let uid = engine.start_recording(conference.uid.clone(), Some(uid_of(phone))).await;
+        started.push(uid.expect("a caller"));
+    }
+    let mut ended = Vec::new();
+    for _ in 0..20 {
+        talk(&mut phones, 25).await;
+        ended.clear();
+        for uid in &started {
+            let r: tutti_api::model::Recording = store.get(uid).await.expect("stored");
+            if r.ended_at.is_some() {
+                ended.push(r);
+            }
+        }
+        if ended.len() == started.len() {
+            break;
+        }
+    }
+    assert_eq!(ended.len(), started.len(), "every recording ended at the quota");
+    let sizes: Vec<u64> = ended
+        .iter()
+        .map(|r| std::fs::metadata(dir.path().join("recordings").join(&r.file_name)))
+        .map(|m| m.expect("the recording's file").len())
+        .collect();
+    let total: u64 = sizes.iter().sum();
+    assert!(total <= QUOTA, "{sizes:?}: {total} bytes together, over the {QUOTA}-byte quota");
+    // Each stops within one frame (at most 48 kHz: 1920 bytes) of it.
+    assert!(total + 3 * 1920 >= QUOTA, "{sizes:?}: stopped early, at {total} bytes");
+    for recording in &ended {
+        let file = dir.path().join("recordings").join(&recording.file_name);
+        tutti_media::wav::read(&file).expect("a whole WAV file");
+    }
+    // The calls go on, and no room is left for another recording.
+    until_matrix(&mut phones, |_, _| true).await.expect("the calls go on");
+    let refused = engine.start_recording(conference.uid.clone(), None).await;
+    assert!(
+        matches!(refused, Err(OpsError::Conflict(Conflict::RecordingQuota { .. }))),
+        "{refused:?}"
+    );
     engine.shutdown().await;
 }
 

@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use thiserror::Error;
@@ -76,18 +76,39 @@ impl RecordError {
 }
 
 /// When a recording stops by itself, however long its call goes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RecordLimits {
     /// Bytes the file may take, header included; `u64::MAX`: any.
     pub max_bytes: u64,
     /// Bytes the file system must keep free, checked as the file starts and
     /// every [`HEADER_REFRESH_FRAMES`] frames; 0: none.
     pub min_free_bytes: u64,
+    /// Bytes left to every recording that shares it (a customer's quota):
+    /// each file takes what it writes from it, header included, and stops
+    /// when what it would write is no longer there. `None`: no shared bound.
+    pub budget: Option<Arc<AtomicU64>>,
 }
 
 impl RecordLimits {
     /// No limit.
-    pub const NONE: RecordLimits = RecordLimits { max_bytes: u64::MAX, min_free_bytes: 0 };
+    pub const NONE: RecordLimits =
+        RecordLimits { max_bytes: u64::MAX, min_free_bytes: 0, budget: None };
+
+    /// Takes `bytes` from the shared budget, if there is one; false (and
+    /// nothing taken) when it holds less.
+    fn take(&self, bytes: u64) -> bool {
+        let Some(budget) = &self.budget else { return true };
+        budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(bytes))
+            .is_ok()
+    }
+
+    /// What the file may take at most now: its own bound, or the shared
+    /// budget's remainder, whichever is smaller (for the error's figure).
+    fn bound(&self) -> u64 {
+        let shared = self.budget.as_ref().map_or(u64::MAX, |b| b.load(Ordering::Acquire));
+        self.max_bytes.min(shared)
+    }
 
     /// Checks the free space of the file system holding `dir`.
     pub fn check_free_space(&self, dir: &Path) -> Result<(), RecordError> {
@@ -159,8 +180,8 @@ impl Recorder {
         crate::source::check_rate(rate).map_err(|_| RecordError::UnsupportedRate(rate))?;
         std::fs::create_dir_all(dir).map_err(WavError::Io)?;
         limits.check_free_space(dir)?;
-        if limits.max_bytes < HEADER_LEN {
-            return Err(RecordError::SizeLimit { max_bytes: limits.max_bytes });
+        if limits.max_bytes < HEADER_LEN || !limits.take(HEADER_LEN) {
+            return Err(RecordError::SizeLimit { max_bytes: limits.bound() });
         }
         let path = dir.join(format!("{name}.wav"));
         let file = match OpenOptions::new().write(true).create_new(true).open(&path) {
@@ -184,8 +205,8 @@ impl Recorder {
             });
         }
         let size = HEADER_LEN + (self.writer.samples_written() + frame.len() as u64) * 2;
-        if size > self.limits.max_bytes {
-            return Err(RecordError::SizeLimit { max_bytes: self.limits.max_bytes });
+        if size > self.limits.max_bytes || !self.limits.take(frame.len() as u64 * 2) {
+            return Err(RecordError::SizeLimit { max_bytes: self.limits.bound() });
         }
         self.writer.write(frame)?;
         self.frames_since_refresh += 1;
@@ -497,13 +518,13 @@ mod writer_tests {
     fn a_recording_stops_at_its_size_and_leaves_a_whole_file() {
         let dir = tempfile::tempdir().expect("dir");
         // Room for the header and ten 20 ms frames at 8 kHz, and a little more.
-        let limits = RecordLimits { max_bytes: 44 + 10 * 320 + 100, min_free_bytes: 0 };
+        let limits = RecordLimits { max_bytes: 44 + 10 * 320 + 100, ..RecordLimits::NONE };
         let (tx, rx) = mpsc::channel();
         let mut writer = RecordingWriter::start_file(
             dir.path().to_owned(),
             "capped".into(),
             8000,
-            limits,
+            limits.clone(),
             Box::new(move |r| tx.send(r.is_ok()).expect("started")),
         );
         assert!(rx.recv().expect("opened"));
@@ -529,7 +550,7 @@ mod writer_tests {
     #[test]
     fn a_recording_does_not_start_on_a_disk_below_the_floor() {
         let dir = tempfile::tempdir().expect("dir");
-        let limits = RecordLimits { max_bytes: u64::MAX, min_free_bytes: u64::MAX };
+        let limits = RecordLimits { min_free_bytes: u64::MAX, ..RecordLimits::NONE };
         let refused = Recorder::start_limited(dir.path(), "full", 8000, limits);
         let Err(e @ RecordError::DiskLow { .. }) = refused else {
             panic!("refused for the disk: {refused:?}");
@@ -538,7 +559,36 @@ mod writer_tests {
         assert!(!dir.path().join("full.wav").exists(), "no file left behind");
         let free = free_bytes(dir.path()).expect("statvfs");
         assert!(free > 0, "the test's file system has room");
-        let fits = RecordLimits { max_bytes: u64::MAX, min_free_bytes: 1 };
+        let fits = RecordLimits { min_free_bytes: 1, ..RecordLimits::NONE };
         Recorder::start_limited(dir.path(), "fits", 8000, fits).expect("starts with room");
+    }
+
+    #[test]
+    fn recordings_sharing_a_budget_stop_when_it_is_spent_together() {
+        let dir = tempfile::tempdir().expect("dir");
+        // Two headers and 25 frames at 8 kHz between them.
+        let budget = Arc::new(AtomicU64::new(2 * 44 + 25 * 320));
+        let limits = RecordLimits { budget: Some(budget.clone()), ..RecordLimits::NONE };
+        let mut a = Recorder::start_limited(dir.path(), "a", 8000, limits.clone()).expect("a");
+        let mut b = Recorder::start_limited(dir.path(), "b", 8000, limits.clone()).expect("b");
+        let (mut written, mut refused) = (0, 0);
+        for i in 0..40 {
+            let recorder = if i % 2 == 0 { &mut a } else { &mut b };
+            match recorder.write_frame(&[1; 160]) {
+                Ok(()) => written += 1,
+                Err(RecordError::SizeLimit { .. }) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!((written, refused), (25, 15), "the frames that fit, across both");
+        assert_eq!(budget.load(Ordering::Acquire), 0);
+        // Nothing left: a third does not start.
+        let c = Recorder::start_limited(dir.path(), "c", 8000, limits);
+        assert!(matches!(c, Err(RecordError::SizeLimit { .. })), "{c:?}");
+        let total: u64 = [a.stop(), b.stop()]
+            .into_iter()
+            .map(|r| std::fs::metadata(r.expect("stopped").path).expect("file").len())
+            .sum();
+        assert!(total <= 2 * 44 + 25 * 320, "{total} bytes on disk");
     }
 }

@@ -114,6 +114,10 @@ pub(super) struct State {
     pub playbacks: HashMap<PlaybackId, LivePlayback>,
     /// Energy levels reported since the last write, by caller UID.
     pub energy: HashMap<String, i64>,
+    /// The recording budget each customer's running recordings share (bytes
+    /// of its quota left), by customer UID; held by the recorders, so it
+    /// lives exactly as long as one of them runs.
+    pub recording_budgets: HashMap<String, std::sync::Weak<std::sync::atomic::AtomicU64>>,
 }
 
 pub struct Inner {

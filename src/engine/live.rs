@@ -3,6 +3,8 @@
 //! and the signalling, writes only live fields, and leaves the outcome to events.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use tutti_api::live::{
     CallUpdate, CallerField, CallerUpdate, ConvertedSound, DialRequest, Event, LiveControl,
     LiveFuture, Media, PlayRequest, PlaybackMedia, PlaybackState, Target,
@@ -201,15 +203,39 @@ impl Engine {
             .find::<Conference>(conference_uid)
             .await?
             .ok_or(OpsError::NotFound(Kind::Conference))?;
-        let recordings = store.recordings_for(Some(&conference.customer_uid), None).await?;
-        let names: Vec<&str> = recordings.iter().map(|r| r.file_name.as_str()).collect();
-        let used = bytes_on_disk(&self.inner.config.recordings_dir, &names).await;
+        let customer = conference.customer_uid;
+        // While any recording of the customer runs, they all draw on one
+        // budget, so recordings running at once cannot pass the quota
+        // together. Without one, the quota less the files on disk starts it.
+        let mut budget = self.recording_budget(&customer);
+        if budget.is_none() {
+            let recordings = store.recordings_for(Some(&customer), None).await?;
+            let names: Vec<&str> = recordings.iter().map(|r| r.file_name.as_str()).collect();
+            let used = bytes_on_disk(&config.recordings_dir, &names).await;
+            let mut state = self.state();
+            state.recording_budgets.retain(|_, b| b.strong_count() > 0);
+            // Another start may have made one meanwhile: share it.
+            let shared = state.recording_budgets.get(&customer).and_then(Weak::upgrade);
+            budget = Some(shared.unwrap_or_else(|| {
+                let fresh = Arc::new(AtomicU64::new(quota.saturating_sub(used)));
+                state.recording_budgets.insert(customer.clone(), Arc::downgrade(&fresh));
+                fresh
+            }));
+        }
+        let budget = budget.unwrap_or_default();
+        let left = budget.load(Ordering::Acquire);
         // Less than this left would make a recording that ends within seconds.
-        if used.saturating_add(MIN_RECORDING_ROOM) > quota {
-            tracing::info!(customer = %conference.customer_uid, used, quota, "recording over quota");
+        if left < MIN_RECORDING_ROOM {
+            let used = quota.saturating_sub(left);
+            tracing::info!(customer = %customer, used, quota, "recording over quota");
             return Err(OpsError::Conflict(Conflict::RecordingQuota { quota, used }));
         }
-        Ok(RecordLimits { max_bytes: quota - used, min_free_bytes: floor })
+        Ok(RecordLimits { max_bytes: u64::MAX, min_free_bytes: floor, budget: Some(budget) })
+    }
+
+    /// The budget the customer's running recordings share, if any runs.
+    fn recording_budget(&self, customer_uid: &str) -> Option<Arc<AtomicU64>> {
+        self.state().recording_budgets.get(customer_uid).and_then(Weak::upgrade)
     }
 
     /// Starts recording a conference's room, or one caller of it. One room
