@@ -266,6 +266,13 @@ pub struct Options {
     #[arg(long, env = "TUTTI_SRTP", global = true, value_name = "off|optional|required")]
     pub srtp: Option<OrEmpty<SrtpMode>>,
 
+    /// RFC 3389 comfort noise: `on` accepts and offers `CN/8000` beside G.711
+    /// and G.722, and a caller whose phone takes it gets one comfort-noise
+    /// packet every 500 ms while it hears silence, instead of a silent packet
+    /// every 20 ms; `off` neither offers nor accepts it [default: on]
+    #[arg(long, env = "TUTTI_COMFORT_NOISE", global = true, value_name = "on|off")]
+    pub comfort_noise: Option<OrEmpty<Switch>>,
+
     /// SIP over TLS listen address (RFC 3261 `transport=tls`); needs
     /// --sip-tls-cert and --sip-tls-key [default: none, no TLS listener]
     #[arg(long, env = "TUTTI_SIP_TLS_LISTEN", global = true, value_name = "ADDR:PORT")]
@@ -404,6 +411,7 @@ impl Options {
             recording_min_free_mib,
             media_nice,
             srtp,
+            comfort_noise,
             sip_tls_listen,
             sip_tls_cert,
             sip_tls_key,
@@ -530,6 +538,7 @@ impl Options {
                 explicit: media_nice.is_some(),
             },
             srtp: given(self.srtp).unwrap_or_default(),
+            comfort_noise: given(self.comfort_noise).unwrap_or(Switch::On),
             sip_tls,
             http_tls,
             control_tls,
@@ -638,6 +647,8 @@ pub struct Settings {
     /// The media threads' nice value.
     pub media_nice: MediaNice,
     pub srtp: SrtpMode,
+    /// Comfort noise offered and accepted.
+    pub comfort_noise: Switch,
     /// SIP over TLS, when configured.
     pub sip_tls: Option<TlsListen>,
     /// HTTPS instead of HTTP, when configured.
@@ -718,6 +729,10 @@ impl Settings {
         out.push_str(&format!("recording-min-free-mib = {}\n", self.recording_min_free_mib));
         out.push_str(&format!("media-nice = {}\n", self.media_nice.nice));
         out.push_str(&format!("srtp = {}\n", toml_string(&self.srtp.to_string())));
+        out.push_str(&format!(
+            "comfort-noise = {}\n",
+            toml_string(&self.comfort_noise.to_string())
+        ));
         let mut line = |key: &str, value: Option<String>| {
             if let Some(v) = value {
                 out.push_str(&format!("{key} = {}\n", toml_string(&v)));
@@ -802,6 +817,53 @@ impl fmt::Display for SrtpMode {
 impl<'de> Deserialize<'de> for SrtpMode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// An option that is on or off (`on`/`off`, also `true`/`false`, `yes`/`no`, `1`/`0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    pub fn is_on(self) -> bool {
+        self == Switch::On
+    }
+}
+
+impl FromStr for Switch {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "yes" | "1" => Ok(Switch::On),
+            "off" | "false" | "no" | "0" => Ok(Switch::Off),
+            other => Err(format!("{other:?} is not on or off")),
+        }
+    }
+}
+
+impl fmt::Display for Switch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_on() { "on" } else { "off" })
+    }
+}
+
+impl<'de> Deserialize<'de> for Switch {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A TOML boolean or a string.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(on) => Ok(if on { Switch::On } else { Switch::Off }),
+            Raw::Text(text) => text.parse().map_err(serde::de::Error::custom),
+        }
     }
 }
 

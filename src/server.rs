@@ -71,6 +71,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     sip.invite_rate = settings.invite_rate;
     sip.ring_timeout = settings.ring_timeout;
     sip.media_policy.srtp = settings.srtp.policy();
+    sip.media_policy.comfort_noise = settings.comfort_noise.is_on();
     sip.stream_limits.per_source = settings.sip_connections_per_source;
     sip.tls = sip_tls.map(|(listen, certified)| SipTls { listen, config: certified.config });
     let (ua, ua_events) = SipUa::start(sip)

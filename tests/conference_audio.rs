@@ -763,3 +763,82 @@ async fn listening_callers(codec: &str, calls: usize) {
     assert!(output.status.success(), "{r}");
     assert!(server.stop_with("TERM").success());
 }
+
+/// RTP packets `phone` receives in the next second, while every phone talks.
+async fn packets_in_a_second(phones: &mut [support::phone::Phone], who: usize) -> u64 {
+    let before = phones[who].leg.stats().0.packets_received;
+    talk(phones, 50).await;
+    phones[who].leg.stats().0.packets_received - before
+}
+
+/// Phones offering PCMU and PCMA, telephone-event and comfort noise.
+fn desk_phones() -> tutti_sip::sdp::MediaPolicy {
+    use tutti_sip::sdp::{Codec, MediaPolicy};
+    MediaPolicy { codecs: vec![Codec::Pcmu, Codec::Pcma], ..MediaPolicy::default() }
+}
+
+/// Starts a server with `args`, makes conference 4020 over TCP 4011 and
+/// returns its SIP target.
+async fn conference_4020(dir: &std::path::Path, args: &[&str]) -> (Server, String) {
+    let mut all = vec!["--control-password", "secret"];
+    all.extend_from_slice(args);
+    let server = Server::start(dir, &all);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let control_addr = server.logged_addr("control protocol listening", "addr");
+    tokio::task::spawn_blocking(move || {
+        let mut control = Control::connect(control_addr, "secret");
+        assert_eq!(control.command("NEWCONF,4020,Quiet,Ann,10,,,,", "NEWCONF"), ["NEWCONF,OK"]);
+    })
+    .await
+    .expect("4011 setup");
+    (server, format!("sip:4020@{sip}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_who_hear_silence_get_comfort_noise_and_then_the_room_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, target) = conference_4020(dir.path(), &[]).await;
+    // Desk phones: G.711 with CN/8000 beside it (the test phones' default
+    // puts Opus first, which takes no CN). Two silent callers (a tone of 0 Hz;
+    // a lone caller would hear music on hold) hear digital silence, which goes
+    // out as comfort noise twice a second.
+    let mut line = Phones::with_policy(desk_phones()).await;
+    let mut phones = vec![line.dial(&target, 1, 0.0).await, line.dial(&target, 2, 0.0).await];
+    let mut quiet = u64::MAX;
+    for _ in 0..10 {
+        quiet = packets_in_a_second(&mut phones, 0).await;
+        if quiet <= 3 {
+            break;
+        }
+    }
+    assert!(quiet <= 3, "a caller hearing silence got {quiet} packets in a second");
+    // Comfort noise keeps the call alive as audio would: it is counted as
+    // received, refused by nobody, and nothing is lost.
+    let (stats, _, rejects) = phones[0].leg.stats();
+    assert_eq!(rejects.unknown_payload_type, 0, "{rejects:?}");
+    assert_eq!(stats.loss_percent, 0.0, "{stats:?}");
+
+    // A talker joins: the silent callers hear it at once, at 50 packets a second.
+    phones.push(line.dial(&target, 3, 440.0).await);
+    let heard = until_level(&mut phones, 0, 440.0, true).await;
+    assert!(heard > 500.0, "the talker who joined is heard: {heard:.0}");
+    let busy = packets_in_a_second(&mut phones, 1).await;
+    assert!((45..=55).contains(&busy), "{busy} packets in a second of speech");
+    // The talker, who hears only the silent callers, gets comfort noise.
+    let talker = packets_in_a_second(&mut phones, 2).await;
+    assert!(talker <= 3, "the talker, hearing silence, got {talker} packets");
+    line.ua.shutdown().await;
+    drop(phones);
+    drop(server);
+
+    // Switched off, silence goes out as audio: a packet every 20 ms.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, target) = conference_4020(dir.path(), &["--comfort-noise", "off"]).await;
+    let mut line = Phones::with_policy(desk_phones()).await;
+    let mut phones = vec![line.dial(&target, 1, 0.0).await, line.dial(&target, 2, 0.0).await];
+    talk(&mut phones, 25).await;
+    let quiet = packets_in_a_second(&mut phones, 0).await;
+    assert!((45..=55).contains(&quiet), "without comfort noise: {quiet} packets in a second");
+    line.ua.shutdown().await;
+    drop(server);
+}

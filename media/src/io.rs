@@ -192,8 +192,20 @@ impl LegIo {
     /// events), without waiting: a full socket buffer drops the packet, as the
     /// network would.
     pub fn send_audio(&self, payload: &[u8], speech: bool, buf: &mut [u8]) -> Result<(), LegError> {
+        self.send_mix(payload, speech, false, buf)
+    }
+
+    /// [`LegIo::send_audio`] for a room's mix, which may be digital silence
+    /// (`silent`): see [`Leg::write_mix`] for what goes out then.
+    pub fn send_mix(
+        &self,
+        payload: &[u8],
+        speech: bool,
+        silent: bool,
+        buf: &mut [u8],
+    ) -> Result<(), LegError> {
         let mut leg = lock(&self.leg);
-        if let Some((to, n)) = leg.write_audio(payload, speech, buf)?
+        if let Some((to, n)) = leg.write_mix(payload, speech, silent, buf)?
             && self.rtp.send_to(&buf[..n], to).is_ok()
         {
             MEDIA.sent(n);

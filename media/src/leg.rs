@@ -36,6 +36,16 @@ const OPUS_MIN_DELAY_MS: u32 = 40;
 /// never gets near this, so concealment and FEC are unaffected.
 pub const DECODER_IDLE_FRAMES: u32 = 250;
 
+/// While the mix a leg receives is digital silence and its peer agreed to comfort
+/// noise (RFC 3389), one comfort-noise packet goes out every this many frames
+/// (500 ms) instead of a silent frame every 20 ms. The refresh keeps the peer's
+/// RTP-inactivity timer and NAT bindings fed.
+pub const COMFORT_NOISE_REFRESH_FRAMES: u32 = 25;
+
+/// The comfort-noise payload for digital silence: a noise level of -127 dBov and
+/// no spectral parameters (RFC 3389 section 3).
+const COMFORT_NOISE_SILENCE: [u8; 1] = [127];
+
 /// RFC 3550's recommended report interval for a two-party session.
 const RTCP_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -63,6 +73,12 @@ pub struct LegConfig {
     pub recv_payload_type: u8,
     pub send_telephone_event: Option<u8>,
     pub recv_telephone_event: Option<u8>,
+    /// Comfort-noise payload type on what we send, when the peer agreed to it:
+    /// silence then goes out as a comfort-noise packet every
+    /// [`COMFORT_NOISE_REFRESH_FRAMES`].
+    pub send_comfort_noise: Option<u8>,
+    /// Comfort-noise payload type on what we receive.
+    pub recv_comfort_noise: Option<u8>,
     /// Where the SDP says to send RTP.
     pub remote_rtp: SocketAddr,
     /// Where to send RTCP; `None` with rtcp-mux (on the RTP address).
@@ -145,6 +161,12 @@ pub struct Leg {
     rejects: RejectCounts,
     /// Whether the last frame sent carried speech, for the talk-spurt marker.
     sending_speech: bool,
+    /// While silence goes out as comfort noise: frames since the last
+    /// comfort-noise packet. `None` while audio goes out.
+    comfort_noise_frames: Option<u32>,
+    /// The last thing played was the peer's comfort noise: a gap after it is
+    /// silence, not a loss to conceal.
+    after_comfort_noise: bool,
     /// False while the peer holds the call (it sent sendonly or inactive).
     sending: bool,
     /// Ticks in a row [`Leg::pull_frame`] had nothing to play (see
@@ -201,6 +223,8 @@ impl Leg {
             outputs: VecDeque::new(),
             rejects: RejectCounts::default(),
             sending_speech: false,
+            comfort_noise_frames: None,
+            after_comfort_noise: false,
             sending: true,
             idle_frames: 0,
             last_heard: now,
@@ -267,7 +291,8 @@ impl Leg {
         };
         let is_audio = view.payload_type == self.config.recv_payload_type;
         let is_event = Some(view.payload_type) == self.config.recv_telephone_event;
-        if !is_audio && !is_event {
+        let is_comfort_noise = Some(view.payload_type) == self.config.recv_comfort_noise;
+        if !is_audio && !is_event && !is_comfort_noise {
             self.rejects.unknown_payload_type += 1;
             MEDIA.dropped(DropReason::UnknownPayloadType);
             return;
@@ -298,7 +323,9 @@ impl Leg {
             ssrc: Ssrc(view.ssrc),
             seq: view.sequence,
             timestamp: view.timestamp,
-            payload,
+            // Comfort noise takes its place in the sequence as an empty frame:
+            // the silence it starts is then not taken for a loss.
+            payload: if is_comfort_noise { &[] } else { payload },
         };
         if self.jitter.push(packet, now_ms).is_err() {
             self.rejects.oversized += 1;
@@ -345,7 +372,13 @@ impl Leg {
             self.idle_frames = 0;
         }
         let reason = match playout {
+            Playout::Frame(frame) if frame.payload.is_empty() => {
+                // The peer's comfort noise (or an empty payload): silence.
+                self.after_comfort_noise = true;
+                return Ok(None);
+            }
             Playout::Frame(frame) => {
+                self.after_comfort_noise = false;
                 return match self.codec.decode(frame.payload, out) {
                     Ok(n) => Ok(Some(n)),
                     Err(e) => {
@@ -354,6 +387,8 @@ impl Leg {
                     }
                 };
             }
+            // Nothing to conceal in the silence the peer announced.
+            Playout::Conceal(_) if self.after_comfort_noise => return Ok(None),
             Playout::Conceal(reason) => reason,
             Playout::Empty => return Ok(None),
         };
@@ -391,15 +426,47 @@ impl Leg {
         speech: bool,
         buf: &mut [u8],
     ) -> Result<Option<(SocketAddr, usize)>, LegError> {
+        self.write_mix(payload, speech, false, buf)
+    }
+
+    /// [`Leg::write_audio`] for a frame that may be digital silence (`silent`).
+    /// When the peer agreed to comfort noise, silence goes out as one
+    /// comfort-noise packet at its start and then every
+    /// [`COMFORT_NOISE_REFRESH_FRAMES`], and the frames between are not sent
+    /// (their time still passes on the RTP clock); the first audio packet after
+    /// it carries the marker bit (RFC 3551 section 4.1).
+    pub fn write_mix(
+        &mut self,
+        payload: &[u8],
+        speech: bool,
+        silent: bool,
+        buf: &mut [u8],
+    ) -> Result<Option<(SocketAddr, usize)>, LegError> {
         let Some(to) = self.latch.destination().filter(|_| self.sending) else {
             self.sender.skip_frame();
+            self.comfort_noise_frames = None;
             return Ok(None);
         };
         if self.dtmf_out.is_some() {
             self.queue_digit_packets(to, buf)?;
             return Ok(None);
         }
-        let marker = speech && !self.sending_speech;
+        if let (true, Some(pt)) = (silent, self.config.send_comfort_noise) {
+            self.sending_speech = false;
+            let due = self.comfort_noise_frames.is_none_or(|n| n >= COMFORT_NOISE_REFRESH_FRAMES);
+            if !due {
+                self.comfort_noise_frames = self.comfort_noise_frames.map(|n| n + 1);
+                self.sender.skip_frame();
+                return Ok(None);
+            }
+            self.comfort_noise_frames = Some(1);
+            let timestamp = self.sender.next_timestamp();
+            let n = self.sender.write_packet(buf, pt, false, timestamp, &COMFORT_NOISE_SILENCE)?;
+            self.sender.skip_frame();
+            return self.protect(buf, n).map(|n| Some((to, n)));
+        }
+        let after_silence = self.comfort_noise_frames.take().is_some();
+        let marker = after_silence || (speech && !self.sending_speech);
         self.sending_speech = speech;
         let n = self.sender.write_frame(buf, payload, marker)?;
         self.protect(buf, n).map(|n| Some((to, n)))

@@ -943,17 +943,19 @@ impl Room {
 
     fn send_deliveries(&mut self) {
         for delivery in self.mixer.deliveries() {
-            let (members, payload, speech): (&[MemberId], &[u8], bool) = match &delivery {
-                Delivery::Shared { members, frame, .. } => (members, frame.payload, false),
-                Delivery::Personal { member, frame } => {
-                    (std::slice::from_ref(member), frame.payload, true)
-                }
+            let (members, frame, speech): (&[MemberId], _, bool) = match &delivery {
+                Delivery::Shared { members, frame, .. } => (members, frame, false),
+                Delivery::Personal { member, frame } => (std::slice::from_ref(member), frame, true),
             };
+            // Nobody heard and no prompt: legs whose peers agreed to comfort
+            // noise send it instead of this frame.
+            let silent = frame.pcm.iter().all(|&s| s == 0);
             for id in members {
                 let Some(member) = self.keys.get(id).and_then(|key| self.members.get(key)) else {
                     continue;
                 };
-                if let Err(e) = member.leg.send_audio(payload, speech, &mut self.packet) {
+                if let Err(e) = member.leg.send_mix(frame.payload, speech, silent, &mut self.packet)
+                {
                     tracing::debug!(leg = member.leg.key(), error = %e, "frame not sent");
                 }
             }

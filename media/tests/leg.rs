@@ -26,6 +26,8 @@ fn config(codec: CodecKind, remote: &str, srtp: Option<SrtpKeys>) -> LegConfig {
         recv_payload_type: pt,
         send_telephone_event: Some(101),
         recv_telephone_event: Some(101),
+        send_comfort_noise: None,
+        recv_comfort_noise: None,
         remote_rtp: addr(remote),
         remote_rtcp: None,
         srtp,
@@ -275,4 +277,99 @@ fn an_opus_leg_silent_for_long_frees_its_decoder_and_decodes_again_when_the_peer
     let heard = stream(&mut a, &mut b, back, 50, 1700.0);
     assert!(heard.len() >= 40 * 960, "heard {} samples after the pause", heard.len());
     assert!(dominant(&heard, 1700.0, 1000.0));
+}
+
+/// One frame of `kind`'s audio: a tone, or digital silence.
+fn frame_of(kind: CodecKind, index: usize, silent: bool) -> Vec<i16> {
+    let (rate, len) = (kind.sample_rate(), kind.samples_per_frame());
+    if silent { vec![0; len] } else { tone(rate, 440.0, len, index) }
+}
+
+#[test]
+fn silence_goes_out_as_comfort_noise_and_the_peer_plays_it_as_silence() {
+    let kind = CodecKind::Pcmu;
+    let with_cn = |remote: &str| LegConfig {
+        send_comfort_noise: Some(13),
+        recv_comfort_noise: Some(13),
+        ..config(kind, remote, None)
+    };
+    let t0 = Instant::now();
+    let mut a = Leg::new(with_cn(B), t0).expect("leg a");
+    let mut b = Leg::new(with_cn(A), t0).expect("leg b");
+    let (mut scratch, mut buf, mut pcm) = ([0u8; 1500], [0u8; 1500], vec![0i16; 960]);
+    // 1 s of tone, 3 s of silence, 1 s of tone again.
+    let silent = |i: usize| (50..200).contains(&i);
+    let mut sent = Vec::new();
+    let (mut heard, mut heard_in_silence) = (Vec::new(), 0usize);
+    let mut encoder = kind.new_codec();
+    for i in 0..250 {
+        let now = t0 + Duration::from_millis(20 * i as u64);
+        let pcm_out = frame_of(kind, i, silent(i));
+        let payload_len = encoder.encode(&pcm_out, &mut scratch).expect("encode");
+        if let Some((to, len)) =
+            a.write_mix(&scratch[..payload_len], !silent(i), silent(i), &mut buf).expect("send")
+        {
+            assert_eq!(to, addr(B));
+            let packet = buf[..len].to_vec();
+            b.handle_datagram(now, addr(A), &packet, false);
+            sent.push((i, packet));
+        }
+        let got = b.pull_frame(now, &mut pcm).expect("pull");
+        if let Some(n) = got {
+            if (60..200).contains(&i) {
+                heard_in_silence += pcm[..n].iter().filter(|s| s.unsigned_abs() > 100).count();
+            }
+            if i >= 220 {
+                heard.extend_from_slice(&pcm[..n]);
+            }
+        }
+    }
+    // 50 audio packets, then comfort noise at the silence's start and every
+    // 500 ms (6 in 3 s), then 50 audio packets again.
+    let cn: Vec<usize> = sent.iter().filter(|(_, p)| p[1] & 0x7f == 13).map(|(i, _)| *i).collect();
+    assert_eq!(cn, vec![50, 75, 100, 125, 150, 175], "comfort noise sent at");
+    assert_eq!(sent.len(), 100 + cn.len(), "nothing else went out in the silence");
+    for (i, packet) in &sent {
+        let marker = packet[1] & 0x80 != 0;
+        if cn.contains(i) {
+            assert_eq!(packet[12..], [127], "a -127 dBov level, no spectrum");
+        }
+        // The first audio packet after the silence starts a talk spurt.
+        assert_eq!(marker, *i == 0 || *i == 200, "marker on packet {i}");
+    }
+    // Sequence numbers run on without a gap; timestamps follow the clock.
+    let seq = |p: &[u8]| u16::from_be_bytes([p[2], p[3]]);
+    let ts = |p: &[u8]| u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+    for pair in sent.windows(2) {
+        let ((i, p), (j, q)) = (&pair[0], &pair[1]);
+        assert_eq!(seq(q), seq(p).wrapping_add(1), "sequence {i} -> {j}");
+        assert_eq!(ts(q).wrapping_sub(ts(p)), 160 * (j - i) as u32, "timestamp {i} -> {j}");
+    }
+    // The receiver plays the comfort noise as silence: no concealment of the
+    // last tone frame, nothing counted as refused, and the tone afterwards.
+    assert_eq!(heard_in_silence, 0, "samples above 100 heard during the silence");
+    assert_eq!(b.rejects().unknown_payload_type, 0);
+    let level = goertzel_amplitude(&heard, kind.sample_rate(), 440.0);
+    assert!(level > 4000.0, "the tone after the silence: {level}");
+    // Nothing counted lost: comfort noise fills its place in the sequence.
+    assert_eq!(b.stats().loss_percent, 0.0);
+    assert!(b.stats().packets_received + 1 >= sent.len() as u64, "{:?}", b.stats());
+}
+
+#[test]
+fn without_comfort_noise_agreed_silence_goes_out_every_frame() {
+    let kind = CodecKind::Pcmu;
+    let t0 = Instant::now();
+    let mut a = Leg::new(config(kind, B, None), t0).expect("leg");
+    let mut buf = [0u8; 1500];
+    let silence = [0xffu8; 160];
+    let sent = (0..100)
+        .filter(|_| a.write_mix(&silence, false, true, &mut buf).expect("send").is_some())
+        .count();
+    assert_eq!(sent, 100);
+    // A peer's comfort noise is a payload type we did not agree to: refused.
+    let mut b = Leg::new(config(kind, A, None), t0).expect("leg");
+    let cn = [0x80, 13, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7, 127];
+    b.handle_datagram(t0, addr(A), &cn, false);
+    assert_eq!(b.rejects().unknown_payload_type, 1);
 }

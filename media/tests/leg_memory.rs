@@ -63,6 +63,8 @@ fn config(codec: CodecKind) -> LegConfig {
         recv_payload_type: 96,
         send_telephone_event: Some(101),
         recv_telephone_event: Some(101),
+        send_comfort_noise: None,
+        recv_comfort_noise: None,
         remote_rtp: SocketAddr::from(([127, 0, 0, 1], 4000)),
         remote_rtcp: None,
         srtp: None,

@@ -779,7 +779,7 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
                 "--hold", f"{hold + 4:g}", "--threads", str(args.callers_threads),
                 "--codec", args.callers_codec,
                 "--json", "callers.json",
-            ]
+            ] + (["--comfort-noise"] if args.callers_comfort_noise else [])
         (rundir / "sipp.cmd").write_text(" ".join(sipp_cmd) + "\n")
         sipp = subprocess.Popen(sipp_cmd, cwd=rundir, stdout=sipp_out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
@@ -969,9 +969,10 @@ def finish_listening(result: dict, rundir: Path, calls: int, t0: float) -> dict:
     dt = q.get("window_s") or 0
     if dt and "rtp_in_per_s" in result:
         # The callers read what tutti sent; tutti read everything else.
-        out = (q.get("packets", 0) + q.get("lost", 0)) / dt
+        heard = q.get("packets", 0) + q.get("comfort_noise", 0)
+        out = (heard + q.get("lost", 0)) / dt
         result["rtp_out_per_s"] = round(out, 1)
-        result["rtp_in_per_s"] = round(result["rtp_in_per_s"] - q.get("packets", 0) / dt, 1)
+        result["rtp_in_per_s"] = round(result["rtp_in_per_s"] - heard / dt, 1)
     result["calls_failed"] = q.get("failed", calls) + q.get("ended_early", 0)
     result["tutti_log"] = scan_log(rundir / "tutti.log")
     result["ok"] = (
@@ -1018,7 +1019,7 @@ def row_of(r: dict) -> dict[str, str]:
 
 QUALITY = [
     ("calls", "calls"), ("rooms", "rooms"), ("talkers_per_room", "talkers per room"),
-    ("q_pps_per_call", "packets/s per caller"), ("q_lost_pct", "lost %"),
+    ("q_pps_per_call", "packets/s per caller"), ("q_comfort_noise", "comfort-noise packets"), ("q_lost_pct", "lost %"),
     ("q_jitter_ms_p50", "jitter ms (p50 of callers)"),
     ("q_lateness_ms_p50", "late p50 ms"), ("q_lateness_ms_p99", "late p99 ms"), ("q_lateness_ms_max", "late max ms"),
     ("q_click_ms_p50", "click p50 ms"), ("q_click_ms_p99", "click p99 ms"),
@@ -1124,6 +1125,9 @@ def main() -> int:
     p.add_argument("--callers-threads", type=int, default=1, help="tutti-callers' media threads (default 1)")
     p.add_argument("--callers-codec", choices=("pcmu", "opus"), default="pcmu",
                    help="the codec tutti-callers offer (default pcmu)")
+    p.add_argument("--callers-comfort-noise", action="store_true",
+                   help="tutti-callers offer RFC 3389 comfort noise (G.711): silence then comes "
+                        "as a comfort-noise packet every 500 ms")
     args = p.parse_args()
 
     if not args.no_netns:

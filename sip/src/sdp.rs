@@ -42,6 +42,8 @@ const OFFER_PT_OPUS: u8 = 96;
 const OFFER_PT_TEL_48K: u8 = 100;
 /// Payload type we use for telephone-event/8000 in our own offers.
 const OFFER_PT_TEL_8K: u8 = 101;
+/// RFC 3389 comfort noise in our offers: its static payload type (RFC 3551), at 8000 Hz.
+const OFFER_PT_CN: u8 = 13;
 
 /// Errors of offer/answer. [`SdpError::sip_status`] gives the SIP status to answer with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -312,6 +314,10 @@ pub struct MediaPolicy {
     pub ptime_ms: u32,
     /// Accept and offer RFC 4733 telephone-event.
     pub telephone_event: bool,
+    /// Accept and offer RFC 3389 comfort noise (`CN/8000`) beside an 8 kHz-clock
+    /// codec, so that silence can go out as a comfort-noise packet now and then
+    /// instead of a packet every 20 ms. Never with Opus (it has DTX of its own).
+    pub comfort_noise: bool,
     /// Accept rtcp-mux when offered, and offer it ourselves.
     pub rtcp_mux: bool,
     /// SRTP use.
@@ -325,6 +331,7 @@ impl Default for MediaPolicy {
             order: CodecOrder::Ours,
             ptime_ms: 20,
             telephone_event: true,
+            comfort_noise: true,
             rtcp_mux: true,
             srtp: SrtpPolicy::Optional,
         }
@@ -365,6 +372,11 @@ pub struct Negotiated {
     pub telephone_event: Option<u8>,
     /// telephone-event payload type the peer uses towards us.
     pub recv_telephone_event: Option<u8>,
+    /// Comfort-noise (RFC 3389) payload type for what we send, when both sides
+    /// agreed to it.
+    pub comfort_noise: Option<u8>,
+    /// Comfort-noise payload type the peer uses towards us.
+    pub recv_comfort_noise: Option<u8>,
     /// Packetization time in ms for what we send.
     pub ptime_ms: u32,
     /// Our direction: what we may send and should expect to receive.
@@ -559,11 +571,14 @@ struct OfferedFormats {
     codecs: Vec<(u8, Codec)>,
     /// (payload type, clock rate) of each telephone-event, in m-line order.
     events: Vec<(u8, u32)>,
+    /// (payload type, clock rate) of each comfort-noise format, in m-line order.
+    comfort_noise: Vec<(u8, u32)>,
 }
 
 fn offered_formats(md: &MediaDescription) -> OfferedFormats {
     let mut codecs = Vec::new();
     let mut events = Vec::new();
+    let mut comfort_noise = Vec::new();
     for &pt in &md.media.fmts {
         match md.rtpmap.iter().find(|m| m.payload == pt) {
             Some(map) => {
@@ -571,6 +586,8 @@ fn offered_formats(md: &MediaDescription) -> OfferedFormats {
                 let params = map.params.as_ref().map(|p| p.as_str());
                 if name.eq_ignore_ascii_case("telephone-event") {
                     events.push((pt, map.clock_rate));
+                } else if name.eq_ignore_ascii_case("CN") {
+                    comfort_noise.push((pt, map.clock_rate));
                 } else if let Some(codec) =
                     Codec::ALL.into_iter().find(|c| c.matches(name, map.clock_rate, params))
                 {
@@ -580,11 +597,13 @@ fn offered_formats(md: &MediaDescription) -> OfferedFormats {
             None => {
                 if let Some(codec) = Codec::from_static_payload_type(pt) {
                     codecs.push((pt, codec));
+                } else if pt == OFFER_PT_CN {
+                    comfort_noise.push((pt, 8000));
                 }
             }
         }
     }
-    OfferedFormats { codecs, events }
+    OfferedFormats { codecs, events, comfort_noise }
 }
 
 fn pick_codec(offered: &[(u8, Codec)], policy: &MediaPolicy) -> Option<(u8, Codec)> {
@@ -745,6 +764,25 @@ fn telephone_event_lines(md: &mut MediaDescription, pt: u8, rate: u32) {
     md.fmtp.push(Fmtp { format: pt, params: "0-16".into() });
 }
 
+/// Whether comfort noise may go with `codec`: an 8 kHz RTP clock (G.711, and
+/// G.722 whose clock is 8 kHz by RFC 3551); not Opus, whose DTX does the job.
+fn takes_comfort_noise(codec: Codec) -> bool {
+    codec != Codec::Opus && codec.clock_rate() == 8000
+}
+
+/// The comfort-noise payload type to use with `codec`, among those listed.
+fn pick_comfort_noise(listed: &[(u8, u32)], codec: Codec, policy: &MediaPolicy) -> Option<u8> {
+    if !policy.comfort_noise || !takes_comfort_noise(codec) {
+        return None;
+    }
+    listed.iter().find(|(_, rate)| *rate == codec.clock_rate()).map(|(pt, _)| *pt)
+}
+
+fn comfort_noise_lines(md: &mut MediaDescription, pt: u8) {
+    md.media.fmts.push(pt);
+    md.rtpmap.push(RtpMap { payload: pt, encoding: "CN".into(), clock_rate: 8000, params: None });
+}
+
 fn ptime_attribute(ms: u32) -> UnknownAttribute {
     UnknownAttribute { name: "ptime".into(), value: Some(ms.to_string().into()) }
 }
@@ -781,13 +819,14 @@ fn answer_audio<R: CryptoRng + ?Sized>(
         _ => {}
     }
 
-    let OfferedFormats { codecs, events } = offered_formats(md);
+    let OfferedFormats { codecs, events, comfort_noise } = offered_formats(md);
     let (pt, codec) = pick_codec(&codecs, policy).ok_or(SdpError::NoCommonCodec)?;
     let telephone_event = if policy.telephone_event {
         events.iter().find(|(_, rate)| *rate == codec.clock_rate()).map(|(pt, _)| *pt)
     } else {
         None
     };
+    let comfort_noise = pick_comfort_noise(&comfort_noise, codec, policy);
 
     let srtp = if is_srtp {
         let (tag, profile, remote_key) = pick_crypto(&md.crypto).ok_or(SdpError::NoUsableCrypto)?;
@@ -814,6 +853,9 @@ fn answer_audio<R: CryptoRng + ?Sized>(
     if let Some(te) = telephone_event {
         telephone_event_lines(&mut answer_md, te, codec.clock_rate());
     }
+    if let Some(cn) = comfort_noise {
+        comfort_noise_lines(&mut answer_md, cn);
+    }
     answer_md.rtcp_mux = rtcp_mux;
     answer_md.attributes.push(ptime_attribute(policy.ptime_ms));
     if let Some((tag, profile, _, local_key)) = &srtp {
@@ -828,6 +870,8 @@ fn answer_audio<R: CryptoRng + ?Sized>(
         recv_payload_type: pt,
         telephone_event,
         recv_telephone_event: telephone_event,
+        comfort_noise,
+        recv_comfort_noise: comfort_noise,
         ptime_ms,
         direction,
         srtp: srtp.map(|(_, profile, remote_key, local_key)| SrtpKeys {
@@ -876,6 +920,9 @@ pub fn offer_with_rng<R: CryptoRng + ?Sized>(
         if codecs.iter().any(|(_, c)| c.clock_rate() == 8000) {
             telephone_event_lines(&mut md, OFFER_PT_TEL_8K, 8000);
         }
+    }
+    if policy.comfort_noise && codecs.iter().any(|(_, c)| takes_comfort_noise(*c)) {
+        comfort_noise_lines(&mut md, OFFER_PT_CN);
     }
     md.rtcp_mux = policy.rtcp_mux;
     md.attributes.push(ptime_attribute(policy.ptime_ms));
@@ -927,7 +974,7 @@ pub fn apply_answer(
         return Err(SdpError::AnswerMismatch("answer changed the transport protocol"));
     }
 
-    let OfferedFormats { codecs, events } = offered_formats(md);
+    let OfferedFormats { codecs, events, comfort_noise } = offered_formats(md);
     // The answerer lists what it will use; take its first codec that we offered.
     let (pt, codec) = codecs
         .iter()
@@ -951,6 +998,9 @@ pub fn apply_answer(
     } else {
         (None, None)
     };
+    // We offered CN under its static number; the answer's number is theirs.
+    let comfort_noise = pick_comfort_noise(&comfort_noise, codec, &pending.policy);
+    let recv_comfort_noise = comfort_noise.map(|_| OFFER_PT_CN);
 
     let srtp = if pending.crypto.is_empty() {
         None
@@ -995,6 +1045,8 @@ pub fn apply_answer(
         recv_payload_type,
         telephone_event,
         recv_telephone_event,
+        comfort_noise,
+        recv_comfort_noise,
         ptime_ms,
         direction,
         srtp,

@@ -110,9 +110,15 @@ impl Phones {
 
     /// Phones that offer SRTP (`Required`: RTP/SAVP only) or plain RTP.
     pub async fn with_srtp(srtp: tutti_sip::sdp::SrtpPolicy) -> Self {
+        let policy = tutti_sip::sdp::MediaPolicy { srtp, ..Default::default() };
+        Self::with_policy(policy).await
+    }
+
+    /// Phones that offer what `policy` says (codecs, SRTP, comfort noise).
+    pub async fn with_policy(policy: tutti_sip::sdp::MediaPolicy) -> Self {
         let mut config = SipConfig::new(SocketAddr::new(LOOPBACK, 0), LOOPBACK);
         config.max_calls = 10;
-        config.media_policy.srtp = srtp;
+        config.media_policy = policy;
         let (ua, events) = SipUa::start(config).await.expect("phone UA");
         let rtp = super::free_udp_range(16);
         let pool = PortPool::new(rtp, rtp + 15).expect("phone ports");

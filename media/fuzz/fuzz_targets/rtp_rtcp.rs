@@ -26,6 +26,8 @@ fuzz_target!(|data: &[u8]| {
         recv_payload_type: 0,
         send_telephone_event: Some(101),
         recv_telephone_event: Some(101),
+        send_comfort_noise: Some(13),
+        recv_comfort_noise: Some(13),
         remote_rtp: from,
         remote_rtcp: None,
         srtp: None,

@@ -29,6 +29,8 @@ pub fn pcmu_leg(remote: SocketAddr) -> LegConfig {
         recv_payload_type: 0,
         send_telephone_event: Some(101),
         recv_telephone_event: Some(101),
+        send_comfort_noise: None,
+        recv_comfort_noise: None,
         remote_rtp: remote,
         remote_rtcp: None,
         srtp: None,

@@ -198,6 +198,65 @@ fn telephone_event_only_at_the_codec_rate() {
 }
 
 #[test]
+fn comfort_noise_beside_an_8khz_clock_codec_only() {
+    // Static 13 without an rtpmap, as many phones write it.
+    let offer = offer_sdp("RTP/AVP", "0 101 13", &rtpmaps(&[(101, "telephone-event/8000")]));
+    let answer = answer_ok(&offer, &MediaPolicy::default());
+    assert_eq!(
+        (answer.negotiated.comfort_noise, answer.negotiated.recv_comfort_noise),
+        (Some(13), Some(13))
+    );
+    let md = &reparse(&answer).media_descriptions[0];
+    assert_eq!(md.media.fmts, vec![0, 101, 13]);
+    assert!(
+        md.rtpmap
+            .iter()
+            .any(|m| m.payload == 13 && m.encoding.as_str() == "CN" && m.clock_rate == 8000)
+    );
+    // A dynamic number with its rtpmap; G.722 (an 8000 clock) takes it too.
+    let offer = offer_sdp("RTP/AVP", "9 118", &rtpmaps(&[(9, "G722/8000"), (118, "cn/8000")]));
+    assert_eq!(answer_ok(&offer, &MediaPolicy::default()).negotiated.comfort_noise, Some(118));
+    // CN at another clock is not for this codec; Opus never takes CN.
+    let offer = offer_sdp("RTP/AVP", "0 119", &rtpmaps(&[(119, "CN/16000")]));
+    assert_eq!(answer_ok(&offer, &MediaPolicy::default()).negotiated.comfort_noise, None);
+    let offer = offer_sdp("RTP/AVP", "96 13", &rtpmaps(&[(96, "opus/48000/2")]));
+    let answer = answer_ok(&offer, &MediaPolicy::default());
+    assert_eq!(answer.negotiated.comfort_noise, None);
+    assert_eq!(reparse(&answer).media_descriptions[0].media.fmts, vec![96]);
+    // Not offered, or switched off: none.
+    assert_eq!(answer_ok(&full_offer(), &MediaPolicy::default()).negotiated.comfort_noise, None);
+    let off = MediaPolicy { comfort_noise: false, ..MediaPolicy::default() };
+    let offer = offer_sdp("RTP/AVP", "0 13", "");
+    let answer = answer_ok(&offer, &off);
+    assert_eq!(answer.negotiated.comfort_noise, None);
+    assert_eq!(reparse(&answer).media_descriptions[0].media.fmts, vec![0]);
+    // Our offer: CN only where an 8 kHz-clock codec is offered.
+    let opus_only = MediaPolicy { codecs: vec![Codec::Opus], ..MediaPolicy::default() };
+    let text = offer_with_rng(&opus_only, &local(), &mut rng()).sdp.to_string();
+    assert!(!text.contains("CN/"), "{text}");
+    let text = offer_with_rng(&off, &local(), &mut rng()).sdp.to_string();
+    assert!(!text.contains("CN/"), "{text}");
+}
+
+#[test]
+fn an_answer_with_comfort_noise_or_without() {
+    let ours = offer_with_rng(&MediaPolicy::default(), &local(), &mut rng());
+    let answer = |fmts: &str, attrs: &str| {
+        format!(
+            "v=0\r\no=- 5 5 IN IP4 203.0.113.9\r\ns=-\r\nc=IN IP4 203.0.113.9\r\nt=0 0\r\n\
+             m=audio 7000 RTP/AVP {fmts}\r\n{attrs}"
+        )
+    };
+    let n = apply_answer_str(&ours.pending, &answer("0 117", "a=rtpmap:117 CN/8000\r\n")).unwrap();
+    assert_eq!((n.comfort_noise, n.recv_comfort_noise), (Some(117), Some(13)));
+    let n = apply_answer_str(&ours.pending, &answer("0", "")).unwrap();
+    assert_eq!((n.comfort_noise, n.recv_comfort_noise), (None, None));
+    let n =
+        apply_answer_str(&ours.pending, &answer("96 13", "a=rtpmap:96 opus/48000/2\r\n")).unwrap();
+    assert_eq!((n.codec, n.comfort_noise), (Codec::Opus, None));
+}
+
+#[test]
 fn ptime_and_maxptime() {
     let with = |attrs: &str| answer_ok(&offer_sdp("RTP/AVP", "0", attrs), &MediaPolicy::default());
     assert_eq!(with("").negotiated.ptime_ms, 20);
@@ -508,7 +567,8 @@ fn late_offer_round_trip() {
     let policy = MediaPolicy::default();
     let ours = offer_with_rng(&policy, &local(), &mut rng());
     let text = ours.sdp.to_string();
-    assert!(text.contains("m=audio 40000 RTP/AVP 96 9 0 8 100 101\r\n"), "{text}");
+    assert!(text.contains("m=audio 40000 RTP/AVP 96 9 0 8 100 101 13\r\n"), "{text}");
+    assert!(text.contains("a=rtpmap:13 CN/8000\r\n"), "{text}");
     assert!(text.contains("a=rtpmap:96 opus/48000/2\r\n"), "{text}");
     assert!(text.contains("a=rtpmap:100 telephone-event/48000\r\n"), "{text}");
     assert!(text.contains("a=rtpmap:101 telephone-event/8000\r\n"), "{text}");
@@ -609,7 +669,7 @@ fn late_offer_bad_answers() {
 fn offer_only_lists_allowed_codecs_and_matching_events() {
     let ours = offer_with_rng(&policy_with(&[Codec::Pcma, Codec::Pcma]), &local(), &mut rng());
     let text = ours.sdp.to_string();
-    assert!(text.contains("m=audio 40000 RTP/AVP 8 101\r\n"), "{text}");
+    assert!(text.contains("m=audio 40000 RTP/AVP 8 101 13\r\n"), "{text}");
     assert!(!text.contains("48000"), "{text}");
     let mut hold = local();
     hold.direction = MediaDirection::SendOnly;

@@ -91,6 +91,8 @@ pub struct CallMedia {
     pub remote: SocketAddr,
     pub send_pt: u8,
     pub recv_pt: u8,
+    /// Comfort noise's payload type towards us, when negotiated.
+    pub recv_cn: Option<u8>,
 }
 
 pub enum Command {
@@ -128,6 +130,8 @@ impl Shared {
 #[derive(Default)]
 pub struct Report {
     pub packets: u64,
+    /// Comfort-noise packets (not in `packets`).
+    pub comfort_noise: u64,
     pub lost: u64,
     pub late_or_duplicate: u64,
     pub foreign: u64,
@@ -154,6 +158,7 @@ pub struct Report {
 impl Report {
     pub fn merge(&mut self, other: Report) {
         self.packets += other.packets;
+        self.comfort_noise += other.comfort_noise;
         self.lost += other.lost;
         self.late_or_duplicate += other.late_or_duplicate;
         self.foreign += other.foreign;
@@ -191,6 +196,7 @@ struct Sender {
 /// The receiving half: what the call has heard so far.
 struct Receiver {
     recv_pt: u8,
+    recv_cn: Option<u8>,
     /// Decodes Opus (G.711 is a table lookup).
     decoder: Option<Box<dyn tutti_media::codec::Codec>>,
     /// Highest extended sequence number and timestamp seen.
@@ -471,6 +477,7 @@ impl Slot {
         };
         let receiver = Receiver {
             recv_pt: media.recv_pt,
+            recv_cn: media.recv_cn,
             decoder: (wire == Wire::Opus).then(|| wire.kind().new_codec()),
             seq: None,
             ext_timestamp: 0,
@@ -498,8 +505,9 @@ impl Slot {
         let Scratch { pcm, decoded } = scratch;
         let Some((pt, seq, timestamp, payload)) = parse_rtp(data) else { return };
         let r = &mut self.receiver;
-        if pt != r.recv_pt || !self.active {
-            // RTCP (multiplexed), telephone events, comfort noise: not audio.
+        let comfort_noise = Some(pt) == r.recv_cn;
+        if (pt != r.recv_pt && !comfort_noise) || !self.active {
+            // RTCP (multiplexed), telephone events: not audio.
             return;
         }
         // Sequence: gaps are losses, anything not ahead is late or repeated.
@@ -519,6 +527,14 @@ impl Slot {
         }
         if ahead {
             r.seq = Some(ext_seq);
+        }
+        if comfort_noise {
+            // Silence announced: the packets it replaces are not lost, and
+            // there is nothing to time or to hear.
+            if measuring {
+                report.comfort_noise += 1;
+            }
+            return;
         }
         let since = at.saturating_duration_since(shared.epoch).as_secs_f64();
         let clock = f64::from(wire.rate());
