@@ -779,7 +779,8 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
                 "--hold", f"{hold + 4:g}", "--threads", str(args.callers_threads),
                 "--codec", args.callers_codec,
                 "--json", "callers.json",
-            ] + (["--comfort-noise"] if args.callers_comfort_noise else [])
+            ] + (["--comfort-noise"] if args.callers_comfort_noise else []) \
+              + (["--opus-dtx"] if args.callers_opus_dtx else [])
         (rundir / "sipp.cmd").write_text(" ".join(sipp_cmd) + "\n")
         sipp = subprocess.Popen(sipp_cmd, cwd=rundir, stdout=sipp_out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
@@ -1125,6 +1126,9 @@ def main() -> int:
     p.add_argument("--callers-threads", type=int, default=1, help="tutti-callers' media threads (default 1)")
     p.add_argument("--callers-codec", choices=("pcmu", "opus"), default="pcmu",
                    help="the codec tutti-callers offer (default pcmu)")
+    p.add_argument("--callers-opus-dtx", action="store_true",
+                   help="with --callers-codec opus: silent tutti-callers send as a phone in DTX does "
+                        "(a TOC-only packet every 400 ms)")
     p.add_argument("--callers-comfort-noise", action="store_true",
                    help="tutti-callers offer RFC 3389 comfort noise (G.711): silence then comes "
                         "as a comfort-noise packet every 500 ms")

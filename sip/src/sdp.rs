@@ -136,6 +136,17 @@ impl Codec {
         self.static_payload_type().unwrap_or(OFFER_PT_OPUS)
     }
 
+    /// What we ask of the peer's encoder in `a=fmtp` (RFC 7587 section 6.1):
+    /// for Opus, in-band FEC (the jitter buffer rebuilds a lost frame from
+    /// it) and DTX (a silent phone then sends a packet every 400 ms instead of
+    /// every 20 ms, and tutti decodes almost nothing for it).
+    fn fmtp_params(self) -> Option<&'static str> {
+        match self {
+            Codec::Opus => Some("useinbandfec=1;usedtx=1"),
+            _ => None,
+        }
+    }
+
     fn rtpmap_params(self) -> Option<&'static str> {
         match self {
             Codec::Opus => Some("2"),
@@ -850,6 +861,9 @@ fn answer_audio<R: CryptoRng + ?Sized>(
     let mut answer_md = audio_line(local, md.media.proto.clone(), direction);
     answer_md.media.fmts.push(pt);
     answer_md.rtpmap.push(rtpmap_for(pt, codec));
+    if let Some(params) = codec.fmtp_params() {
+        answer_md.fmtp.push(Fmtp { format: pt, params: params.into() });
+    }
     if let Some(te) = telephone_event {
         telephone_event_lines(&mut answer_md, te, codec.clock_rate());
     }
@@ -912,6 +926,9 @@ pub fn offer_with_rng<R: CryptoRng + ?Sized>(
         codecs.push((pt, codec));
         md.media.fmts.push(pt);
         md.rtpmap.push(rtpmap_for(pt, codec));
+        if let Some(params) = codec.fmtp_params() {
+            md.fmtp.push(Fmtp { format: pt, params: params.into() });
+        }
     }
     if policy.telephone_event {
         if codecs.iter().any(|(_, c)| c.clock_rate() == 48000) {

@@ -164,7 +164,8 @@ fn dynamic_payload_numbers_of_the_offer_are_used() {
     assert_eq!(md.media.fmts, vec![120, 127]);
     assert_eq!(md.rtpmap[0].to_string(), "120 opus/48000/2");
     assert_eq!(md.rtpmap[1].to_string(), "127 telephone-event/48000");
-    assert_eq!(md.fmtp[0].to_string(), "127 0-16");
+    assert_eq!(md.fmtp[0].to_string(), "120 useinbandfec=1;usedtx=1");
+    assert_eq!(md.fmtp[1].to_string(), "127 0-16");
 }
 
 #[test]
@@ -195,6 +196,19 @@ fn telephone_event_only_at_the_codec_rate() {
     // Disabled by policy.
     let no_te = MediaPolicy { telephone_event: false, ..MediaPolicy::default() };
     assert_eq!(answer_ok(&full_offer(), &no_te).negotiated.telephone_event, None);
+}
+
+#[test]
+fn an_opus_answer_asks_for_inband_fec_and_dtx() {
+    let offer = offer_sdp("RTP/AVP", "111 0", &rtpmaps(&[(111, "opus/48000/2")]));
+    let answer = answer_ok(&offer, &MediaPolicy::default());
+    assert_eq!(answer.negotiated.codec, Codec::Opus);
+    let md = &reparse(&answer).media_descriptions[0];
+    let fmtp: Vec<_> = md.fmtp.iter().map(|f| (f.format, f.params.as_str())).collect();
+    assert_eq!(fmtp, [(111, "useinbandfec=1;usedtx=1")]);
+    // Nothing of the kind for G.711.
+    let answer = answer_ok(&offer_sdp("RTP/AVP", "0", ""), &MediaPolicy::default());
+    assert!(reparse(&answer).media_descriptions[0].fmtp.is_empty());
 }
 
 #[test]
@@ -570,6 +584,7 @@ fn late_offer_round_trip() {
     assert!(text.contains("m=audio 40000 RTP/AVP 96 9 0 8 100 101 13\r\n"), "{text}");
     assert!(text.contains("a=rtpmap:13 CN/8000\r\n"), "{text}");
     assert!(text.contains("a=rtpmap:96 opus/48000/2\r\n"), "{text}");
+    assert!(text.contains("a=fmtp:96 useinbandfec=1;usedtx=1\r\n"), "{text}");
     assert!(text.contains("a=rtpmap:100 telephone-event/48000\r\n"), "{text}");
     assert!(text.contains("a=rtpmap:101 telephone-event/8000\r\n"), "{text}");
     assert!(text.contains("a=rtcp-mux\r\n") && text.contains("a=ptime:20\r\n"), "{text}");

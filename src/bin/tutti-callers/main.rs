@@ -82,6 +82,10 @@ struct Args {
     /// not as packets or losses) instead of a packet every 20 ms.
     #[arg(long)]
     comfort_noise: bool,
+    /// Silent callers send as an Opus phone in DTX does: a TOC-only packet
+    /// every 400 ms and nothing between (with --codec opus).
+    #[arg(long)]
+    opus_dtx: bool,
     /// Local address for SIP and RTP.
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     local: IpAddr,
@@ -157,7 +161,10 @@ fn main() {
 
 async fn run(args: Args, numbers: Vec<String>) -> Result<bool, String> {
     let rooms = numbers.len().min(args.calls.max(1));
-    let shared = Arc::new(Shared::new(rooms, args.codec));
+    if args.opus_dtx && args.codec != media::Wire::Opus {
+        return Err("--opus-dtx needs --codec opus".into());
+    }
+    let shared = Arc::new(Shared::new(rooms, args.codec, args.opus_dtx));
     let socket_count = args.calls.div_ceil(args.calls_per_socket).max(1);
     let sockets =
         media::bind_sockets(args.local, socket_count).map_err(|e| format!("RTP sockets: {e}"))?;

@@ -111,12 +111,19 @@ pub struct Shared {
     pub clicks: Vec<AtomicU64>,
     /// Per room: the tones of its connected talkers (bit i: `TONES[i]`).
     pub talkers: Vec<AtomicU64>,
+    /// Silent callers send as an Opus sender in DTX does: a TOC-only packet
+    /// every [`DTX_EVERY`] frames, nothing between.
+    pub dtx: bool,
 }
 
+/// How often a silent caller in DTX sends (every 400 ms, as libopus does).
+pub const DTX_EVERY: u64 = 20;
+
 impl Shared {
-    pub fn new(rooms: usize, wire: Wire) -> Self {
+    pub fn new(rooms: usize, wire: Wire, dtx: bool) -> Self {
         Self {
             wire,
+            dtx,
             epoch: Instant::now(),
             measuring: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -374,6 +381,13 @@ pub fn run(
                     }
                     &frames.tones[tone][usize::from(role.clicker)][phase]
                 }
+                // In DTX: the frame's table-of-contents byte alone, now and then.
+                None if shared.dtx && !tick.is_multiple_of(DTX_EVERY) => {
+                    let s = &mut slot.sender;
+                    s.timestamp = s.timestamp.wrapping_add(wire.frame() as u32);
+                    continue;
+                }
+                None if shared.dtx => &frames.silence[phase][..1],
                 None => &frames.silence[phase],
             };
             let s = &mut slot.sender;
