@@ -304,6 +304,15 @@ pub struct Options {
     #[arg(long, env = "TUTTI_CONTROL_TLS_KEY", global = true, value_name = "FILE")]
     pub control_tls_key: Option<OrEmpty<PathBuf>>,
 
+    /// PEM certificate chain: with --events-tls-key, the Conductor's
+    /// XMLSocket events port speaks TLS only [default: plain TCP]
+    #[arg(long, env = "TUTTI_EVENTS_TLS_CERT", global = true, value_name = "FILE")]
+    pub events_tls_cert: Option<OrEmpty<PathBuf>>,
+
+    /// PEM private key for the XMLSocket events over TLS
+    #[arg(long, env = "TUTTI_EVENTS_TLS_KEY", global = true, value_name = "FILE")]
+    pub events_tls_key: Option<OrEmpty<PathBuf>>,
+
     /// Log filter, tracing syntax (e.g. `info,tutti_sip=debug`) [default: info,rsipstack=warn]
     #[arg(long, env = "TUTTI_LOG", global = true, value_name = "FILTER")]
     pub log: Option<String>,
@@ -419,6 +428,8 @@ impl Options {
             http_tls_key,
             control_tls_cert,
             control_tls_key,
+            events_tls_cert,
+            events_tls_key,
             log
         );
         Ok(self)
@@ -500,6 +511,11 @@ impl Options {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             _ => return Err(ConfigError::Incomplete("control-tls-cert and --control-tls-key")),
         };
+        let events_tls = match (given(self.events_tls_cert), given(self.events_tls_key)) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            _ => return Err(ConfigError::Incomplete("events-tls-cert and --events-tls-key")),
+        };
         Ok(Settings {
             sip_listen,
             media_address,
@@ -542,6 +558,7 @@ impl Options {
             sip_tls,
             http_tls,
             control_tls,
+            events_tls,
             log,
             test_clock: self.test_clock,
         })
@@ -655,6 +672,8 @@ pub struct Settings {
     pub http_tls: Option<TlsFiles>,
     /// TLS on the control port (TCP 4011), when configured.
     pub control_tls: Option<TlsFiles>,
+    /// The XMLSocket events port over TLS, when configured.
+    pub events_tls: Option<TlsFiles>,
     pub log: String,
     pub test_clock: bool,
 }
@@ -751,6 +770,10 @@ impl Settings {
         if let Some(tls) = &self.control_tls {
             line("control-tls-cert", path(&tls.cert));
             line("control-tls-key", path(&tls.key));
+        }
+        if let Some(tls) = &self.events_tls {
+            line("events-tls-cert", path(&tls.cert));
+            line("events-tls-key", path(&tls.key));
         }
         out
     }

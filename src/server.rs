@@ -48,6 +48,10 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         Some(files) => Some(crate::tls::load(&files.cert, &files.key)?),
         None => None,
     };
+    let events_tls = match &settings.events_tls {
+        Some(files) => Some(crate::tls::load(&files.cert, &files.key)?),
+        None => None,
+    };
     let store = open_store(&settings).await?;
     // The first write of a start: a read-only database fails here.
     let closed = store.close_stale_sessions(Time::now()).await.map_err(|e| {
@@ -167,8 +171,15 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
 
     // The Conductor's events, for its WebSocket, SSE and XMLSocket subscribers.
     let hub = Hub::start(ops.clone());
-    tracing::info!(addr = %events_addr, "XMLSocket events listening");
-    tokio::spawn(socket::serve(events_socket, ops.clone(), hub.clone(), stop_rx.clone()));
+    tracing::info!(addr = %events_addr, tls = events_tls.is_some(), "XMLSocket events listening");
+    let events_tls = events_tls.map(|certified| tokio_rustls::TlsAcceptor::from(certified.config));
+    tokio::spawn(socket::serve(
+        events_socket,
+        events_tls,
+        ops.clone(),
+        hub.clone(),
+        stop_rx.clone(),
+    ));
     let http_tls = http_tls.map(|certified| tokio_rustls::TlsAcceptor::from(certified.config));
     let http_counts = SourceCounts::new(settings.http_connections_per_source);
     let admit: tutti_api::http::Admit = Arc::new(move |peer| {

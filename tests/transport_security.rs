@@ -287,9 +287,18 @@ fn a_bad_certificate_or_half_a_tls_setting_stops_the_start_with_a_reason() {
     assert!(!out.status.success());
     assert!(err.contains("--control-tls-key") && err.contains("go together"), "{err}");
 
+    let out = support::run(dir.path(), &["--events-tls-key", garbage, "config"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--events-tls-key") && err.contains("go together"), "{err}");
+
     let out = support::run(dir.path(), &["--srtp", "sometimes", "config"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("required"));
+
+    let out = support::run(dir.path(), &["--comfort-noise", "maybe", "config"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("on or off"));
 }
 
 /// One SIP message read from a stream transport: start line, headers, body.
@@ -563,4 +572,48 @@ async fn sip_stream_connections_are_limited_per_source_and_a_silent_tls_client_i
     // rsipstack never bound the listeners itself (they are tutti's).
     let logs = server.logs();
     assert!(!logs.contains("Failed to serve listener"), "{logs}");
+}
+
+/// The documents (each ended by a zero byte) `stream` sends until it closes.
+async fn xmlsocket_documents<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<String> {
+    let text = read_all(stream).await;
+    text.split('\0').filter(|d| !d.is_empty()).map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_xmlsocket_events_port_speaks_tls_when_given_a_certificate() {
+    use tutti_api::http::envelope::parse_xml;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = certificate(dir.path());
+    let (cert_arg, key_arg) = (cert.to_str().expect("path"), key.to_str().expect("path"));
+    let mut server =
+        Server::start(dir.path(), &["--events-tls-cert", cert_arg, "--events-tls-key", key_arg]);
+    let line = server.wait_for_log("XMLSocket events listening", Duration::from_secs(5));
+    assert!(line.contains("tls=true"), "{line}");
+    let addr = server.logged_addr("XMLSocket events listening", "addr");
+
+    // A client that connects and never starts its handshake holds up no one.
+    let _idle = TcpStream::connect(addr).await.expect("connect");
+    // Over TLS: the policy a Flash client asks first, then a subscription
+    // with a wrong token, refused with the envelope's code.
+    let mut tls = tls_connect(&ca, addr).await;
+    tls.write_all(b"<policy-file-request/>\0").await.expect("write");
+    let documents = xmlsocket_documents(&mut tls).await;
+    let policy = parse_xml(documents.first().expect("a policy")).expect("XML");
+    assert_eq!(policy.name, "cross-domain-policy", "{documents:?}");
+    assert!(policy.child("allow-access-from").is_some(), "{documents:?}");
+
+    let mut tls = tls_connect(&ca, addr).await;
+    tls.write_all(b"<subscribe callUID=\"nope\" securityToken=\"wrong\"/>\0").await.expect("write");
+    let documents = xmlsocket_documents(&mut tls).await;
+    let error = parse_xml(documents.first().expect("an answer")).expect("XML");
+    assert_eq!(error.name, "error", "{documents:?}");
+    let code = error.child("code").map(|c| c.text.clone()).unwrap_or_default();
+    assert!(code == "-1" || code == "-2", "{documents:?}");
+
+    // Plain text to the TLS port gets no document.
+    let mut plain = TcpStream::connect(addr).await.expect("connect");
+    plain.write_all(b"<policy-file-request/>\0").await.expect("write");
+    let answer = read_all(&mut plain).await;
+    assert!(!answer.contains("cross-domain-policy"), "{answer}");
 }

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use quick_xml::events::Event as XmlEvent;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::events::{End, Hub, SEND_TIMEOUT};
@@ -80,8 +80,16 @@ pub fn parse_request(text: &str) -> Result<Request, String> {
     }
 }
 
-/// Serves the XMLSocket port until `stop` turns true.
-pub async fn serve(listener: TcpListener, ops: Ops, hub: Hub, mut stop: watch::Receiver<bool>) {
+/// Serves the XMLSocket port until `stop` turns true; with `tls`, every
+/// connection is TLS (its handshake counts against the 10 s the first
+/// document may take).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    ops: Ops,
+    hub: Hub,
+    mut stop: watch::Receiver<bool>,
+) {
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     let open = Arc::new(AtomicUsize::new(0));
     let stopped = async move {
@@ -101,12 +109,31 @@ pub async fn serve(listener: TcpListener, ops: Ops, hub: Hub, mut stop: watch::R
             () = &mut stopped => break,
         };
         let count = open.fetch_add(1, Ordering::Relaxed) + 1;
-        let (ops, hub, open) = (ops.clone(), hub.clone(), open.clone());
+        let (ops, hub, open, tls) = (ops.clone(), hub.clone(), open.clone(), tls.clone());
         tokio::spawn(async move {
-            if count > MAX_CONNECTIONS {
-                tracing::warn!(%peer, "events socket: too many connections; refused");
-                let _ = refuse(stream, -1, "too many connections; retry later").await;
-            } else if let Err(reason) = connection(stream, &ops, &hub, port).await {
+            let started = tokio::time::Instant::now();
+            let served = match tls {
+                // Over the limit a TLS client is closed without a document:
+                // no handshake is spent on it.
+                Some(_) if count > MAX_CONNECTIONS => {
+                    tracing::warn!(%peer, "events socket: too many connections; closed");
+                    Ok(())
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(REQUEST_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => connection(stream, &ops, &hub, port, started).await,
+                        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                        Err(_) => Err("no TLS handshake within 10 s".to_owned()),
+                    }
+                }
+                None if count > MAX_CONNECTIONS => {
+                    tracing::warn!(%peer, "events socket: too many connections; refused");
+                    let _ = refuse(stream, -1, "too many connections; retry later").await;
+                    Ok(())
+                }
+                None => connection(stream, &ops, &hub, port, started).await,
+            };
+            if let Err(reason) = served {
                 tracing::info!(%peer, reason, "events socket: connection ended");
             }
             open.fetch_sub(1, Ordering::Relaxed);
@@ -118,16 +145,27 @@ fn error_document(code: i64, message: &str) -> String {
     format!("<error><code>{code}</code><message>{}</message></error>\0", escape(message))
 }
 
-async fn refuse(mut stream: TcpStream, code: i64, message: &str) -> std::io::Result<()> {
+async fn refuse<S: AsyncWrite + Unpin>(
+    mut stream: S,
+    code: i64,
+    message: &str,
+) -> std::io::Result<()> {
     let document = error_document(code, message);
     tokio::time::timeout(SEND_TIMEOUT, stream.write_all(document.as_bytes())).await??;
     stream.shutdown().await
 }
 
-/// One client: its request, then (subscribed) the call's events.
-async fn connection(mut stream: TcpStream, ops: &Ops, hub: &Hub, port: u16) -> Result<(), String> {
+/// One client: its request, then (subscribed) the call's events. The first
+/// document must have come within [`REQUEST_TIMEOUT`] of `started`.
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    ops: &Ops,
+    hub: &Hub,
+    port: u16,
+    started: tokio::time::Instant,
+) -> Result<(), String> {
     let mut request = Vec::new();
-    let read = tokio::time::timeout(REQUEST_TIMEOUT, async {
+    let read = tokio::time::timeout_at(started + REQUEST_TIMEOUT, async {
         let mut byte = [0_u8; 512];
         loop {
             let n = stream.read(&mut byte).await?;
@@ -185,7 +223,7 @@ async fn connection(mut stream: TcpStream, ops: &Ops, hub: &Hub, port: u16) -> R
     let call = subscription.call_uid.clone();
     let ack = format!("<subscribed><callUID>{}</callUID></subscribed>\0", escape(&call));
     send(&mut stream, ack.as_bytes()).await?;
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let mut scratch = [0_u8; 256];
     loop {
         tokio::select! {
@@ -225,7 +263,7 @@ async fn connection(mut stream: TcpStream, ops: &Ops, hub: &Hub, port: u16) -> R
     }
 }
 
-async fn send(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), String> {
+async fn send<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> Result<(), String> {
     match tokio::time::timeout(SEND_TIMEOUT, stream.write_all(bytes)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("send failed: {e}")),
