@@ -832,6 +832,10 @@ async fn callers_who_hear_silence_get_comfort_noise_and_then_the_room_again() {
     // The talker, who hears only the silent callers, gets comfort noise.
     let talker = packets_in_a_second(&mut phones, 2).await;
     assert!(talker <= 3, "the talker, hearing silence, got {talker} packets");
+    // /metrics counts what went out as comfort noise.
+    let (_, text) = tokio::task::block_in_place(|| server.get("/metrics"));
+    let sent = metric(&text, "tutti_rtp_comfort_noise_sent_total").expect("the CN counter");
+    assert!(sent >= 4.0, "comfort-noise packets sent: {sent}");
     line.ua.shutdown().await;
     drop(phones);
     drop(server);

@@ -89,6 +89,8 @@ pub struct MediaCounters {
     bytes_out: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
     legs: [AtomicI64; CODECS.len()],
+    comfort_noise_in: AtomicU64,
+    comfort_noise_out: AtomicU64,
 }
 
 /// The process's media counters, fed by every leg.
@@ -104,7 +106,19 @@ impl MediaCounters {
             bytes_out: AtomicU64::new(0),
             dropped: [const { AtomicU64::new(0) }; DropReason::ALL.len()],
             legs: [const { AtomicI64::new(0) }; CODECS.len()],
+            comfort_noise_in: AtomicU64::new(0),
+            comfort_noise_out: AtomicU64::new(0),
         }
+    }
+
+    /// A comfort-noise packet (RFC 3389) came from a caller's phone.
+    pub fn comfort_noise_received(&self) {
+        self.comfort_noise_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A comfort-noise packet was written for a caller in place of silence.
+    pub fn comfort_noise_sent(&self) {
+        self.comfort_noise_out.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A datagram of `bytes` arrived on a leg's socket.
@@ -155,6 +169,17 @@ impl MediaCounters {
             load(&self.packets_out),
         );
         counter("tutti_rtp_sent_bytes_total", "Bytes of those datagrams.", load(&self.bytes_out));
+        counter(
+            "tutti_rtp_comfort_noise_received_total",
+            "Comfort-noise packets (RFC 3389) from callers' phones, among the datagrams received.",
+            load(&self.comfort_noise_in),
+        );
+        counter(
+            "tutti_rtp_comfort_noise_sent_total",
+            "Comfort-noise packets sent to callers hearing silence, each in place of up to 25 \
+             packets of silence.",
+            load(&self.comfort_noise_out),
+        );
         let name = "tutti_rtp_dropped_total";
         let _ = writeln!(
             out,
@@ -196,6 +221,7 @@ mod tests {
         counters.leg(CodecKind::Opus, 1);
         counters.leg(CodecKind::Pcmu, 1);
         counters.leg(CodecKind::Pcmu, -1);
+        counters.comfort_noise_sent();
         let mut text = String::new();
         counters.render_prometheus(&mut text);
         for line in [
@@ -203,6 +229,8 @@ mod tests {
             "tutti_rtp_received_bytes_total 344",
             "tutti_rtp_sent_packets_total 1",
             "tutti_rtp_sent_bytes_total 60",
+            "tutti_rtp_comfort_noise_received_total 0",
+            "tutti_rtp_comfort_noise_sent_total 1",
             "tutti_rtp_dropped_total{reason=\"foreign_source\"} 1",
             "tutti_rtp_dropped_total{reason=\"srtp\"} 0",
             "tutti_media_legs{codec=\"opus\"} 1",

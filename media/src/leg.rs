@@ -313,6 +313,9 @@ impl Leg {
             payload.len(),
         );
         let now_ms = self.ms_since_epoch(now);
+        if is_comfort_noise {
+            MEDIA.comfort_noise_received();
+        }
         if is_event {
             if self.dtmf_in.handle_packet(now_ms, view.timestamp, view.marker, payload).is_ok() {
                 self.drain_digits();
@@ -463,6 +466,7 @@ impl Leg {
             let timestamp = self.sender.next_timestamp();
             let n = self.sender.write_packet(buf, pt, false, timestamp, &COMFORT_NOISE_SILENCE)?;
             self.sender.skip_frame();
+            MEDIA.comfort_noise_sent();
             return self.protect(buf, n).map(|n| Some((to, n)));
         }
         let after_silence = self.comfort_noise_frames.take().is_some();
