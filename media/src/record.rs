@@ -48,11 +48,11 @@ pub enum RecordError {
     /// Writing failed.
     #[error(transparent)]
     Wav(#[from] WavError),
-    /// The file reached the size it was allowed ([`RecordLimits::max_bytes`]).
-    #[error("the recording reached its limit of {max_bytes} bytes")]
+    /// The bytes it was allowed ([`RecordLimits::budget`]) are spent.
+    #[error("the recording's bytes are spent: {left} left, too few for what comes next")]
     SizeLimit {
-        /// The limit.
-        max_bytes: u64,
+        /// Bytes the budget still held.
+        left: u64,
     },
     /// The file system's free space fell below [`RecordLimits::min_free_bytes`].
     #[error(
@@ -78,36 +78,28 @@ impl RecordError {
 /// When a recording stops by itself, however long its call goes on.
 #[derive(Debug, Clone)]
 pub struct RecordLimits {
-    /// Bytes the file may take, header included; `u64::MAX`: any.
-    pub max_bytes: u64,
     /// Bytes the file system must keep free, checked as the file starts and
     /// every [`HEADER_REFRESH_FRAMES`] frames; 0: none.
     pub min_free_bytes: u64,
-    /// Bytes left to every recording that shares it (a customer's quota):
-    /// each file takes what it writes from it, header included, and stops
-    /// when what it would write is no longer there. `None`: no shared bound.
+    /// Bytes left to every recording that holds it (one file's size, or a
+    /// customer's quota shared by its recordings): each file takes what it
+    /// writes from it, header included, and stops when what it would write
+    /// is no longer there. `None`: any size.
     pub budget: Option<Arc<AtomicU64>>,
 }
 
 impl RecordLimits {
     /// No limit.
-    pub const NONE: RecordLimits =
-        RecordLimits { max_bytes: u64::MAX, min_free_bytes: 0, budget: None };
+    pub const NONE: RecordLimits = RecordLimits { min_free_bytes: 0, budget: None };
 
-    /// Takes `bytes` from the shared budget, if there is one; false (and
-    /// nothing taken) when it holds less.
-    fn take(&self, bytes: u64) -> bool {
-        let Some(budget) = &self.budget else { return true };
+    /// Takes `bytes` from the budget, if there is one; when it holds less,
+    /// takes nothing and says how much it holds.
+    fn take(&self, bytes: u64) -> Result<(), RecordError> {
+        let Some(budget) = &self.budget else { return Ok(()) };
         budget
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(bytes))
-            .is_ok()
-    }
-
-    /// What the file may take at most now: its own bound, or the shared
-    /// budget's remainder, whichever is smaller (for the error's figure).
-    fn bound(&self) -> u64 {
-        let shared = self.budget.as_ref().map_or(u64::MAX, |b| b.load(Ordering::Acquire));
-        self.max_bytes.min(shared)
+            .map(drop)
+            .map_err(|left| RecordError::SizeLimit { left })
     }
 
     /// Checks the free space of the file system holding `dir`.
@@ -180,9 +172,7 @@ impl Recorder {
         crate::source::check_rate(rate).map_err(|_| RecordError::UnsupportedRate(rate))?;
         std::fs::create_dir_all(dir).map_err(WavError::Io)?;
         limits.check_free_space(dir)?;
-        if limits.max_bytes < HEADER_LEN || !limits.take(HEADER_LEN) {
-            return Err(RecordError::SizeLimit { max_bytes: limits.bound() });
-        }
+        limits.take(HEADER_LEN)?;
         let path = dir.join(format!("{name}.wav"));
         let file = match OpenOptions::new().write(true).create_new(true).open(&path) {
             Ok(file) => file,
@@ -204,10 +194,7 @@ impl Recorder {
                 got: frame.len(),
             });
         }
-        let size = HEADER_LEN + (self.writer.samples_written() + frame.len() as u64) * 2;
-        if size > self.limits.max_bytes || !self.limits.take(frame.len() as u64 * 2) {
-            return Err(RecordError::SizeLimit { max_bytes: self.limits.bound() });
-        }
+        self.limits.take(frame.len() as u64 * 2)?;
         self.writer.write(frame)?;
         self.frames_since_refresh += 1;
         if self.frames_since_refresh >= HEADER_REFRESH_FRAMES {
@@ -518,13 +505,15 @@ mod writer_tests {
     fn a_recording_stops_at_its_size_and_leaves_a_whole_file() {
         let dir = tempfile::tempdir().expect("dir");
         // Room for the header and ten 20 ms frames at 8 kHz, and a little more.
-        let limits = RecordLimits { max_bytes: 44 + 10 * 320 + 100, ..RecordLimits::NONE };
+        let max_bytes = 44 + 10 * 320 + 100;
+        let budget = Some(Arc::new(AtomicU64::new(max_bytes)));
+        let limits = RecordLimits { budget, ..RecordLimits::NONE };
         let (tx, rx) = mpsc::channel();
         let mut writer = RecordingWriter::start_file(
             dir.path().to_owned(),
             "capped".into(),
             8000,
-            limits.clone(),
+            limits,
             Box::new(move |r| tx.send(r.is_ok()).expect("started")),
         );
         assert!(rx.recv().expect("opened"));
@@ -541,7 +530,7 @@ mod writer_tests {
         let recording = rx.recv_timeout(Duration::from_secs(5)).expect("in time").expect("ok");
         assert_eq!(recording.samples, 10 * 160, "every frame that fits, no more");
         let path = dir.path().join("capped.wav");
-        assert!(std::fs::metadata(&path).expect("file").len() <= limits.max_bytes);
+        assert!(std::fs::metadata(&path).expect("file").len() <= max_bytes);
         let audio = crate::wav::read(&path).expect("a valid WAV file");
         assert_eq!(audio.samples.len(), 10 * 160);
         assert_eq!(audio.samples[160 * 9], 9);

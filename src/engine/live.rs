@@ -20,7 +20,7 @@ use tutti_media::source::FrameSource;
 use tutti_media::tts::{Speech, Tts};
 use tutti_media::wav::Player;
 
-use super::core::{Engine, LivePlayback};
+use super::core::{Engine, LivePlayback, State};
 use super::outbound::OnAnswer;
 use super::sounds::read_sound;
 
@@ -207,22 +207,23 @@ impl Engine {
         // While any recording of the customer runs, they all draw on one
         // budget, so recordings running at once cannot pass the quota
         // together. Without one, the quota less the files on disk starts it.
-        let mut budget = self.recording_budget(&customer);
-        if budget.is_none() {
-            let recordings = store.recordings_for(Some(&customer), None).await?;
-            let names: Vec<&str> = recordings.iter().map(|r| r.file_name.as_str()).collect();
-            let used = bytes_on_disk(&config.recordings_dir, &names).await;
-            let mut state = self.state();
-            state.recording_budgets.retain(|_, b| b.strong_count() > 0);
-            // Another start may have made one meanwhile: share it.
-            let shared = state.recording_budgets.get(&customer).and_then(Weak::upgrade);
-            budget = Some(shared.unwrap_or_else(|| {
-                let fresh = Arc::new(AtomicU64::new(quota.saturating_sub(used)));
-                state.recording_budgets.insert(customer.clone(), Arc::downgrade(&fresh));
-                fresh
-            }));
-        }
-        let budget = budget.unwrap_or_default();
+        let running = live_budget(&self.state(), &customer);
+        let budget = match running {
+            Some(budget) => budget,
+            None => {
+                let recordings = store.recordings_for(Some(&customer), None).await?;
+                let names: Vec<&str> = recordings.iter().map(|r| r.file_name.as_str()).collect();
+                let used = bytes_on_disk(&config.recordings_dir, &names).await;
+                let mut state = self.state();
+                state.recording_budgets.retain(|_, b| b.strong_count() > 0);
+                // Another start may have made one meanwhile: share it.
+                live_budget(&state, &customer).unwrap_or_else(|| {
+                    let fresh = Arc::new(AtomicU64::new(quota.saturating_sub(used)));
+                    state.recording_budgets.insert(customer.clone(), Arc::downgrade(&fresh));
+                    fresh
+                })
+            }
+        };
         let left = budget.load(Ordering::Acquire);
         // Less than this left would make a recording that ends within seconds.
         if left < MIN_RECORDING_ROOM {
@@ -230,12 +231,7 @@ impl Engine {
             tracing::info!(customer = %customer, used, quota, "recording over quota");
             return Err(OpsError::Conflict(Conflict::RecordingQuota { quota, used }));
         }
-        Ok(RecordLimits { max_bytes: u64::MAX, min_free_bytes: floor, budget: Some(budget) })
-    }
-
-    /// The budget the customer's running recordings share, if any runs.
-    fn recording_budget(&self, customer_uid: &str) -> Option<Arc<AtomicU64>> {
-        self.state().recording_budgets.get(customer_uid).and_then(Weak::upgrade)
+        Ok(RecordLimits { min_free_bytes: floor, budget: Some(budget) })
     }
 
     /// Starts recording a conference's room, or one caller of it. One room
@@ -646,4 +642,9 @@ impl LiveControl for Engine {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
         }
     }
+}
+
+/// The budget a customer's running recordings share, if one of them runs.
+fn live_budget(state: &State, customer_uid: &str) -> Option<Arc<AtomicU64>> {
+    state.recording_budgets.get(customer_uid).and_then(Weak::upgrade)
 }
