@@ -501,21 +501,21 @@ impl Options {
                     ));
                 }
             };
-        let http_tls = match (given(self.http_tls_cert), given(self.http_tls_key)) {
-            (None, None) => None,
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-            _ => return Err(ConfigError::Incomplete("http-tls-cert and --http-tls-key")),
-        };
-        let control_tls = match (given(self.control_tls_cert), given(self.control_tls_key)) {
-            (None, None) => None,
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-            _ => return Err(ConfigError::Incomplete("control-tls-cert and --control-tls-key")),
-        };
-        let events_tls = match (given(self.events_tls_cert), given(self.events_tls_key)) {
-            (None, None) => None,
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-            _ => return Err(ConfigError::Incomplete("events-tls-cert and --events-tls-key")),
-        };
+        let http_tls = TlsFiles::pair(
+            given(self.http_tls_cert),
+            given(self.http_tls_key),
+            "http-tls-cert and --http-tls-key",
+        )?;
+        let control_tls = TlsFiles::pair(
+            given(self.control_tls_cert),
+            given(self.control_tls_key),
+            "control-tls-cert and --control-tls-key",
+        )?;
+        let events_tls = TlsFiles::pair(
+            given(self.events_tls_cert),
+            given(self.events_tls_key),
+            "events-tls-cert and --events-tls-key",
+        )?;
         Ok(Settings {
             sip_listen,
             media_address,
@@ -784,6 +784,22 @@ impl Settings {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// Both files or neither; one alone is refused, naming the two options
+    /// (`what`).
+    fn pair(
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        what: &'static str,
+    ) -> Result<Option<Self>, ConfigError> {
+        match (cert, key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+            _ => Err(ConfigError::Incomplete(what)),
+        }
+    }
 }
 
 /// A TLS listener: where, and with which certificate.

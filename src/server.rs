@@ -40,18 +40,12 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         Some(tls) => Some((tls.listen, crate::tls::load(&tls.cert, &tls.key)?)),
         None => None,
     };
-    let http_tls = match &settings.http_tls {
-        Some(files) => Some(crate::tls::load(&files.cert, &files.key)?),
-        None => None,
-    };
-    let control_tls = match &settings.control_tls {
-        Some(files) => Some(crate::tls::load(&files.cert, &files.key)?),
-        None => None,
-    };
-    let events_tls = match &settings.events_tls {
-        Some(files) => Some(crate::tls::load(&files.cert, &files.key)?),
-        None => None,
-    };
+    let http_tls =
+        settings.http_tls.as_ref().map(|f| crate::tls::load(&f.cert, &f.key)).transpose()?;
+    let control_tls =
+        settings.control_tls.as_ref().map(|f| crate::tls::load(&f.cert, &f.key)).transpose()?;
+    let events_tls =
+        settings.events_tls.as_ref().map(|f| crate::tls::load(&f.cert, &f.key)).transpose()?;
     let store = open_store(&settings).await?;
     // The first write of a start: a read-only database fails here.
     let closed = store.close_stale_sessions(Time::now()).await.map_err(|e| {
