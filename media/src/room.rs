@@ -4,11 +4,14 @@
 //! that shares it, hands the recordings their frames (written on their own
 //! threads, never in the tick) and reports talking, energy levels (at most
 //! once a second per member) and finished playbacks. The call engine steers it with [`RoomCommand`]s; a room without
-//! members and without anything playing sleeps and costs nothing.
+//! members and without anything playing sleeps and costs nothing. A room
+//! whose tick takes half of its 20 ms on one thread shares its members' reads
+//! and sends out over the machine's cores ([`SplitPolicy`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,7 +24,28 @@ use crate::mixer::{
 use crate::record::{Finished, FrameSink, RecordError, RecordLimits, Recording, RecordingWriter};
 use crate::resample::{FrameResampler, ResampleError, check_rate};
 use crate::source::{FrameSource, SourceState};
-use crate::timing::{TICK_WORK, TICKS};
+use crate::timing::{SPLIT_TICKS, TICK_WORK, TICKS};
+
+/// When a room's tick shares out its members' reads and sends over several
+/// threads (docs/media.md, "Big rooms").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitPolicy {
+    /// A tick whose work took longer than this on one thread makes the next
+    /// ones split; split ticks that take under a third of it go back to one.
+    pub after: Duration,
+    /// The fewest members a thread is given.
+    pub members: usize,
+}
+
+impl SplitPolicy {
+    /// Rooms whose tick takes half of its 20 ms on one thread: they would
+    /// fall behind soon after, and nothing smaller gains from it (measured in
+    /// docs/performance.md: a split room of 1000 that did not need it used a
+    /// little more CPU and sent no more punctually).
+    pub const DEFAULT: SplitPolicy = SplitPolicy { after: Duration::from_millis(10), members: 32 };
+    /// Every tick of two members or more (tests).
+    pub const ALWAYS: SplitPolicy = SplitPolicy { after: Duration::ZERO, members: 1 };
+}
 
 /// How many commands may wait for a busy room.
 const COMMAND_BACKLOG: usize = 256;
@@ -261,9 +285,19 @@ pub struct RoomHandle {
 impl RoomHandle {
     /// Starts a room task.
     pub fn spawn(config: MixerConfig, events: mpsc::Sender<RoomEvent>) -> Result<Self, RoomError> {
+        Self::spawn_splitting(config, events, SplitPolicy::DEFAULT)
+    }
+
+    /// [`RoomHandle::spawn`], with its tick shared out over threads as
+    /// `split` says instead of [`SplitPolicy::DEFAULT`].
+    pub fn spawn_splitting(
+        config: MixerConfig,
+        events: mpsc::Sender<RoomEvent>,
+        split: SplitPolicy,
+    ) -> Result<Self, RoomError> {
         let mixer = Mixer::new(config)?;
         let (commands, rx) = mpsc::channel(COMMAND_BACKLOG);
-        let room = Room::new(mixer, events).run(rx);
+        let room = Room::new(mixer, events, split).run(rx);
         match media_runtime() {
             Some(runtime) => drop(runtime.spawn(room)),
             None => drop(tokio::spawn(room)),
@@ -410,12 +444,97 @@ struct Member {
     /// The loudest energy since the last report, and the level last reported.
     energy_peak: u16,
     energy_reported: u16,
+    /// This tick's decoded frame (`said` samples of it), read by
+    /// [`Member::read`], possibly on another thread than the room's.
+    frame: Vec<i16>,
+    said: Option<usize>,
 }
 
 impl Member {
     fn heard_by_room(&self) -> bool {
         !self.muted && !self.listen_only && (self.mike || self.in_breakout)
     }
+
+    /// Reads the leg's socket and decodes this tick's frame into `frame`.
+    fn read(&mut self, now: Instant) {
+        self.said = match self.leg.pull_frame(now, &mut self.frame) {
+            Ok(said) => said,
+            Err(e) => {
+                tracing::debug!(leg = self.leg.key(), error = %e, "undecodable frame");
+                None
+            }
+        };
+    }
+}
+
+/// One packet of a tick's mix for one member's leg.
+struct Outgoing<'a> {
+    leg: &'a LegIo,
+    payload: &'a [u8],
+    speech: bool,
+    silent: bool,
+}
+
+impl Outgoing<'_> {
+    fn send(&self, packet: &mut [u8]) {
+        if let Err(e) = self.leg.send_mix(self.payload, self.speech, self.silent, packet) {
+            tracing::debug!(leg = self.leg.key(), error = %e, "frame not sent");
+        }
+    }
+}
+
+/// What the mixer's deliveries of this tick send, one per listening member.
+fn outgoing<'a>(
+    mixer: &'a Mixer,
+    keys: &'a HashMap<MemberId, LegKey>,
+    members: &'a HashMap<LegKey, Member>,
+) -> impl Iterator<Item = Outgoing<'a>> + 'a {
+    mixer.deliveries().flat_map(move |delivery| {
+        let (shared, personal, frame, speech): (&[MemberId], _, _, bool) = match delivery {
+            Delivery::Shared { members, frame, .. } => (members, None, frame, false),
+            Delivery::Personal { member, frame } => (&[], Some(member), frame, true),
+        };
+        // Nobody heard and no prompt: legs whose peers agreed to comfort
+        // noise send it instead of this frame.
+        let silent = frame.pcm.iter().all(|&s| s == 0);
+        shared.iter().copied().chain(personal).filter_map(move |id| {
+            let member = keys.get(&id).and_then(|key| members.get(key))?;
+            Some(Outgoing { leg: &member.leg, payload: frame.payload, speech, silent })
+        })
+    })
+}
+
+/// The machine's threads, the most a room's tick is shared out over.
+fn threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Runs `work` on `items` cut into `parts` runs of about equal length, all but
+/// the first on threads of their own (which inherit the media thread's nice
+/// value), and returns once all are done. False when a thread could not be
+/// started: its run was left out.
+fn in_parts<T: Send>(items: &mut [T], parts: usize, work: impl Fn(&mut [T]) + Sync) -> bool {
+    let size = items.len().div_ceil(parts.max(1)).max(1);
+    let mut started = true;
+    std::thread::scope(|scope| {
+        let mut runs = items.chunks_mut(size);
+        let first = runs.next();
+        for run in runs {
+            let work = &work;
+            let spawned = std::thread::Builder::new()
+                .name("tutti-media-part".into())
+                .spawn_scoped(scope, move || work(run));
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "no thread for part of a big room's tick");
+                started = false;
+            }
+        }
+        if let Some(first) = first {
+            work(first);
+        }
+    });
+    started
 }
 
 /// One member's recording: the frame it said this tick (silence without one) is
@@ -561,13 +680,17 @@ struct Room {
     energy_ticks: u32,
     clock: TickClock,
     epoch: Instant,
-    pcm: Vec<i16>,
     source_pcm: Vec<i16>,
     packet: Vec<u8>,
+    /// When the tick is shared out over threads; `None` once a thread could
+    /// not be started (the room then stays on one).
+    split: Option<SplitPolicy>,
+    /// Whether it is now.
+    splitting: bool,
 }
 
 impl Room {
-    fn new(mixer: Mixer, events: mpsc::Sender<RoomEvent>) -> Self {
+    fn new(mixer: Mixer, events: mpsc::Sender<RoomEvent>, split: SplitPolicy) -> Self {
         let now = Instant::now();
         Self {
             mixer,
@@ -579,9 +702,10 @@ impl Room {
             energy_ticks: 0,
             clock: TickClock::new(now),
             epoch: now,
-            pcm: vec![0; MAX_FRAME_SAMPLES],
             source_pcm: vec![0; MAX_ROOM_FRAME * 4],
             packet: vec![0; PACKET_BUFFER],
+            split: Some(split),
+            splitting: false,
         }
     }
 
@@ -618,7 +742,9 @@ impl Room {
                     for _ in 0..due {
                         let started = Instant::now();
                         self.tick(now);
-                        TICK_WORK.record(started.elapsed());
+                        let work = started.elapsed();
+                        TICK_WORK.record(work);
+                        self.adapt(work);
                     }
                 }
             }
@@ -760,6 +886,8 @@ impl Room {
                 in_breakout: false,
                 energy_peak: 0,
                 energy_reported: 0,
+                frame: vec![0; MAX_FRAME_SAMPLES],
+                said: None,
             },
         );
         Ok(())
@@ -829,25 +957,48 @@ impl Room {
         }
     }
 
+    /// How many threads this tick's reads and sends are shared out over.
+    fn parts(&self) -> usize {
+        match self.split {
+            Some(split) if self.splitting => {
+                (self.members.len() / split.members.max(1)).clamp(1, threads())
+            }
+            _ => 1,
+        }
+    }
+
+    /// Whether the next ticks split, after one whose work took `work`.
+    fn adapt(&mut self, work: Duration) {
+        if let Some(split) = self.split {
+            self.splitting =
+                if self.splitting { work >= split.after / 3 } else { work > split.after };
+        }
+    }
+
     fn tick(&mut self, now: Instant) {
+        let parts = self.parts();
+        if parts > 1 {
+            SPLIT_TICKS.fetch_add(1, Ordering::Relaxed);
+            let mut members: Vec<&mut Member> = self.members.values_mut().collect();
+            let read = |run: &mut [&mut Member]| run.iter_mut().for_each(|m| m.read(now));
+            if !in_parts(&mut members, parts, read) {
+                self.split = None;
+            }
+        } else {
+            self.members.values_mut().for_each(|m| m.read(now));
+        }
         for member in self.members.values_mut() {
-            let said = match member.leg.pull_frame(now, &mut self.pcm) {
-                Ok(Some(n)) => {
-                    if let Err(e) = self.mixer.push_frame(member.id, &self.pcm[..n]) {
-                        tracing::debug!(leg = member.leg.key(), error = %e, "frame not mixed");
-                    }
-                    Some(n)
-                }
-                Ok(None) => None,
-                Err(e) => {
-                    tracing::debug!(leg = member.leg.key(), error = %e, "undecodable frame");
-                    None
-                }
-            };
+            // Taken, so that a member a failed split left unread has nothing.
+            let said = member.said.take();
+            if let Some(n) = said
+                && let Err(e) = self.mixer.push_frame(member.id, &member.frame[..n])
+            {
+                tracing::debug!(leg = member.leg.key(), error = %e, "frame not mixed");
+            }
             let heard = member.heard_by_room();
             if let Some(recording) = &mut member.recording {
                 match said.filter(|&n| n == recording.said.len() && heard) {
-                    Some(n) => recording.said.copy_from_slice(&self.pcm[..n]),
+                    Some(n) => recording.said.copy_from_slice(&member.frame[..n]),
                     None => recording.said.fill(0),
                 }
             }
@@ -855,7 +1006,7 @@ impl Room {
         self.play_sources();
         let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         self.mixer.tick(now_ms);
-        self.send_deliveries();
+        self.send_deliveries(parts);
         if let Some(recorder) = &mut self.recorder {
             if recorder.writer.has_failed() {
                 tracing::info!("room recording ended by itself");
@@ -941,24 +1092,19 @@ impl Room {
         }
     }
 
-    fn send_deliveries(&mut self) {
-        for delivery in self.mixer.deliveries() {
-            let (members, frame, speech): (&[MemberId], _, bool) = match &delivery {
-                Delivery::Shared { members, frame, .. } => (members, frame, false),
-                Delivery::Personal { member, frame } => (std::slice::from_ref(member), frame, true),
+    fn send_deliveries(&mut self, parts: usize) {
+        let all = outgoing(&self.mixer, &self.keys, &self.members);
+        if parts > 1 {
+            let mut packets: Vec<Outgoing<'_>> = all.collect();
+            let send = |run: &mut [Outgoing<'_>]| {
+                let mut packet = [0u8; PACKET_BUFFER];
+                run.iter().for_each(|p| p.send(&mut packet));
             };
-            // Nobody heard and no prompt: legs whose peers agreed to comfort
-            // noise send it instead of this frame.
-            let silent = frame.pcm.iter().all(|&s| s == 0);
-            for id in members {
-                let Some(member) = self.keys.get(id).and_then(|key| self.members.get(key)) else {
-                    continue;
-                };
-                if let Err(e) = member.leg.send_mix(frame.payload, speech, silent, &mut self.packet)
-                {
-                    tracing::debug!(leg = member.leg.key(), error = %e, "frame not sent");
-                }
+            if !in_parts(&mut packets, parts, send) {
+                self.split = None;
             }
+        } else {
+            all.for_each(|p| p.send(&mut self.packet));
         }
     }
 }

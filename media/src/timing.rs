@@ -31,6 +31,20 @@ pub static TICKS: TickLateness = TickLateness::new();
 /// How long the rooms' ticks took (the same histogram; `skipped` unused).
 pub static TICK_WORK: TickLateness = TickLateness::new();
 
+/// Ticks whose members' reads and sends were shared out over several threads
+/// (rooms whose tick took half of its 20 ms on one: `room::SplitPolicy`).
+pub static SPLIT_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// [`SPLIT_TICKS`] in Prometheus text form.
+pub fn render_split_ticks(out: &mut String) {
+    let name = "tutti_mixer_split_ticks_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Ticks of big rooms whose members' reads and sends were shared out over several threads.\n# TYPE {name} counter\n{name} {}",
+        SPLIT_TICKS.load(Ordering::Relaxed)
+    );
+}
+
 /// A copy of the counters at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Snapshot {

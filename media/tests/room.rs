@@ -16,7 +16,7 @@ use tutti_media::leg::{Leg, LegConfig};
 use tutti_media::mixer::MixerConfig;
 use tutti_media::ports::PortPool;
 use tutti_media::record::RecordLimits;
-use tutti_media::room::{MemberChange, PlayTarget, RoomEvent, RoomHandle};
+use tutti_media::room::{MemberChange, PlayTarget, RoomEvent, RoomHandle, SplitPolicy};
 use tutti_media::tone::goertzel_amplitude;
 use tutti_media::wav::{Player, Prompt};
 
@@ -241,4 +241,62 @@ async fn everyone_hears_the_others_mute_silences_prompts_and_recordings_work() {
     let gone = room.leave(2).await.expect("leave");
     assert_eq!(gone.map(|leg| leg.key()), Some(2));
     assert!(room.leave(2).await.expect("leave").is_none());
+}
+
+/// A big room's tick reads and sends its members on several threads at once
+/// (here every tick, so that five phones are "big"): the
+/// mix is the same, everyone hears the others and not itself, a muted member
+/// is heard by nobody, and a member's recording holds what it said and heard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_split_over_threads_mixes_as_one_thread_does() {
+    const FIVE: [f64; 5] = [440.0, 1000.0, 1700.0, 2300.0, 2900.0];
+    let pool = common::free_pool(24);
+    let (events_tx, _events) = mpsc::channel(256);
+    let room = RoomHandle::spawn_splitting(MixerConfig::default(), events_tx, SplitPolicy::ALWAYS)
+        .expect("room");
+    let (notices, _notices_rx) = mpsc::channel(64);
+    let mut phones = Vec::new();
+    for (i, tone) in FIVE.iter().enumerate() {
+        phones.push(join_phone(&room, &pool, &notices, i as u64 + 1, *tone, CodecKind::Pcmu).await);
+    }
+    let split_before = tutti_media::timing::SPLIT_TICKS.load(std::sync::atomic::Ordering::Relaxed);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let recording = room
+        .record_member(5, dir.path().to_owned(), "member5".into(), RecordLimits::NONE)
+        .await
+        .expect("record member");
+
+    talk(&mut phones, 75, &[false; 5]).await;
+    for (p, phone) in phones.iter().enumerate() {
+        for (t, tone) in FIVE.iter().enumerate() {
+            let heard = level(phone, *tone);
+            if t == p {
+                assert!(heard < 60.0, "phone {p} hears itself ({tone} Hz at {heard:.0})");
+            } else {
+                assert!(heard > 600.0, "phone {p} does not hear {tone} Hz ({heard:.0})");
+            }
+        }
+    }
+
+    room.change(2, MemberChange::Mute(true)).await.expect("mute");
+    talk(&mut phones, 50, &[false; 5]).await;
+    for (p, phone) in phones.iter().enumerate().filter(|(p, _)| *p != 1) {
+        assert!(level(phone, FIVE[1]) < 60.0, "phone {p} still hears the muted member");
+        for t in (0..5).filter(|&t| t != 1 && t != p) {
+            assert!(level(phone, FIVE[t]) > 600.0, "phone {p} lost {} Hz", FIVE[t]);
+        }
+    }
+
+    let recorded = room.stop_recording_member(5).await.expect("stop member recording");
+    assert_eq!(recorded.path, recording);
+    let audio = tutti_media::wav::read(&recording).expect("read member recording");
+    let first = &audio.samples[25 * 160..70 * 160];
+    for tone in FIVE {
+        let heard = goertzel_amplitude(first, 8000, tone);
+        assert!(heard > 600.0, "member recording lacks {tone} Hz ({heard:.0})");
+    }
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+        let split = tutti_media::timing::SPLIT_TICKS.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(split - split_before >= 100, "the ticks were split: {}", split - split_before);
+    }
 }

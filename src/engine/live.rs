@@ -615,6 +615,7 @@ impl LiveControl for Engine {
     fn render_metrics(&self, out: &mut String) {
         tutti_media::timing::TICKS.snapshot().render_prometheus(out);
         tutti_media::timing::TICK_WORK.snapshot().render_prometheus_duration(out);
+        tutti_media::timing::render_split_ticks(out);
         tutti_media::counters::MEDIA.render_prometheus(out);
         let sip = self.inner.ua.stats();
         let (engine_calls, live_callers) = {
