@@ -30,6 +30,14 @@ pub const DEFAULT_MEDIA_NICE: i32 = -10;
 /// than a program's connection pool, enough for a reverse proxy in front.
 pub const DEFAULT_HTTP_CONNECTIONS_PER_SOURCE: u32 = 256;
 
+/// New HTTP connections one address may open a second unless told otherwise:
+/// no limit. The HTTP interfaces serve the operator's own programs (on
+/// loopback by default), and a program without keep-alive opens one per
+/// request, as fast as it works; an operator who exposes HTTPS further sets
+/// a rate so that one address cannot make tutti do TLS handshakes as fast as
+/// it asks for them.
+pub const DEFAULT_HTTP_CONNECTION_RATE: u32 = 0;
+
 /// Recordings each customer may keep unless told otherwise, in MiB: 10 GiB,
 /// about 180 hours of a narrowband room (16-bit PCM at 8 kHz).
 pub const DEFAULT_RECORDING_QUOTA_MIB: u64 = 10 * 1024;
@@ -214,10 +222,22 @@ pub struct Options {
     #[arg(long, env = "TUTTI_SIP_CONNECTIONS_PER_SOURCE", global = true, value_name = "N")]
     pub sip_connections_per_source: Option<OrEmpty<u32>>,
 
+    /// New SIP TCP and TLS connections one source address may open a second,
+    /// in bursts of twice that; more are closed as they are accepted, before
+    /// any TLS handshake; 0 turns it off [default: 50]
+    #[arg(long, env = "TUTTI_SIP_CONNECTION_RATE", global = true, value_name = "N")]
+    pub sip_connection_rate: Option<OrEmpty<u32>>,
+
     /// HTTP connections one source address may hold at once; one more is
     /// closed as it is accepted; 0 turns it off [default: 256]
     #[arg(long, env = "TUTTI_HTTP_CONNECTIONS_PER_SOURCE", global = true, value_name = "N")]
     pub http_connections_per_source: Option<OrEmpty<u32>>,
+
+    /// New HTTP connections one source address may open a second, in bursts
+    /// of twice that; more are closed as they are accepted, before any TLS
+    /// handshake; 0 (the default) turns it off
+    #[arg(long, env = "TUTTI_HTTP_CONNECTION_RATE", global = true, value_name = "N")]
+    pub http_connection_rate: Option<OrEmpty<u32>>,
 
     /// Seconds a caller's phone may send no RTP or RTCP before it is hung up
     /// (a phone that vanished without a BYE); 0 turns it off [default: 60]
@@ -412,7 +432,9 @@ impl Options {
             ring_timeout,
             invite_rate,
             sip_connections_per_source,
+            sip_connection_rate,
             http_connections_per_source,
+            http_connection_rate,
             rtp_timeout,
             rtp_hold_timeout,
             sound_quota_mib,
@@ -539,8 +561,12 @@ impl Options {
             invite_rate: given(self.invite_rate).unwrap_or(50),
             sip_connections_per_source: given(self.sip_connections_per_source)
                 .unwrap_or(tutti_sip::ua::streams::DEFAULT_PER_SOURCE),
+            sip_connection_rate: given(self.sip_connection_rate)
+                .unwrap_or(tutti_sip::ua::streams::DEFAULT_RATE),
             http_connections_per_source: given(self.http_connections_per_source)
                 .unwrap_or(DEFAULT_HTTP_CONNECTIONS_PER_SOURCE),
+            http_connection_rate: given(self.http_connection_rate)
+                .unwrap_or(DEFAULT_HTTP_CONNECTION_RATE),
             rtp_timeout: given(self.rtp_timeout).unwrap_or(60),
             rtp_hold_timeout: given(self.rtp_hold_timeout).unwrap_or(3600),
             sound_quota_mib: given(self.sound_quota_mib)
@@ -649,8 +675,12 @@ pub struct Settings {
     pub invite_rate: u32,
     /// SIP TCP and TLS connections per source address; 0: no limit.
     pub sip_connections_per_source: u32,
+    /// New SIP TCP and TLS connections a second per source address; 0: no limit.
+    pub sip_connection_rate: u32,
     /// HTTP connections per source address; 0: no limit.
     pub http_connections_per_source: u32,
+    /// New HTTP connections a second per source address; 0: no limit.
+    pub http_connection_rate: u32,
     /// Seconds of silence from a phone before hang-up; 0: never.
     pub rtp_timeout: u64,
     /// The same for a held call.
@@ -737,10 +767,12 @@ impl Settings {
             "sip-connections-per-source = {}\n",
             self.sip_connections_per_source
         ));
+        out.push_str(&format!("sip-connection-rate = {}\n", self.sip_connection_rate));
         out.push_str(&format!(
             "http-connections-per-source = {}\n",
             self.http_connections_per_source
         ));
+        out.push_str(&format!("http-connection-rate = {}\n", self.http_connection_rate));
         out.push_str(&format!("rtp-timeout = {}\n", self.rtp_timeout));
         out.push_str(&format!("rtp-hold-timeout = {}\n", self.rtp_hold_timeout));
         out.push_str(&format!("sound-quota-mib = {}\n", self.sound_quota_mib));

@@ -71,6 +71,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
     sip.media_policy.srtp = settings.srtp.policy();
     sip.media_policy.comfort_noise = settings.comfort_noise.is_on();
     sip.stream_limits.per_source = settings.sip_connections_per_source;
+    sip.stream_limits.rate = settings.sip_connection_rate;
     sip.tls = sip_tls.map(|(listen, certified)| SipTls { listen, config: certified.config });
     let (ua, ua_events) = SipUa::start(sip)
         .await
@@ -175,13 +176,10 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
         stop_rx.clone(),
     ));
     let http_tls = http_tls.map(|certified| tokio_rustls::TlsAcceptor::from(certified.config));
-    let http_counts = SourceCounts::new(settings.http_connections_per_source);
+    let http_counts =
+        SourceCounts::new(settings.http_connections_per_source, settings.http_connection_rate);
     let admit: tutti_api::http::Admit = Arc::new(move |peer| {
-        let slot = http_counts.take(peer.ip());
-        if slot.is_none() {
-            http_counts.refused(peer, "http");
-        }
-        slot.map(|slot| Box::new(slot) as Box<dyn Send>)
+        http_counts.take(peer, "http").map(|slot| Box::new(slot) as Box<dyn Send>)
     });
     let http_task = tokio::spawn(tutti_api::http::serve(
         http,

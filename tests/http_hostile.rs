@@ -330,3 +330,33 @@ fn one_address_holds_at_most_its_connections_while_others_are_served() {
     }
     drop(held);
 }
+
+/// One address opens at most `--http-connection-rate` connections a second
+/// (bursts of twice that): the next are closed as they are accepted (and
+/// logged) while another address is served, and the address is served again
+/// once its bucket refills.
+#[test]
+fn one_address_opens_at_most_its_rate_of_connections_while_others_are_served() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path(), &["--http-connection-rate", "2"]);
+    let http = server.http;
+    let answers: Vec<String> = (0..10).map(|_| healthz_from([127, 0, 0, 1], http)).collect();
+    let served = answers.iter().filter(|a| a.starts_with("HTTP/1.1 200")).count();
+    // A burst of 4, and at most one more if the ten took over half a second.
+    assert!((4..=5).contains(&served), "served {served} of 10: {answers:?}");
+    assert!(answers[..4].iter().all(|a| a.starts_with("HTTP/1.1 200")), "{answers:?}");
+    assert!(answers.iter().all(|a| a.is_empty() || a.starts_with("HTTP/1.1 200")), "{answers:?}");
+    server.wait_for_log("connection flood", Duration::from_secs(5));
+    let other = healthz_from([127, 0, 0, 2], http);
+    assert!(other.starts_with("HTTP/1.1 200"), "another address is served: {other:?}");
+
+    // Two tokens a second: the address is served again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if healthz_from([127, 0, 0, 1], http).starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the address was never served again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -574,6 +574,44 @@ async fn sip_stream_connections_are_limited_per_source_and_a_silent_tls_client_i
     assert!(!logs.contains("Failed to serve listener"), "{logs}");
 }
 
+/// `--sip-connection-rate 1`: one source may open two connections at once
+/// (TCP and TLS draw on one bucket), the next is closed as it is accepted,
+/// before any handshake, while the connections it has go on; a second later
+/// it may open one again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_sip_connections_beyond_their_rate_are_closed_as_they_are_accepted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ca, cert, key) = certificate(dir.path());
+    let (mut server, tls_addr) =
+        sip_tls_server(dir.path(), &cert, &key, &["--sip-connection-rate", "1"]);
+    let tcp_addr = server.logged_addr("SIP listening", "tcp");
+
+    let mut tcp = TcpStream::connect(tcp_addr).await.expect("connect");
+    let status = options_status(&mut tcp, "tcp", tcp_addr, "rate-1").await;
+    assert!(status.starts_with("SIP/2.0 200"), "{status}");
+    let mut tls = tls_connect(&ca, tls_addr).await;
+    let status = options_status(&mut tls, "tls", tls_addr, "rate-2").await;
+    assert!(status.starts_with("SIP/2.0 200"), "{status}");
+
+    let mut third = TcpStream::connect(tls_addr).await.expect("the kernel accepts");
+    assert!(closed_by_server(&mut third, Duration::from_secs(5)).await, "over the rate");
+    server.wait_for_log("connection flood", Duration::from_secs(5));
+    let status = options_status(&mut tcp, "tcp", tcp_addr, "rate-3").await;
+    assert!(status.starts_with("SIP/2.0 200"), "the connections it has go on: {status}");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut again = loop {
+        assert!(Instant::now() < deadline, "never served again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut next = TcpStream::connect(tcp_addr).await.expect("connect");
+        if !closed_by_server(&mut next, Duration::from_millis(300)).await {
+            break next;
+        }
+    };
+    let status = options_status(&mut again, "tcp", tcp_addr, "rate-4").await;
+    assert!(status.starts_with("SIP/2.0 200"), "{status}");
+}
+
 /// The documents (each ended by a zero byte) `stream` sends until it closes.
 async fn xmlsocket_documents<S: AsyncRead + Unpin>(stream: &mut S) -> Vec<String> {
     let text = read_all(stream).await;

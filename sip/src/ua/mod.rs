@@ -437,7 +437,8 @@ impl SipUa {
         if tokio::time::timeout(Duration::from_secs(5), udp_serving.notified()).await.is_err() {
             warn!("the SIP endpoint did not start reading UDP within 5 s");
         }
-        let counts = streams::SourceCounts::new(shared.config.stream_limits.per_source);
+        let limits = shared.config.stream_limits;
+        let counts = streams::SourceCounts::new(limits.per_source, limits.rate);
         let tcp_listen = TcpListenerConnection::new(tcp_addr, None).await?;
         let mut listeners = vec![(tcp_listener, tcp_listen.get_addr().clone(), None)];
         endpoint.transport_layer.add_transport(tcp_listen.into());

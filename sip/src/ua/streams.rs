@@ -9,6 +9,10 @@
 //! - each source address may hold [`StreamLimits::per_source`] connections at
 //!   once (counted from accept until rsipstack retires the connection); one
 //!   more is closed at once, and the log says so (rate-limited);
+//! - each source address may open [`StreamLimits::rate`] connections a second
+//!   (in bursts of twice that); one more is closed as it is accepted, before
+//!   any TLS handshake, so a flood of handshakes from one address costs
+//!   little;
 //! - a TLS handshake must finish within [`StreamLimits::handshake`];
 //! - a connection that then sends nothing is closed by rsipstack's idle
 //!   timeout ([`IDLE_TIMEOUT`]).
@@ -32,6 +36,7 @@ use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+use super::flood::SourceLimiter;
 use super::refusal::LogBudget;
 
 /// How long a connection may stay silent before rsipstack closes it. Phones
@@ -42,6 +47,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
 /// a few connections; a test tool opening one per call (SIPp's `-t tn`) fits
 /// well under this with the call limits it is given.
 pub const DEFAULT_PER_SOURCE: u32 = 64;
+
+/// Default for [`StreamLimits::rate`]: one connection per call at the default
+/// INVITE rate (a test tool opening a connection per call, as SIPp's `-t tn`
+/// does, stays under it at the call rates the INVITE limit lets through).
+pub const DEFAULT_RATE: u32 = 50;
 
 /// Default for [`StreamLimits::handshake`]: the same as the HTTPS listener's.
 pub const DEFAULT_HANDSHAKE: Duration = Duration::from_secs(10);
@@ -55,24 +65,33 @@ pub struct StreamLimits {
     /// TCP and TLS connections one source address may hold at once (the two
     /// transports counted together); 0: no limit.
     pub per_source: u32,
+    /// New TCP and TLS connections one source address may open a second, in
+    /// bursts of twice that; 0: no limit.
+    pub rate: u32,
     /// How long a TLS client has to finish its handshake.
     pub handshake: Duration,
 }
 
 impl Default for StreamLimits {
     fn default() -> Self {
-        StreamLimits { per_source: DEFAULT_PER_SOURCE, handshake: DEFAULT_HANDSHAKE }
+        StreamLimits {
+            per_source: DEFAULT_PER_SOURCE,
+            rate: DEFAULT_RATE,
+            handshake: DEFAULT_HANDSHAKE,
+        }
     }
 }
 
 /// The connections each source address holds on a listener (or several that
-/// share a limit), each counted from accept until its [`Slot`] is dropped.
-/// The HTTP listener uses it too.
+/// share a limit), each counted from accept until its [`Slot`] is dropped,
+/// and how fast each address opens them. The HTTP listener uses it too.
 #[derive(Debug)]
 pub struct SourceCounts {
     limit: u32,
     held: Mutex<HashMap<IpAddr, u32>>,
     log: Mutex<LogBudget>,
+    /// New connections a second per address (a token bucket each).
+    opened: SourceLimiter,
 }
 
 /// One connection's place in its source's count, given back when dropped.
@@ -83,23 +102,41 @@ pub struct Slot {
 }
 
 impl SourceCounts {
-    /// At most `limit` connections per source address; 0: no limit.
-    pub fn new(limit: u32) -> Arc<Self> {
+    /// At most `limit` connections held and `rate` opened a second (bursts
+    /// of twice that) per source address; 0: no limit.
+    pub fn new(limit: u32, rate: u32) -> Arc<Self> {
         Arc::new(SourceCounts {
             limit,
             held: Mutex::new(HashMap::new()),
             log: Mutex::new(LogBudget::default()),
+            opened: SourceLimiter::new(
+                rate,
+                "connection flood: new connections from this address closed as accepted",
+            ),
         })
     }
 
-    /// A slot for one more connection from `source`, or `None` at its limit.
-    pub fn take(self: &Arc<Self>, source: IpAddr) -> Option<Slot> {
+    /// A slot for one more connection from `peer` to `listener` (`sip-tcp`,
+    /// `http`, ...), or `None`, logged, when its address holds its limit
+    /// already or opens connections faster than its rate.
+    pub fn take(self: &Arc<Self>, peer: SocketAddr, listener: &str) -> Option<Slot> {
+        self.take_at(peer, listener, Instant::now())
+    }
+
+    fn take_at(self: &Arc<Self>, peer: SocketAddr, listener: &str, now: Instant) -> Option<Slot> {
+        let source = peer.ip();
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let count = held.entry(source).or_insert(0);
-        if self.limit > 0 && *count >= self.limit {
+        let count = held.get(&source).copied().unwrap_or(0);
+        if self.limit > 0 && count >= self.limit {
+            drop(held);
+            self.refused(peer, listener);
             return None;
         }
-        *count += 1;
+        // Logged by the limiter, once a second per address.
+        if !self.opened.allow(source, now) {
+            return None;
+        }
+        *held.entry(source).or_insert(0) += 1;
         Some(Slot { counts: self.clone(), source })
     }
 
@@ -110,8 +147,8 @@ impl SourceCounts {
     }
 
     /// Logs (at most 20 lines a minute) that `peer` was refused a connection
-    /// to `listener` (`sip-tcp`, `http`, ...).
-    pub fn refused(&self, peer: SocketAddr, listener: &str) {
+    /// to `listener` for holding its limit.
+    fn refused(&self, peer: SocketAddr, listener: &str) {
         let admitted = self.log.lock().unwrap_or_else(|e| e.into_inner()).admit(Instant::now());
         if let Some(suppressed) = admitted {
             tracing::info!(
@@ -166,8 +203,7 @@ pub(crate) async fn serve(listener: TcpListener, acceptor: Acceptor, endpoint: A
             },
             () = acceptor.cancel.cancelled() => break,
         };
-        let Some(slot) = acceptor.counts.take(peer.ip()) else {
-            acceptor.counts.refused(peer, name);
+        let Some(slot) = acceptor.counts.take(peer, name) else {
             drop(stream);
             continue;
         };
@@ -244,30 +280,59 @@ async fn admit(
 mod tests {
     use super::*;
 
+    fn peer(last: u8) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, last], 5060))
+    }
+
     #[test]
     fn a_source_holds_at_most_its_limit_and_gets_slots_back() {
-        let counts = SourceCounts::new(2);
-        let a = IpAddr::from([192, 0, 2, 1]);
-        let b = IpAddr::from([192, 0, 2, 2]);
-        let first = counts.take(a).expect("first");
-        let second = counts.take(a).expect("second");
-        assert!(counts.take(a).is_none(), "a third from the same source is refused");
-        let other = counts.take(b).expect("another source is not affected");
+        let counts = SourceCounts::new(2, 0);
+        let (a, b) = (peer(1), peer(2));
+        let first = counts.take(a, "t").expect("first");
+        let second = counts.take(a, "t").expect("second");
+        assert!(counts.take(a, "t").is_none(), "a third from the same source is refused");
+        let other = counts.take(b, "t").expect("another source is not affected");
         drop(first);
-        assert_eq!(counts.held(a), 1);
-        let again = counts.take(a).expect("a slot given back can be taken again");
+        assert_eq!(counts.held(a.ip()), 1);
+        let again = counts.take(a, "t").expect("a slot given back can be taken again");
         drop((second, again, other));
-        assert_eq!(counts.held(a), 0);
+        assert_eq!(counts.held(a.ip()), 0);
         assert!(counts.held.lock().unwrap().is_empty(), "no entry is kept for a source that left");
     }
 
     #[test]
     fn zero_means_no_limit() {
-        let counts = SourceCounts::new(0);
-        let a = IpAddr::from([192, 0, 2, 1]);
-        let slots: Vec<_> = (0..1000).map(|_| counts.take(a).expect("unlimited")).collect();
-        assert_eq!(counts.held(a), 1000);
+        let counts = SourceCounts::new(0, 0);
+        let a = peer(1);
+        let slots: Vec<_> = (0..1000).map(|_| counts.take(a, "t").expect("unlimited")).collect();
+        assert_eq!(counts.held(a.ip()), 1000);
         drop(slots);
-        assert_eq!(counts.held(a), 0);
+        assert_eq!(counts.held(a.ip()), 0);
+    }
+
+    #[test]
+    fn a_source_opens_at_most_its_rate_and_a_refusal_holds_nothing() {
+        let counts = SourceCounts::new(0, 5);
+        let (a, b) = (peer(1), peer(2));
+        let t0 = Instant::now();
+        // Closed at once, as a flood's connections are: a burst of twice the rate.
+        let opened = (0..50).filter_map(|_| counts.take_at(a, "t", t0)).count();
+        assert_eq!(opened, 10);
+        assert_eq!(counts.held(a.ip()), 0, "refused connections hold no place");
+        assert!(counts.take_at(b, "t", t0).is_some(), "another source has its own rate");
+        let t1 = t0 + Duration::from_secs(1);
+        let opened = (0..50).filter_map(|_| counts.take_at(a, "t", t1)).count();
+        assert_eq!(opened, 5, "then the rate");
+    }
+
+    #[test]
+    fn a_source_at_its_limit_uses_up_none_of_its_rate() {
+        let counts = SourceCounts::new(1, 1);
+        let a = peer(1);
+        let t0 = Instant::now();
+        let held = counts.take_at(a, "t", t0).expect("first");
+        assert!((0..10).all(|_| counts.take_at(a, "t", t0).is_none()), "at the limit");
+        drop(held);
+        assert!(counts.take_at(a, "t", t0).is_some(), "the burst's second token is still there");
     }
 }
