@@ -351,6 +351,61 @@ async fn recordings_running_at_once_stop_at_their_customer_s_quota_together() {
     engine.shutdown().await;
 }
 
+/// A stored recording deleted while others of its customer run gives its
+/// bytes back to the budget they share: two recordings start together, the
+/// first stops and is deleted, and the second runs on to the whole quota
+/// rather than what the two had left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_deleted_while_others_run_gives_its_bytes_back() {
+    const QUOTA: u64 = 512 * 1024;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, conference) = store_with(dir.path(), None, |c| numbered(c, "Budget", "4612")).await;
+    let events = EventBus::new();
+    let (engine, sip) = start_engine_with_quota(&store, &events, dir.path(), QUOTA).await;
+    let targets = vec![format!("sip:4612@{sip}"); 2];
+    let (mut phones, _line) = dial_all(&targets).await;
+    until_matrix(&mut phones, |_, _| true).await.expect("both hear each other");
+    let recordings = dir.path().join("recordings");
+    let first = engine.start_recording(conference.uid.clone(), None).await.expect("the room");
+    let call = store.calls_of(&conference.uid).await.expect("calls").remove(0);
+    let caller = store.callers_of(&call.uid).await.expect("callers").remove(0).uid;
+    let second =
+        engine.start_recording(conference.uid.clone(), Some(caller)).await.expect("a caller");
+    talk(&mut phones, 50).await;
+    engine.stop_recording(first.clone()).await.expect("stop the first");
+    let stopped = async || {
+        for _ in 0..50 {
+            let r: tutti_api::model::Recording = store.get(&first).await.expect("stored");
+            if r.ended_at.is_some() {
+                return r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the first recording never ended");
+    };
+    let first_file = recordings.join(stopped().await.file_name);
+    let freed = std::fs::metadata(&first_file).expect("the first file").len();
+    assert!(freed > 64 * 1024, "the first took a good part of the quota: {freed}");
+    std::fs::remove_file(&first_file).expect("delete");
+    engine.recording_bytes_freed(&conference.customer_uid, freed);
+
+    let mut ended = None;
+    for _ in 0..20 {
+        talk(&mut phones, 25).await;
+        let r: tutti_api::model::Recording = store.get(&second).await.expect("stored");
+        if r.ended_at.is_some() {
+            ended = Some(r);
+            break;
+        }
+    }
+    let ended = ended.expect("the second recording ended at the quota");
+    let size = std::fs::metadata(recordings.join(&ended.file_name)).expect("file").len();
+    // It had QUOTA less the first's bytes; given them back, it reached the
+    // quota (within a frame at 48 kHz) by itself.
+    assert!(size <= QUOTA && size + 1920 >= QUOTA, "stopped at {size} of {QUOTA} bytes");
+    engine.shutdown().await;
+}
+
 /// Talking events carry the call and the caller, follow the call's talking
 /// switch, and each caller's energy level reaches the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -169,6 +169,13 @@ pub trait LiveControl: Send + Sync + 'static {
         let _ = caller_uid;
         None
     }
+    /// A stored recording of `customer_uid` was deleted and its file freed
+    /// `bytes`: the customer's recordings running now may take them (they
+    /// draw on one budget, the quota less what is on disk). Nothing by
+    /// default.
+    fn recording_bytes_freed(&self, customer_uid: &str, bytes: u64) {
+        let _ = (customer_uid, bytes);
+    }
     /// Appends the live side's own figures to `/metrics` (Prometheus text);
     /// nothing by default.
     fn render_metrics(&self, out: &mut String) {

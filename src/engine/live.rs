@@ -180,9 +180,9 @@ impl Engine {
     /// What a new recording of `conference_uid` may take: the bytes left of
     /// its customer's quota and the server's floor of free disk space, or why
     /// it may not start. The quota counts the files of the customer's stored
-    /// recordings, running ones as far as written; each running recording may
-    /// take what was left when it started, so two at once may together pass
-    /// the quota by up to that much.
+    /// recordings, running ones as far as written: recordings running at once
+    /// draw on one budget, which deleted recordings give their bytes back to
+    /// ([`LiveControl::recording_bytes_freed`]).
     async fn recording_limits(&self, conference_uid: &str) -> OpsResult<RecordLimits> {
         let config = &self.inner.config;
         let floor = config.recording_min_free_bytes;
@@ -521,6 +521,15 @@ impl Engine {
 }
 
 impl LiveControl for Engine {
+    fn recording_bytes_freed(&self, customer_uid: &str, bytes: u64) {
+        if let Some(budget) = live_budget(&self.state(), customer_uid) {
+            let _ = budget.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                Some(left.saturating_add(bytes))
+            });
+            tracing::debug!(customer = customer_uid, bytes, "recording budget given back");
+        }
+    }
+
     fn update_caller(&self, caller_uid: String, update: CallerUpdate) -> LiveFuture<'_, ()> {
         Box::pin(self.update(caller_uid, update))
     }

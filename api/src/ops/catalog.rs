@@ -323,8 +323,12 @@ impl Ops {
         if info.recording.ended_at.is_none() {
             return Err(OpsError::Conflict(Conflict::StillRecording));
         }
+        let owner = self.store.owner_of_recording(uid).await?;
         self.store.delete::<Recording>(uid).await?;
-        remove_recording_file(&self.settings.recordings_dir, &info.recording).await;
+        let freed = remove_recording_file(&self.settings.recordings_dir, &info.recording).await;
+        if let Some(owner) = owner {
+            self.live.recording_bytes_freed(&owner.customer_uid, freed);
+        }
         tracing::info!(recording = uid, "recording deleted");
         Ok(())
     }
@@ -341,13 +345,17 @@ pub async fn bytes_on_disk(dir: &Path, names: &[&str]) -> u64 {
     used
 }
 
-/// Removes a recording's file; a file already gone is fine.
-pub(super) async fn remove_recording_file(dir: &Path, recording: &Recording) {
-    match tokio::fs::remove_file(dir.join(&recording.file_name)).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+/// Removes a recording's file and returns the bytes that freed; a file
+/// already gone is fine (and frees none).
+pub(super) async fn remove_recording_file(dir: &Path, recording: &Recording) -> u64 {
+    let path = dir.join(&recording.file_name);
+    let len = tokio::fs::metadata(&path).await.map_or(0, |m| m.len());
+    match tokio::fs::remove_file(&path).await {
+        Ok(()) => len,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
         Err(e) => {
-            tracing::warn!(recording = %recording.uid, error = %e, "recording file not removed")
+            tracing::warn!(recording = %recording.uid, error = %e, "recording file not removed");
+            0
         }
     }
 }
@@ -380,6 +388,47 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    /// Deleting a recording, or a conference with its recordings, tells the
+    /// engine how many bytes of the customer's quota the files gave back.
+    #[tokio::test]
+    async fn deleted_recordings_give_their_bytes_back_to_the_customer() {
+        use crate::ops::testing::{FakeLive, ops_with};
+        let (ops, live, dir) = ops_with(FakeLive::default()).await;
+        let conference = ops.new_conference(&Scope::Server, "Kept").await.expect("new");
+        let conference = ops.create_conference(&Scope::Server, conference).await.expect("create");
+        let recordings_dir = dir.path().join("recordings");
+        std::fs::create_dir_all(&recordings_dir).expect("recordings dir");
+        let now = crate::time::Time::now();
+        for (uid, len) in [("rec-a", 1000usize), ("rec-b", 300), ("rec-c", 20)] {
+            let recording = Recording {
+                uid: uid.into(),
+                conference_uid: conference.uid.clone(),
+                call_uid: None,
+                caller_uid: None,
+                file_name: format!("{uid}.wav"),
+                started_at: now,
+                ended_at: Some(now),
+            };
+            std::fs::write(recordings_dir.join(&recording.file_name), vec![0u8; len]).expect("w");
+            ops.store.insert(&recording).await.expect("recording");
+        }
+        let customer = &conference.customer_uid;
+        ops.delete_recording(&Scope::Server, "rec-a").await.expect("delete");
+        assert!(!recordings_dir.join("rec-a.wav").exists());
+        // A file already gone frees nothing.
+        std::fs::remove_file(recordings_dir.join("rec-c.wav")).expect("remove");
+        ops.delete_conference(&Scope::Server, &conference.uid).await.expect("delete");
+        let freed: Vec<String> =
+            live.calls().into_iter().filter(|c| c.starts_with("recording_bytes_freed")).collect();
+        assert_eq!(
+            freed,
+            [
+                format!("recording_bytes_freed {customer} 1000"),
+                format!("recording_bytes_freed {customer} 300")
+            ]
+        );
     }
 
     #[test]

@@ -107,9 +107,12 @@ impl Ops {
         }
         let recordings = self.store.recordings_of(&conference.uid).await?;
         self.store.delete::<Conference>(&conference.uid).await?;
+        let mut freed = 0u64;
         for recording in &recordings {
-            super::catalog::remove_recording_file(&self.settings.recordings_dir, recording).await;
+            let dir = &self.settings.recordings_dir;
+            freed += super::catalog::remove_recording_file(dir, recording).await;
         }
+        self.live.recording_bytes_freed(&conference.customer_uid, freed);
         tracing::info!(conference = %conference.uid, "conference deleted");
         self.events.publish(Event::ConferenceDeleted { conference: conference.clone() });
         Ok(conference)

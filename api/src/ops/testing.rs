@@ -118,6 +118,10 @@ impl LiveControl for FakeLive {
         self.record(format!("set_breakout_private {breakout_uid} {private}"));
         ready(Ok(()))
     }
+
+    fn recording_bytes_freed(&self, customer_uid: &str, bytes: u64) {
+        self.record(format!("recording_bytes_freed {customer_uid} {bytes}"));
+    }
 }
 
 /// Operations over a fresh SQLite file with one customer (the default) and
