@@ -851,3 +851,39 @@ async fn callers_who_hear_silence_get_comfort_noise_and_then_the_room_again() {
     line.ua.shutdown().await;
     drop(server);
 }
+
+/// The same for Opus phones, which ask for DTX (`usedtx=1`, as the test
+/// phones' SDP does): silence goes out as 200 ms of silent frames, then a
+/// table-of-contents-only packet every 400 ms, which the phones play as
+/// silence without a decode error or a loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opus_callers_who_hear_silence_get_dtx_and_then_the_room_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, target) = conference_4020(dir.path(), &[]).await;
+    let mut line = Phones::new().await;
+    let mut phones = vec![line.dial(&target, 1, 0.0).await, line.dial(&target, 2, 0.0).await];
+    assert_eq!(phones[0].leg.codec(), tutti_media::codec::CodecKind::Opus);
+    let mut quiet = u64::MAX;
+    for _ in 0..10 {
+        quiet = packets_in_a_second(&mut phones, 0).await;
+        if quiet <= 3 {
+            break;
+        }
+    }
+    assert!(quiet <= 3, "an Opus caller hearing silence got {quiet} packets in a second");
+    let (stats, _, rejects) = phones[0].leg.stats();
+    assert_eq!(rejects.unknown_payload_type, 0, "{rejects:?}");
+    assert_eq!(stats.loss_percent, 0.0, "{stats:?}");
+
+    phones.push(line.dial(&target, 3, 440.0).await);
+    let heard = until_level(&mut phones, 0, 440.0, true).await;
+    assert!(heard > 500.0, "the talker who joined is heard: {heard:.0}");
+    let busy = packets_in_a_second(&mut phones, 1).await;
+    assert!((45..=55).contains(&busy), "{busy} packets in a second of speech");
+    let talker = packets_in_a_second(&mut phones, 2).await;
+    assert!(talker <= 3, "the talker, hearing silence, got {talker} packets");
+    let (_, text) = tokio::task::block_in_place(|| server.get("/metrics"));
+    let sent = metric(&text, "tutti_rtp_comfort_noise_sent_total").expect("the counter");
+    assert!(sent >= 4.0, "DTX packets sent: {sent}");
+    line.ua.shutdown().await;
+}

@@ -116,7 +116,8 @@ impl MediaCounters {
         self.comfort_noise_in.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A comfort-noise packet was written for a caller in place of silence.
+    /// A comfort-noise packet (or an Opus DTX one) was written for a caller in
+    /// place of silence.
     pub fn comfort_noise_sent(&self) {
         self.comfort_noise_out.fetch_add(1, Ordering::Relaxed);
     }
@@ -176,8 +177,8 @@ impl MediaCounters {
         );
         counter(
             "tutti_rtp_comfort_noise_sent_total",
-            "Comfort-noise packets sent to callers hearing silence, each in place of up to 25 \
-             packets of silence.",
+            "Comfort-noise packets (RFC 3389, or Opus DTX) sent to callers hearing silence, each \
+             in place of up to 25 (20 with Opus) packets of silence.",
             load(&self.comfort_noise_out),
         );
         let name = "tutti_rtp_dropped_total";

@@ -42,6 +42,16 @@ pub const DECODER_IDLE_FRAMES: u32 = 250;
 /// RTP-inactivity timer and NAT bindings fed.
 pub const COMFORT_NOISE_REFRESH_FRAMES: u32 = 25;
 
+/// While the mix a leg receives is digital silence and its Opus peer asked for
+/// DTX (`usedtx=1`), the frame's table-of-contents byte alone goes out every
+/// this many frames (400 ms, as an Opus encoder in DTX sends), nothing between.
+pub const DTX_REFRESH_FRAMES: u32 = 20;
+
+/// Silent frames sent whole before DTX starts (200 ms, as libopus waits), so
+/// that the peer's decoder has decoded silence and conceals the frames of no
+/// data as silence, not as the last words.
+pub const DTX_AFTER_FRAMES: u32 = 10;
+
 /// The comfort-noise payload for digital silence: a noise level of -127 dBov and
 /// no spectral parameters (RFC 3389 section 3).
 const COMFORT_NOISE_SILENCE: [u8; 1] = [127];
@@ -79,6 +89,9 @@ pub struct LegConfig {
     pub send_comfort_noise: Option<u8>,
     /// Comfort-noise payload type on what we receive.
     pub recv_comfort_noise: Option<u8>,
+    /// The Opus peer asked for DTX: silence then goes out as a packet of the
+    /// frame's table-of-contents byte alone every [`DTX_REFRESH_FRAMES`].
+    pub send_dtx: bool,
     /// Where the SDP says to send RTP.
     pub remote_rtp: SocketAddr,
     /// Where to send RTCP; `None` with rtcp-mux (on the RTP address).
@@ -164,6 +177,9 @@ pub struct Leg {
     /// While silence goes out as comfort noise: frames since the last
     /// comfort-noise packet. `None` while audio goes out.
     comfort_noise_frames: Option<u32>,
+    /// While silence goes out as Opus DTX: silent frames so far. `None` while
+    /// audio goes out.
+    dtx_frames: Option<u32>,
     /// The last thing played was the peer's comfort noise: a gap after it is
     /// silence, not a loss to conceal.
     after_comfort_noise: bool,
@@ -224,6 +240,7 @@ impl Leg {
             rejects: RejectCounts::default(),
             sending_speech: false,
             comfort_noise_frames: None,
+            dtx_frames: None,
             after_comfort_noise: false,
             sending: true,
             idle_frames: 0,
@@ -435,9 +452,13 @@ impl Leg {
     /// [`Leg::write_audio`] for a frame that may be digital silence (`silent`).
     /// When the peer agreed to comfort noise, silence goes out as one
     /// comfort-noise packet at its start and then every
-    /// [`COMFORT_NOISE_REFRESH_FRAMES`], and the frames between are not sent
+    /// [`COMFORT_NOISE_REFRESH_FRAMES`]; when an Opus peer asked for DTX, after
+    /// [`DTX_AFTER_FRAMES`] silent frames sent whole, as the frame's
+    /// table-of-contents byte alone (a frame of no data, which the decoder
+    /// conceals: RFC 6716 section 3.2.1) every [`DTX_REFRESH_FRAMES`]. The
+    /// frames between are not sent
     /// (their time still passes on the RTP clock); the first audio packet after
-    /// it carries the marker bit (RFC 3551 section 4.1).
+    /// the silence carries the marker bit (RFC 3551 section 4.1).
     pub fn write_mix(
         &mut self,
         payload: &[u8],
@@ -448,6 +469,7 @@ impl Leg {
         let Some(to) = self.latch.destination().filter(|_| self.sending) else {
             self.sender.skip_frame();
             self.comfort_noise_frames = None;
+            self.dtx_frames = None;
             return Ok(None);
         };
         if self.dtmf_out.is_some() {
@@ -469,7 +491,25 @@ impl Leg {
             MEDIA.comfort_noise_sent();
             return self.protect(buf, n).map(|n| Some((to, n)));
         }
-        let after_silence = self.comfort_noise_frames.take().is_some();
+        if let (true, true, Some(toc)) = (silent, self.config.send_dtx, payload.get(..1)) {
+            self.sending_speech = false;
+            let before = self.dtx_frames.unwrap_or(0);
+            self.dtx_frames = Some(before.saturating_add(1));
+            let n = match before.checked_sub(DTX_AFTER_FRAMES) {
+                None => self.sender.write_frame(buf, payload, false)?,
+                Some(k) if k % DTX_REFRESH_FRAMES == 0 => {
+                    MEDIA.comfort_noise_sent();
+                    self.sender.write_frame(buf, toc, false)?
+                }
+                Some(_) => {
+                    self.sender.skip_frame();
+                    return Ok(None);
+                }
+            };
+            return self.protect(buf, n).map(|n| Some((to, n)));
+        }
+        let after_dtx = self.dtx_frames.take().is_some_and(|n| n > DTX_AFTER_FRAMES);
+        let after_silence = self.comfort_noise_frames.take().is_some() || after_dtx;
         let marker = after_silence || (speech && !self.sending_speech);
         self.sending_speech = speech;
         let n = self.sender.write_frame(buf, payload, marker)?;

@@ -28,6 +28,7 @@ fn config(codec: CodecKind, remote: &str, srtp: Option<SrtpKeys>) -> LegConfig {
         recv_telephone_event: Some(101),
         send_comfort_noise: None,
         recv_comfort_noise: None,
+        send_dtx: false,
         remote_rtp: addr(remote),
         remote_rtcp: None,
         srtp,
@@ -291,6 +292,7 @@ fn silence_goes_out_as_comfort_noise_and_the_peer_plays_it_as_silence() {
     let with_cn = |remote: &str| LegConfig {
         send_comfort_noise: Some(13),
         recv_comfort_noise: Some(13),
+        send_dtx: false,
         ..config(kind, remote, None)
     };
     let t0 = Instant::now();
@@ -354,6 +356,70 @@ fn silence_goes_out_as_comfort_noise_and_the_peer_plays_it_as_silence() {
     // Nothing counted lost: comfort noise fills its place in the sequence.
     assert_eq!(b.stats().loss_percent, 0.0);
     assert!(b.stats().packets_received + 1 >= sent.len() as u64, "{:?}", b.stats());
+}
+
+/// An Opus peer that asked for DTX (`usedtx=1`) gets silence as 200 ms of
+/// silent frames, then the frame's table-of-contents byte alone every 400 ms;
+/// it plays that as silence, counts nothing lost, and the tone after it comes
+/// with the marker bit.
+#[test]
+fn silence_goes_out_as_opus_dtx_to_a_peer_that_asked_for_it() {
+    let kind = CodecKind::Opus;
+    let t0 = Instant::now();
+    let mut a = Leg::new(LegConfig { send_dtx: true, ..config(kind, B, None) }, t0).expect("a");
+    let mut b = Leg::new(config(kind, A, None), t0).expect("leg b");
+    let (mut scratch, mut buf, mut pcm) = ([0u8; 1500], [0u8; 1500], vec![0i16; 960]);
+    let silent = |i: usize| (50..200).contains(&i);
+    let (mut sent, mut tocs) = (Vec::new(), Vec::new());
+    let (mut heard, mut heard_in_silence) = (Vec::new(), 0usize);
+    let mut encoder = kind.new_codec();
+    for i in 0..250 {
+        let now = t0 + Duration::from_millis(20 * i as u64);
+        let payload_len = encoder.encode(&frame_of(kind, i, silent(i)), &mut scratch).expect("enc");
+        if let Some((_, len)) =
+            a.write_mix(&scratch[..payload_len], !silent(i), silent(i), &mut buf).expect("send")
+        {
+            let packet = buf[..len].to_vec();
+            b.handle_datagram(now, addr(A), &packet, false);
+            if len == 13 {
+                tocs.push((i, scratch[0]));
+            }
+            sent.push((i, packet));
+        }
+        if let Some(n) = b.pull_frame(now, &mut pcm).expect("pull") {
+            if (70..200).contains(&i) {
+                heard_in_silence += pcm[..n].iter().filter(|s| s.unsigned_abs() > 100).count();
+            }
+            if i >= 220 {
+                heard.extend_from_slice(&pcm[..n]);
+            }
+        }
+    }
+    let dtx: Vec<usize> = tocs.iter().map(|(i, _)| *i).collect();
+    assert_eq!(dtx, vec![60, 80, 100, 120, 140, 160, 180], "DTX packets at");
+    let whole: Vec<usize> =
+        sent.iter().map(|(i, _)| *i).filter(|i| silent(*i) && !dtx.contains(i)).collect();
+    assert_eq!(whole, (50..60).collect::<Vec<_>>(), "silent frames sent whole first");
+    assert_eq!(sent.len(), 100 + 10 + dtx.len(), "nothing else went out in the silence");
+    for (i, packet) in &sent {
+        if let Some((_, toc)) = tocs.iter().find(|(j, _)| j == i) {
+            assert_eq!(packet[12..], [*toc], "the silent frame's table of contents alone");
+            assert_eq!(packet[1] & 0x7f, kind.payload_type(), "on the audio payload type");
+        }
+        assert_eq!(packet[1] & 0x80 != 0, *i == 0 || *i == 200, "marker on packet {i}");
+    }
+    let seq = |p: &[u8]| u16::from_be_bytes([p[2], p[3]]);
+    let ts = |p: &[u8]| u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+    for pair in sent.windows(2) {
+        let ((i, p), (j, q)) = (&pair[0], &pair[1]);
+        assert_eq!(seq(q), seq(p).wrapping_add(1), "sequence {i} -> {j}");
+        assert_eq!(ts(q).wrapping_sub(ts(p)), 960 * (j - i) as u32, "timestamp {i} -> {j}");
+    }
+    assert_eq!(heard_in_silence, 0, "samples above 100 heard during the silence");
+    let level = goertzel_amplitude(&heard, kind.sample_rate(), 440.0);
+    assert!(level > 4000.0, "the tone after the silence: {level}");
+    assert_eq!(b.stats().loss_percent, 0.0);
+    assert_eq!(b.rejects().unknown_payload_type, 0);
 }
 
 #[test]

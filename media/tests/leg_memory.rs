@@ -65,6 +65,7 @@ fn config(codec: CodecKind) -> LegConfig {
         recv_telephone_event: Some(101),
         send_comfort_noise: None,
         recv_comfort_noise: None,
+        send_dtx: false,
         remote_rtp: SocketAddr::from(([127, 0, 0, 1], 4000)),
         remote_rtcp: None,
         srtp: None,

@@ -388,6 +388,10 @@ pub struct Negotiated {
     pub comfort_noise: Option<u8>,
     /// Comfort-noise payload type the peer uses towards us.
     pub recv_comfort_noise: Option<u8>,
+    /// The Opus peer asked for DTX (`usedtx=1` in its `a=fmtp`, RFC 7587
+    /// section 6.1: a receiver's preference) and the policy sends silence as
+    /// comfort noise: silence may go out as DTX.
+    pub send_dtx: bool,
     /// Packetization time in ms for what we send.
     pub ptime_ms: u32,
     /// Our direction: what we may send and should expect to receive.
@@ -789,6 +793,20 @@ fn pick_comfort_noise(listed: &[(u8, u32)], codec: Codec, policy: &MediaPolicy) 
     listed.iter().find(|(_, rate)| *rate == codec.clock_rate()).map(|(pt, _)| *pt)
 }
 
+/// Whether `md`'s `a=fmtp` for `pt` asks us for Opus DTX (`usedtx=1`), and
+/// `policy` sends silence as comfort noise.
+fn asks_for_dtx(md: &MediaDescription, pt: u8, codec: Codec, policy: &MediaPolicy) -> bool {
+    let asks = |params: &str| {
+        params.split(';').any(|param| {
+            let (key, value) = param.split_once('=').unwrap_or((param, ""));
+            key.trim().eq_ignore_ascii_case("usedtx") && value.trim() == "1"
+        })
+    };
+    policy.comfort_noise
+        && codec == Codec::Opus
+        && md.fmtp.iter().any(|f| f.format == pt && asks(f.params.as_str()))
+}
+
 fn comfort_noise_lines(md: &mut MediaDescription, pt: u8) {
     md.media.fmts.push(pt);
     md.rtpmap.push(RtpMap { payload: pt, encoding: "CN".into(), clock_rate: 8000, params: None });
@@ -886,6 +904,7 @@ fn answer_audio<R: CryptoRng + ?Sized>(
         recv_telephone_event: telephone_event,
         comfort_noise,
         recv_comfort_noise: comfort_noise,
+        send_dtx: asks_for_dtx(md, pt, codec, policy),
         ptime_ms,
         direction,
         srtp: srtp.map(|(_, profile, remote_key, local_key)| SrtpKeys {
@@ -1064,6 +1083,7 @@ pub fn apply_answer(
         recv_telephone_event,
         comfort_noise,
         recv_comfort_noise,
+        send_dtx: asks_for_dtx(md, pt, codec, &pending.policy),
         ptime_ms,
         direction,
         srtp,

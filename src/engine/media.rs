@@ -33,6 +33,7 @@ pub fn leg_config(negotiated: &Negotiated, cname: String) -> LegConfig {
         recv_telephone_event: negotiated.recv_telephone_event,
         send_comfort_noise: negotiated.comfort_noise,
         recv_comfort_noise: negotiated.recv_comfort_noise,
+        send_dtx: negotiated.send_dtx,
         remote_rtp: negotiated.remote_rtp,
         remote_rtcp: (!negotiated.rtcp_mux).then_some(negotiated.remote_rtcp),
         srtp: negotiated.srtp.as_ref().map(|keys| SrtpKeys {

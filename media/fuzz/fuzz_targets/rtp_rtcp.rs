@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
         recv_telephone_event: Some(101),
         send_comfort_noise: Some(13),
         recv_comfort_noise: Some(13),
+        send_dtx: false,
         remote_rtp: from,
         remote_rtcp: None,
         srtp: None,

@@ -31,6 +31,7 @@ pub fn pcmu_leg(remote: SocketAddr) -> LegConfig {
         recv_telephone_event: Some(101),
         send_comfort_noise: None,
         recv_comfort_noise: None,
+        send_dtx: false,
         remote_rtp: remote,
         remote_rtcp: None,
         srtp: None,

@@ -271,6 +271,32 @@ fn an_answer_with_comfort_noise_or_without() {
 }
 
 #[test]
+fn an_opus_peer_that_asks_for_dtx_gets_it() {
+    let opus = |fmtp: &str| {
+        let attrs = format!("{}{fmtp}", rtpmaps(&[(111, "opus/48000/2")]));
+        answer_ok(&offer_sdp("RTP/AVP", "111", &attrs), &MediaPolicy::default()).negotiated
+    };
+    assert!(opus("a=fmtp:111 minptime=10; useinbandfec=1; usedtx=1\r\n").send_dtx);
+    assert!(opus("a=fmtp:111 USEDTX = 1\r\n").send_dtx, "keys are not case-sensitive");
+    assert!(!opus("a=fmtp:111 useinbandfec=1;usedtx=0\r\n").send_dtx);
+    assert!(!opus("").send_dtx, "not asked");
+    assert!(!opus("a=fmtp:96 usedtx=1\r\n").send_dtx, "asked for another payload type");
+    // Switched off with comfort noise: silence goes out every frame.
+    let off = MediaPolicy { comfort_noise: false, ..MediaPolicy::default() };
+    let attrs = format!("{}a=fmtp:111 usedtx=1\r\n", rtpmaps(&[(111, "opus/48000/2")]));
+    assert!(!answer_ok(&offer_sdp("RTP/AVP", "111", &attrs), &off).negotiated.send_dtx);
+    // Not for G.711, whatever its fmtp says.
+    let pcmu = answer_ok(&offer_sdp("RTP/AVP", "0", "a=fmtp:0 usedtx=1\r\n"), &off);
+    assert!(!pcmu.negotiated.send_dtx);
+    // An answer to our offer.
+    let ours = offer_with_rng(&MediaPolicy::default(), &local(), &mut rng());
+    let answer = "v=0\r\no=- 5 5 IN IP4 203.0.113.9\r\ns=-\r\nc=IN IP4 203.0.113.9\r\nt=0 0\r\n\
+                  m=audio 7000 RTP/AVP 98\r\na=rtpmap:98 opus/48000/2\r\na=fmtp:98 usedtx=1\r\n";
+    let n = apply_answer_str(&ours.pending, answer).unwrap();
+    assert_eq!((n.codec, n.send_dtx), (Codec::Opus, true));
+}
+
+#[test]
 fn ptime_and_maxptime() {
     let with = |attrs: &str| answer_ok(&offer_sdp("RTP/AVP", "0", attrs), &MediaPolicy::default());
     assert_eq!(with("").negotiated.ptime_ms, 20);
