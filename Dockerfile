@@ -15,6 +15,10 @@ RUN apt-get update \
  && mkdir -p /data && chown tutti:tutti /data
 COPY scripts/docker/healthcheck.sh /usr/local/bin/tutti-healthcheck
 ENV TUTTI_DATA_DIR=/data
+# At most two glibc malloc arenas: tutti's threads (media, runtime workers, one
+# per database connection) otherwise each grow an arena that keeps memory they
+# freed; the 30-minute soak's RSS (docs/reliability.md, "Soak").
+ENV MALLOC_ARENA_MAX=2
 VOLUME ["/data"]
 USER tutti
 EXPOSE 5060/udp 5060/tcp 4011/tcp 4012/tcp 8080/tcp
