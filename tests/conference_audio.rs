@@ -799,16 +799,18 @@ async fn conference_4020(dir: &std::path::Path, args: &[&str]) -> (Server, Strin
     (server, format!("sip:4020@{sip}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn callers_who_hear_silence_get_comfort_noise_and_then_the_room_again() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (server, target) = conference_4020(dir.path(), &[]).await;
-    // Desk phones: G.711 with CN/8000 beside it (the test phones' default
-    // puts Opus first, which takes no CN). Two silent callers (a tone of 0 Hz;
-    // a lone caller would hear music on hold) hear digital silence, which goes
-    // out as comfort noise twice a second.
-    let mut line = Phones::with_policy(desk_phones()).await;
-    let mut phones = vec![line.dial(&target, 1, 0.0).await, line.dial(&target, 2, 0.0).await];
+/// Two silent callers on `line` (a tone of 0 Hz; a lone caller would hear
+/// music on hold) hear digital silence, which goes out as a few packets a
+/// second (comfort noise or DTX) that their phones count as received,
+/// refuse none of and lose nothing of. A talker joins: they hear it at once,
+/// at 50 packets a second, while the talker, who hears only silence, gets the
+/// few; `/metrics` counts them.
+async fn silence_goes_out_sparsely_until_someone_talks(
+    server: &Server,
+    line: &mut Phones,
+    target: &str,
+) -> Vec<support::phone::Phone> {
+    let mut phones = vec![line.dial(target, 1, 0.0).await, line.dial(target, 2, 0.0).await];
     let mut quiet = u64::MAX;
     for _ in 0..10 {
         quiet = packets_in_a_second(&mut phones, 0).await;
@@ -817,25 +819,31 @@ async fn callers_who_hear_silence_get_comfort_noise_and_then_the_room_again() {
         }
     }
     assert!(quiet <= 3, "a caller hearing silence got {quiet} packets in a second");
-    // Comfort noise keeps the call alive as audio would: it is counted as
-    // received, refused by nobody, and nothing is lost.
     let (stats, _, rejects) = phones[0].leg.stats();
     assert_eq!(rejects.unknown_payload_type, 0, "{rejects:?}");
     assert_eq!(stats.loss_percent, 0.0, "{stats:?}");
 
-    // A talker joins: the silent callers hear it at once, at 50 packets a second.
-    phones.push(line.dial(&target, 3, 440.0).await);
+    phones.push(line.dial(target, 3, 440.0).await);
     let heard = until_level(&mut phones, 0, 440.0, true).await;
     assert!(heard > 500.0, "the talker who joined is heard: {heard:.0}");
     let busy = packets_in_a_second(&mut phones, 1).await;
     assert!((45..=55).contains(&busy), "{busy} packets in a second of speech");
-    // The talker, who hears only the silent callers, gets comfort noise.
     let talker = packets_in_a_second(&mut phones, 2).await;
     assert!(talker <= 3, "the talker, hearing silence, got {talker} packets");
-    // /metrics counts what went out as comfort noise.
     let (_, text) = tokio::task::block_in_place(|| server.get("/metrics"));
-    let sent = metric(&text, "tutti_rtp_comfort_noise_sent_total").expect("the CN counter");
-    assert!(sent >= 4.0, "comfort-noise packets sent: {sent}");
+    let sent = metric(&text, "tutti_rtp_comfort_noise_sent_total").expect("the counter");
+    assert!(sent >= 4.0, "comfort-noise or DTX packets sent: {sent}");
+    phones
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_who_hear_silence_get_comfort_noise_and_then_the_room_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (server, target) = conference_4020(dir.path(), &[]).await;
+    // Desk phones: G.711 with CN/8000 beside it (the test phones' default
+    // puts Opus first, which takes no CN).
+    let mut line = Phones::with_policy(desk_phones()).await;
+    let phones = silence_goes_out_sparsely_until_someone_talks(&server, &mut line, &target).await;
     line.ua.shutdown().await;
     drop(phones);
     drop(server);
@@ -861,29 +869,7 @@ async fn opus_callers_who_hear_silence_get_dtx_and_then_the_room_again() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (server, target) = conference_4020(dir.path(), &[]).await;
     let mut line = Phones::new().await;
-    let mut phones = vec![line.dial(&target, 1, 0.0).await, line.dial(&target, 2, 0.0).await];
+    let phones = silence_goes_out_sparsely_until_someone_talks(&server, &mut line, &target).await;
     assert_eq!(phones[0].leg.codec(), tutti_media::codec::CodecKind::Opus);
-    let mut quiet = u64::MAX;
-    for _ in 0..10 {
-        quiet = packets_in_a_second(&mut phones, 0).await;
-        if quiet <= 3 {
-            break;
-        }
-    }
-    assert!(quiet <= 3, "an Opus caller hearing silence got {quiet} packets in a second");
-    let (stats, _, rejects) = phones[0].leg.stats();
-    assert_eq!(rejects.unknown_payload_type, 0, "{rejects:?}");
-    assert_eq!(stats.loss_percent, 0.0, "{stats:?}");
-
-    phones.push(line.dial(&target, 3, 440.0).await);
-    let heard = until_level(&mut phones, 0, 440.0, true).await;
-    assert!(heard > 500.0, "the talker who joined is heard: {heard:.0}");
-    let busy = packets_in_a_second(&mut phones, 1).await;
-    assert!((45..=55).contains(&busy), "{busy} packets in a second of speech");
-    let talker = packets_in_a_second(&mut phones, 2).await;
-    assert!(talker <= 3, "the talker, hearing silence, got {talker} packets");
-    let (_, text) = tokio::task::block_in_place(|| server.get("/metrics"));
-    let sent = metric(&text, "tutti_rtp_comfort_noise_sent_total").expect("the counter");
-    assert!(sent >= 4.0, "DTX packets sent: {sent}");
     line.ua.shutdown().await;
 }
