@@ -293,6 +293,13 @@ pub struct Options {
     #[arg(long, env = "TUTTI_COMFORT_NOISE", global = true, value_name = "on|off")]
     pub comfort_noise: Option<OrEmpty<Switch>>,
 
+    /// The bundled music on hold for a caller alone in a conference: `off`
+    /// lets that caller hear silence (comfort noise or Opus DTX where the
+    /// phone takes it); a conference's own `music_on_hold_sound` still plays
+    /// [default: on]
+    #[arg(long, env = "TUTTI_MUSIC_ON_HOLD", global = true, value_name = "on|off")]
+    pub music_on_hold: Option<OrEmpty<Switch>>,
+
     /// SIP over TLS listen address (RFC 3261 `transport=tls`); needs
     /// --sip-tls-cert and --sip-tls-key [default: none, no TLS listener]
     #[arg(long, env = "TUTTI_SIP_TLS_LISTEN", global = true, value_name = "ADDR:PORT")]
@@ -443,6 +450,7 @@ impl Options {
             media_nice,
             srtp,
             comfort_noise,
+            music_on_hold,
             sip_tls_listen,
             sip_tls_cert,
             sip_tls_key,
@@ -581,6 +589,7 @@ impl Options {
             },
             srtp: given(self.srtp).unwrap_or_default(),
             comfort_noise: given(self.comfort_noise).unwrap_or(Switch::On),
+            music_on_hold: given(self.music_on_hold).unwrap_or(Switch::On),
             sip_tls,
             http_tls,
             control_tls,
@@ -696,6 +705,8 @@ pub struct Settings {
     pub srtp: SrtpMode,
     /// Comfort noise offered and accepted.
     pub comfort_noise: Switch,
+    /// The bundled music played to a caller alone.
+    pub music_on_hold: Switch,
     /// SIP over TLS, when configured.
     pub sip_tls: Option<TlsListen>,
     /// HTTPS instead of HTTP, when configured.
@@ -783,6 +794,10 @@ impl Settings {
         out.push_str(&format!(
             "comfort-noise = {}\n",
             toml_string(&self.comfort_noise.to_string())
+        ));
+        out.push_str(&format!(
+            "music-on-hold = {}\n",
+            toml_string(&self.music_on_hold.to_string())
         ));
         let mut line = |key: &str, value: Option<String>| {
             if let Some(v) = value {

@@ -120,6 +120,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
             recording_min_free_bytes: settings.recording_min_free_mib.saturating_mul(1024 * 1024),
             tts_dir: settings.tts_dir(),
             silence: settings.silence_limits(),
+            default_music_on_hold: settings.music_on_hold.is_on(),
         },
         store.clone(),
         events.clone(),

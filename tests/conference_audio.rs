@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use support::Server;
 use support::http::{id_of, rest};
-use support::phone::{Control, Phones, level, press, talk, until_level};
+use support::phone::{
+    Control, Phones, desk_phones, level, packets_in_a_second, press, talk, until_level,
+};
 
 const TONES: [f64; 3] = [440.0, 1000.0, 1700.0];
 
@@ -767,19 +769,6 @@ async fn listening_callers(codec: &str, calls: usize, extra: &[&str]) {
     assert!(n("click_ms_p50") > 0.0 && n("click_ms_max") < 1000.0, "{r}");
     assert!(output.status.success(), "{r}");
     assert!(server.stop_with("TERM").success());
-}
-
-/// RTP packets `phone` receives in the next second, while every phone talks.
-async fn packets_in_a_second(phones: &mut [support::phone::Phone], who: usize) -> u64 {
-    let before = phones[who].leg.stats().0.packets_received;
-    talk(phones, 50).await;
-    phones[who].leg.stats().0.packets_received - before
-}
-
-/// Phones offering PCMU and PCMA, telephone-event and comfort noise.
-fn desk_phones() -> tutti_sip::sdp::MediaPolicy {
-    use tutti_sip::sdp::{Codec, MediaPolicy};
-    MediaPolicy { codecs: vec![Codec::Pcmu, Codec::Pcma], ..MediaPolicy::default() }
 }
 
 /// Starts a server with `args`, makes conference 4020 over TCP 4011 and

@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::phone::{Control, MUSIC_NOTES, Phone, Phones, level, music_level, talk};
+use support::phone::{
+    Control, MUSIC_NOTES, Phone, Phones, desk_phones, level, music_level, packets_in_a_second, talk,
+};
 use support::{Server, open_store, tone_wav};
 use tutti_api::Time;
 use tutti_api::model::{Conference, ConferenceStatus, Reservation, ReservationState};
@@ -540,4 +542,50 @@ async fn a_locked_conference_says_so_in_early_media_then_refuses() {
     assert!(pcm.len() > 8000, "only {} samples of early media", pcm.len());
     let rms = tutti_media::tone::rms(&pcm);
     assert!(rms > 300.0, "the announcement is silent (RMS {rms:.0})");
+}
+
+/// `--music-on-hold off`: a caller alone hears silence, which a desk phone
+/// that takes comfort noise gets as a couple of packets a second, not music
+/// every 20 ms; a conference with its own music on hold still plays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_default_music_a_lone_caller_hears_silence_unless_the_conference_has_its_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let args = ["--control-password", "secret", "--music-on-hold", "off"];
+    let mut server = Server::start(dir.path(), &args);
+    let sip = server.logged_addr("SIP listening", "udp");
+    let _plain = new_conference(&server, "4601,Acme,Ann,10,,,,").await;
+    let _own = new_conference(&server, "4602,Acme,Bob,10,,,,").await;
+    tone_wav(dir.path(), "hold.wav", 1200.0, 2000);
+    {
+        let store = open_store(dir.path()).await;
+        let hold = store.add_sound(None, "Hold", "hold.wav").await.expect("sound");
+        let mut conference =
+            store.conference_by_number("4602").await.expect("lookup").expect("conference");
+        conference.music_on_hold_sound = Some(hold.id);
+        store.update(&conference).await.expect("sound");
+    }
+    let mut desk = Phones::with_policy(desk_phones()).await;
+    let mut phones = vec![desk.dial(&format!("sip:4601@{sip}"), 1, 0.0).await];
+    talk(&mut phones, 50).await;
+    let mut quiet = u64::MAX;
+    for _ in 0..10 {
+        quiet = packets_in_a_second(&mut phones, 0).await;
+        if quiet <= 3 {
+            break;
+        }
+    }
+    assert!((1..=3).contains(&quiet), "a lone caller got {quiet} packets in a second");
+    assert!(music(&phones[0]) < 100.0, "the default music played ({:.0})", music(&phones[0]));
+
+    // The conference's own music plays all the same.
+    let mut ua = Phones::new().await;
+    let mut own = vec![ua.dial(&format!("sip:4602@{sip}"), 1, 0.0).await];
+    let held = talk_until(&mut own, |p| level(&p[0], 1200.0) > 500.0).await;
+    assert!(held, "the conference's own music ({:.0}):\n{}", level(&own[0], 1200.0), server.logs());
+
+    // Someone joins the first: the two hear each other.
+    phones.push(desk.dial(&format!("sip:4601@{sip}"), 2, 1000.0).await);
+    let heard = talk_until(&mut phones, |p| level(&p[0], 1000.0) > 500.0).await;
+    assert!(heard, "the newcomer is heard ({:.0})", level(&phones[0], 1000.0));
+    assert!(music(&phones[0]) < 100.0, "music after the join ({:.0})", music(&phones[0]));
 }

@@ -86,6 +86,7 @@ async fn start_engine_with_quota(
             recording_min_free_bytes: 0,
             tts_dir: dir.join("tts"),
             silence: None,
+            default_music_on_hold: true,
         },
         store.clone(),
         events.clone(),

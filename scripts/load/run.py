@@ -726,7 +726,7 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
             "--invite-rate", "0",
             "--timezone", "UTC",
             "--log", args.log,
-        ]
+        ] + args.server_arg
         (rundir / "tutti.cmd").write_text(" ".join(cmd).replace(password, "<password>") + "\n")
         tutti = subprocess.Popen(cmd, stdout=tutti_log, stderr=subprocess.STDOUT, env=env,
                                  stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
@@ -1132,6 +1132,9 @@ def main() -> int:
     p.add_argument("--callers-comfort-noise", action="store_true",
                    help="tutti-callers offer RFC 3389 comfort noise (G.711): silence then comes "
                         "as a comfort-noise packet every 500 ms")
+    p.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                   help="one more argument for `tutti serve` (repeat it: --server-arg=--music-on-hold "
+                        "--server-arg=off); TUTTI_* variables are not passed through")
     args = p.parse_args()
 
     if not args.no_netns:

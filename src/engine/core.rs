@@ -56,6 +56,9 @@ pub struct EngineConfig {
     /// How long a caller's phone may send nothing before it is hung up
     /// (`None`: never).
     pub silence: Option<SilenceLimits>,
+    /// Whether a caller alone hears the bundled music when its conference
+    /// names no music of its own (`false`: silence).
+    pub default_music_on_hold: bool,
 }
 
 /// Something that happened to a call, for its task.

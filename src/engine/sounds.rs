@@ -73,16 +73,20 @@ impl Engine {
     }
 
     /// The conference's music on hold: its `music_on_hold_sound` when that is
-    /// set and readable, else the bundled one (replaceable in `<data-dir>/sounds/`).
+    /// set and readable, else the bundled one (replaceable in `<data-dir>/sounds/`)
+    /// unless `--music-on-hold off` asks for silence.
     pub(super) async fn music_on_hold(&self, conference: &Conference) -> Option<Audio> {
         if let Some(id) = conference.music_on_hold_sound {
             match self.stored_sound(id).await {
                 Ok(prompt) => return Some(prompt),
                 Err(e) => tracing::warn!(
                     conference = %conference.uid, sound = id, error = %e,
-                    "music on hold unusable; playing the default"
+                    "music on hold unusable; falling back to the default"
                 ),
             }
+        }
+        if !self.inner.config.default_music_on_hold {
+            return None;
         }
         match self.prompt(PromptName::MusicOnHold).await {
             Ok(prompt) => Some(prompt),

@@ -299,6 +299,19 @@ pub async fn talk(phones: &mut [Phone], frames: usize) {
     }
 }
 
+/// RTP packets `phone` receives in the next second, while every phone talks.
+pub async fn packets_in_a_second(phones: &mut [Phone], who: usize) -> u64 {
+    let before = phones[who].leg.stats().0.packets_received;
+    talk(phones, 50).await;
+    phones[who].leg.stats().0.packets_received - before
+}
+
+/// Phones offering PCMU and PCMA, telephone-event and comfort noise.
+pub fn desk_phones() -> tutti_sip::sdp::MediaPolicy {
+    use tutti_sip::sdp::{Codec, MediaPolicy};
+    MediaPolicy { codecs: vec![Codec::Pcmu, Codec::Pcma], ..MediaPolicy::default() }
+}
+
 pub fn level(phone: &Phone, freq: f64) -> f64 {
     let tail = &phone.heard[phone.heard.len() / 2..];
     goertzel_amplitude(tail, phone.codec.sample_rate(), freq)
