@@ -4,7 +4,7 @@
 use tutti_media::codec::{Codec, CodecKind};
 use tutti_media::mixer::{
     BreakoutId, Delivery, IDLE_RELEASE_TICKS, InjectTarget, MemberId, Mixer, MixerConfig,
-    MixerEvent, RoomRate, VolumeStep,
+    MixerEvent, RoomRate, SILENCE_ENCODED_TICKS, VolumeStep,
 };
 
 /// A tone amplitude that leaves headroom for a few talkers and +12 dB of volume.
@@ -508,6 +508,40 @@ fn opus_legs_raise_an_auto_room_to_48_khz_and_mix_with_the_others() {
                 // Opus is a perceptual codec: allow it a little more than G.711.
                 room.assert_hears(listener, speaker, 0.0, 2.0);
             }
+        }
+    }
+}
+
+/// A room nobody talks in stops encoding its silence after a while and sends
+/// the last silent frame again; each listener still decodes silence, and hears
+/// the talker as before once it speaks, through the encoder that paused.
+#[test]
+fn a_silent_room_stops_encoding_and_is_heard_again_when_someone_talks() {
+    for codec in [CodecKind::Opus, CodecKind::G722, CodecKind::Pcmu] {
+        let mut room = Room::new(MixerConfig::default());
+        let talker = room.add(codec, 1000.0, true);
+        let listener = room.add(codec, 0.0, true);
+        for round in 0..2 {
+            room.members[talker].speaking = false;
+            // The gate's hangover keeps a talker that stopped in the mix a
+            // little longer (its own encoder with it).
+            room.run(SILENCE_ENCODED_TICKS as usize + 40);
+            let paused = room.mixer.encodes();
+            for m in &mut room.members {
+                m.received.clear();
+            }
+            room.run(50);
+            assert_eq!(room.mixer.encodes(), paused, "{codec:?} round {round}: encoded silence");
+            for heard in [listener, talker] {
+                let peak = room.members[heard].received.iter().map(|s| s.unsigned_abs()).max();
+                assert!(peak < Some(50), "{codec:?} round {round}: silence decodes as {peak:?}");
+            }
+            room.members[talker].speaking = true;
+            room.settle_and_measure();
+            assert!(room.mixer.encodes() > paused, "{codec:?}: encoding resumed");
+            // Opus is a perceptual codec: allow it a little more than G.711.
+            room.assert_hears(listener, talker, 0.0, 2.0);
+            room.assert_not_hears(talker, talker);
         }
     }
 }
