@@ -688,6 +688,14 @@ async fn the_listening_load_generator_hears_every_room_right() {
     listening_callers("pcmu", 30, &[]).await;
 }
 
+/// G.711 callers with voice activity detection: the silent ones send a
+/// comfort-noise packet every 500 ms instead of silence every 20 ms; tutti
+/// takes them as silence and the rooms sound the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listening_load_generator_with_vad_hears_every_room_right() {
+    listening_callers("pcmu", 18, &["--comfort-noise", "--vad"]).await;
+}
+
 /// The same over Opus (decoded by tutti, mixed at the room's rate, encoded
 /// again), with fewer callers: an unoptimised Opus costs much more. The
 /// silent callers are in DTX, as tutti's SDP asks (`usedtx=1`): a
@@ -768,6 +776,12 @@ async fn listening_callers(codec: &str, calls: usize, extra: &[&str]) {
     // The click cannot come back before it was sent, nor take a second.
     assert!(n("click_ms_p50") > 0.0 && n("click_ms_max") < 1000.0, "{r}");
     assert!(output.status.success(), "{r}");
+    if extra.contains(&"--vad") {
+        let (_, text) = tokio::task::block_in_place(|| server.get("/metrics"));
+        let cn = metric(&text, "tutti_rtp_comfort_noise_received_total").expect("the counter");
+        // 6 silent callers (one a room), 2 packets a second each, for 5 s at least.
+        assert!(cn >= 50.0, "comfort-noise packets received: {cn}");
+    }
     assert!(server.stop_with("TERM").success());
 }
 

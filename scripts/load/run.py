@@ -780,7 +780,8 @@ def run_one(args, workdir: Path, binary: Path, audio: str, calls: int, rooms: in
                 "--codec", args.callers_codec,
                 "--json", "callers.json",
             ] + (["--comfort-noise"] if args.callers_comfort_noise else []) \
-              + (["--opus-dtx"] if args.callers_opus_dtx else [])
+              + (["--opus-dtx"] if args.callers_opus_dtx else []) \
+              + (["--vad"] if args.callers_vad else [])
         (rundir / "sipp.cmd").write_text(" ".join(sipp_cmd) + "\n")
         sipp = subprocess.Popen(sipp_cmd, cwd=rundir, stdout=sipp_out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
@@ -1132,6 +1133,9 @@ def main() -> int:
     p.add_argument("--callers-comfort-noise", action="store_true",
                    help="tutti-callers offer RFC 3389 comfort noise (G.711): silence then comes "
                         "as a comfort-noise packet every 500 ms")
+    p.add_argument("--callers-vad", action="store_true",
+                   help="with --callers-comfort-noise: silent tutti-callers send as a phone with voice "
+                        "activity detection does (a comfort-noise packet every 500 ms)")
     p.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                    help="one more argument for `tutti serve` (repeat it: --server-arg=--music-on-hold "
                         "--server-arg=off); TUTTI_* variables are not passed through")

@@ -82,6 +82,11 @@ struct Args {
     /// not as packets or losses) instead of a packet every 20 ms.
     #[arg(long)]
     comfort_noise: bool,
+    /// Silent callers send as a phone with voice activity detection does: an
+    /// RFC 3389 comfort-noise packet every 500 ms and nothing between (with
+    /// --comfort-noise, where the server agreed to it).
+    #[arg(long)]
+    vad: bool,
     /// Silent callers send as an Opus phone in DTX does: a TOC-only packet
     /// every 400 ms and nothing between (with --codec opus).
     #[arg(long)]
@@ -164,7 +169,10 @@ async fn run(args: Args, numbers: Vec<String>) -> Result<bool, String> {
     if args.opus_dtx && args.codec != media::Wire::Opus {
         return Err("--opus-dtx needs --codec opus".into());
     }
-    let shared = Arc::new(Shared::new(rooms, args.codec, args.opus_dtx));
+    if args.vad && !args.comfort_noise {
+        return Err("--vad needs --comfort-noise".into());
+    }
+    let shared = Arc::new(Shared::new(rooms, args.codec, args.opus_dtx, args.vad));
     let socket_count = args.calls.div_ceil(args.calls_per_socket).max(1);
     let sockets =
         media::bind_sockets(args.local, socket_count).map_err(|e| format!("RTP sockets: {e}"))?;
@@ -407,6 +415,7 @@ fn handle(
         send_pt: negotiated.payload_type,
         recv_pt: negotiated.recv_payload_type,
         recv_cn: negotiated.recv_comfort_noise,
+        send_cn: negotiated.comfort_noise,
     };
     let _ = commands[call.socket % threads].send(Command::Add(media));
 }

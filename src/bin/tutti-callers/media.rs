@@ -93,6 +93,8 @@ pub struct CallMedia {
     pub recv_pt: u8,
     /// Comfort noise's payload type towards us, when negotiated.
     pub recv_cn: Option<u8>,
+    /// Comfort noise's payload type towards the server, when negotiated.
+    pub send_cn: Option<u8>,
 }
 
 pub enum Command {
@@ -114,16 +116,26 @@ pub struct Shared {
     /// Silent callers send as an Opus sender in DTX does: a TOC-only packet
     /// every [`DTX_EVERY`] frames, nothing between.
     pub dtx: bool,
+    /// Silent callers that agreed to comfort noise send as a phone with
+    /// voice activity detection does: a comfort-noise packet every
+    /// [`VAD_EVERY`] frames, nothing between.
+    pub vad: bool,
 }
 
 /// How often a silent caller in DTX sends (every 400 ms, as libopus does).
 pub const DTX_EVERY: u64 = 20;
+/// How often a silent caller with voice activity detection sends comfort
+/// noise (every 500 ms, as tutti does).
+pub const VAD_EVERY: u64 = 25;
+/// An RFC 3389 comfort-noise payload: the noise level alone, -90 dBov.
+const COMFORT_NOISE: [u8; 1] = [90];
 
 impl Shared {
-    pub fn new(rooms: usize, wire: Wire, dtx: bool) -> Self {
+    pub fn new(rooms: usize, wire: Wire, dtx: bool, vad: bool) -> Self {
         Self {
             wire,
             dtx,
+            vad,
             epoch: Instant::now(),
             measuring: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -197,6 +209,8 @@ struct Sender {
     seq: u16,
     timestamp: u32,
     pt: u8,
+    /// Comfort noise's payload type, when agreed.
+    cn: Option<u8>,
     remote: SockaddrIn,
 }
 
@@ -374,6 +388,7 @@ pub fn run(
         let mut clicked_rooms = Vec::new();
         for slot in slots.iter_mut().filter(|s| s.active) {
             let role = slot.media.role;
+            let mut pt = slot.sender.pt;
             let payload = match role.tone {
                 Some(tone) => {
                     if role.clicker && phase == CLICK_FRAME {
@@ -388,11 +403,21 @@ pub fn run(
                     continue;
                 }
                 None if shared.dtx => &frames.silence[phase][..1],
+                // With voice activity detection: comfort noise, now and then.
+                None if shared.vad && slot.sender.cn.is_some() => {
+                    let s = &mut slot.sender;
+                    if !tick.is_multiple_of(VAD_EVERY) {
+                        s.timestamp = s.timestamp.wrapping_add(wire.frame() as u32);
+                        continue;
+                    }
+                    pt = s.cn.unwrap_or(pt);
+                    &COMFORT_NOISE
+                }
                 None => &frames.silence[phase],
             };
             let s = &mut slot.sender;
             let (bytes, ends) = &mut packets[slot.media.socket];
-            bytes.extend_from_slice(&[0x80, s.pt & 0x7f]);
+            bytes.extend_from_slice(&[0x80, pt & 0x7f]);
             bytes.extend_from_slice(&s.seq.to_be_bytes());
             bytes.extend_from_slice(&s.timestamp.to_be_bytes());
             bytes.extend_from_slice(&s.ssrc.to_be_bytes());
@@ -487,6 +512,7 @@ impl Slot {
             seq: rand::random(),
             timestamp: rand::random(),
             pt: media.send_pt,
+            cn: media.send_cn,
             remote: SockaddrIn::from(remote),
         };
         let receiver = Receiver {
