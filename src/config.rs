@@ -239,6 +239,12 @@ pub struct Options {
     #[arg(long, env = "TUTTI_HTTP_CONNECTION_RATE", global = true, value_name = "N")]
     pub http_connection_rate: Option<OrEmpty<u32>>,
 
+    /// Wrong credentials (API key, basic credentials, security token) from
+    /// one source address within 10 minutes that lock it out of every HTTP
+    /// interface for 5 minutes; 0 turns the lockout off [default: 20]
+    #[arg(long, env = "TUTTI_HTTP_AUTH_FAILURES", global = true, value_name = "N")]
+    pub http_auth_failures: Option<OrEmpty<usize>>,
+
     /// Seconds a caller's phone may send no RTP or RTCP before it is hung up
     /// (a phone that vanished without a BYE); 0 turns it off [default: 60]
     #[arg(long, env = "TUTTI_RTP_TIMEOUT", global = true, value_name = "SECONDS")]
@@ -442,6 +448,7 @@ impl Options {
             sip_connection_rate,
             http_connections_per_source,
             http_connection_rate,
+            http_auth_failures,
             rtp_timeout,
             rtp_hold_timeout,
             sound_quota_mib,
@@ -575,6 +582,8 @@ impl Options {
                 .unwrap_or(DEFAULT_HTTP_CONNECTIONS_PER_SOURCE),
             http_connection_rate: given(self.http_connection_rate)
                 .unwrap_or(DEFAULT_HTTP_CONNECTION_RATE),
+            http_auth_failures: given(self.http_auth_failures)
+                .unwrap_or(tutti_api::ops::sources::DEFAULT_HTTP_AUTH_FAILURES),
             rtp_timeout: given(self.rtp_timeout).unwrap_or(60),
             rtp_hold_timeout: given(self.rtp_hold_timeout).unwrap_or(3600),
             sound_quota_mib: given(self.sound_quota_mib)
@@ -690,6 +699,8 @@ pub struct Settings {
     pub http_connections_per_source: u32,
     /// New HTTP connections a second per source address; 0: no limit.
     pub http_connection_rate: u32,
+    /// Wrong HTTP credentials that lock a source address out; 0: never.
+    pub http_auth_failures: usize,
     /// Seconds of silence from a phone before hang-up; 0: never.
     pub rtp_timeout: u64,
     /// The same for a held call.
@@ -784,6 +795,7 @@ impl Settings {
             self.http_connections_per_source
         ));
         out.push_str(&format!("http-connection-rate = {}\n", self.http_connection_rate));
+        out.push_str(&format!("http-auth-failures = {}\n", self.http_auth_failures));
         out.push_str(&format!("rtp-timeout = {}\n", self.rtp_timeout));
         out.push_str(&format!("rtp-hold-timeout = {}\n", self.rtp_hold_timeout));
         out.push_str(&format!("sound-quota-mib = {}\n", self.sound_quota_mib));

@@ -148,6 +148,7 @@ pub async fn run(settings: Settings) -> Result<(), BoxError> {
             version: env!("CARGO_PKG_VERSION"),
             events_port: events_addr.port(),
             sound_quota_bytes: settings.sound_quota_mib.saturating_mul(1024 * 1024),
+            http_auth_failures: settings.http_auth_failures,
         },
     );
     let (stop_tx, stop_rx) = watch::channel(false);

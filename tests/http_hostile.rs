@@ -12,20 +12,20 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use support::http::{Answer, request_with};
+use support::http::{Answer, request_from, request_with};
 use support::{Server, run};
 
 struct Site {
-    _server: Server,
+    server: Server,
     _dir: tempfile::TempDir,
     http: SocketAddr,
     uid: String,
     key: String,
 }
 
-fn start() -> Site {
+fn start(args: &[&str]) -> Site {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start(dir.path(), args);
     let http = server.logged_addr("HTTP listening", "addr");
     let shown: Value =
         serde_json::from_slice(&run(dir.path(), &["customer", "show-default"]).stdout)
@@ -35,7 +35,7 @@ fn start() -> Site {
         serde_json::from_slice(&run(dir.path(), &["customer", "rotate-key", &uid]).stdout)
             .expect("rotate-key JSON");
     let key = rotated["api_key"].as_str().expect("api_key").to_owned();
-    Site { _server: server, _dir: dir, http, uid, key }
+    Site { server, _dir: dir, http, uid, key }
 }
 
 impl Site {
@@ -63,9 +63,11 @@ fn raw(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// (The lockout after wrong credentials, tested below, is off here: this
+/// sends many.)
 #[test]
 fn every_documented_endpoint_refuses_missing_and_wrong_credentials() {
-    let site = start();
+    let site = start(&["--http-auth-failures", "0"]);
     // Something worth hiding.
     let room = site.rest(
         "POST",
@@ -158,7 +160,7 @@ fn every_documented_endpoint_refuses_missing_and_wrong_credentials() {
 
 #[test]
 fn oversized_headers_traversal_and_metacharacters() {
-    let site = start();
+    let site = start(&[]);
     // A header far beyond any sane size: refused, never served.
     let huge = format!(
         "GET /api/v1/conferences HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nX-Pad: {}\r\n\r\n",
@@ -229,7 +231,7 @@ fn oversized_headers_traversal_and_metacharacters() {
 /// timeout, while other clients are served throughout.
 #[test]
 fn slow_and_silent_clients_are_cut_off_while_others_are_served() {
-    let site = start();
+    let site = start(&[]);
     let mut slow: Vec<TcpStream> = (0..50)
         .map(|_| {
             let mut s = TcpStream::connect(site.http).expect("connect");
@@ -359,4 +361,61 @@ fn one_address_opens_at_most_its_rate_of_connections_while_others_are_served() {
         assert!(std::time::Instant::now() < deadline, "the address was never served again");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Wrong credentials from one address, on any of the HTTP interfaces, lock
+/// that address out of all of them (`--http-auth-failures`): its right key is
+/// then refused unchecked, in each interface's own way, while another address
+/// is served; the lockout is logged. Missing credentials do not count.
+#[test]
+fn wrong_credentials_from_one_address_lock_it_out_of_every_http_interface() {
+    let mut site = start(&["--http-auth-failures", "4"]);
+    let guesser = [127, 0, 0, 3];
+    let (http, uid) = (site.http, site.uid.clone());
+    let from = |who: [u8; 4], method: &str, path: &str, headers: &[(&str, &str)]| {
+        request_from(who, http, method, path, headers, None)
+    };
+    let basic = |key: &str| {
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{uid}:{key}"));
+        format!("Basic {pair}")
+    };
+    let access = |key: &str| format!("/_access/getCustomer?customer={uid}&key={key}&type=json");
+    let wrong = "x".repeat(32);
+
+    // Missing credentials: refused, not counted.
+    for _ in 0..5 {
+        assert_eq!(from(guesser, "GET", "/api/v1/conferences", &[]).status, 401);
+    }
+    // One wrong credential on each interface: four.
+    let bearer = format!("Bearer {wrong}");
+    let rest = from(guesser, "GET", "/api/v1/conferences", &[("Authorization", &bearer)]);
+    assert_eq!(rest.status, 401, "{}", rest.body);
+    let aculab = from(guesser, "GET", "/conference_list", &[("Authorization", &basic(&wrong))]);
+    assert_eq!(aculab.status, 401, "{}", aculab.body);
+    let envelope = from(guesser, "GET", &access(&wrong), &[]).json();
+    assert_eq!(envelope["code"], "-1", "{envelope}");
+    let token = "/_conference/getCall?securityToken=wrong&callUID=C1&type=json";
+    let conductor = from(guesser, "GET", token, &[]).json();
+    assert_eq!(conductor["code"], "-1", "{conductor}");
+    site.server.wait_for_log("address locked out", Duration::from_secs(5));
+
+    // Now the right key from that address is refused unchecked, everywhere.
+    let bearer = format!("Bearer {}", site.key);
+    let rest = from(guesser, "GET", "/api/v1/conferences", &[("Authorization", &bearer)]);
+    assert_eq!(rest.status, 429, "{}", rest.body);
+    assert_eq!(rest.header("retry-after"), Some("300"));
+    assert!(rest.json()["error"].as_str().is_some_and(|e| e.contains("too many")), "{}", rest.body);
+    let right = basic(&site.key);
+    let aculab = from(guesser, "GET", "/conference_list", &[("Authorization", &right)]);
+    assert_eq!(aculab.status, 429, "{}", aculab.body);
+    let envelope = from(guesser, "GET", &access(&site.key), &[]).json();
+    assert_eq!(envelope["code"], "-1", "{envelope}");
+    let message = envelope["message"].as_str().unwrap_or_default();
+    assert!(message.contains("too many failed authentications"), "{envelope}");
+
+    // Another address is served as before.
+    let other = from([127, 0, 0, 4], "GET", "/api/v1/conferences", &[("Authorization", &bearer)]);
+    assert_eq!(other.status, 200, "{}", other.body);
+    let envelope = from([127, 0, 0, 4], "GET", &access(&site.key), &[]).json();
+    assert_eq!(envelope["code"], "0", "{envelope}");
 }

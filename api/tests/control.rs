@@ -200,6 +200,7 @@ impl Server {
                 version: "test",
                 events_port: 0,
                 sound_quota_bytes: tutti_api::ops::DEFAULT_SOUND_QUOTA_BYTES,
+                http_auth_failures: 0,
             },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -96,6 +96,7 @@ async fn context(dir: &std::path::Path) -> Ops {
             version: "test",
             events_port: 0,
             sound_quota_bytes: tutti_api::ops::DEFAULT_SOUND_QUOTA_BYTES,
+            http_auth_failures: 0,
         },
     )
 }

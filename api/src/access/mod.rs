@@ -32,6 +32,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use axum::routing::any;
 
+use crate::http::Peer;
 use crate::http::envelope::{Envelope, Format, read_request};
 use crate::http::functions::check;
 use crate::http::params::{ParamError, Params};
@@ -118,6 +119,7 @@ async fn handle(
     State(ops): State<Ops>,
     Path(name): Path<String>,
     method: Method,
+    peer: Peer,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -129,7 +131,7 @@ async fn handle(
     // Its own task: a panic (a bug) is answered -4 instead of dropping the
     // connection, and the server goes on.
     let envelope =
-        match tokio::spawn(async move { answer(&ops, &name, &method, params).await }).await {
+        match tokio::spawn(async move { answer(&ops, &name, &method, peer, params).await }).await {
             Ok(envelope) => envelope,
             Err(e) => {
                 tracing::error!(error = %e, "access: a function failed unexpectedly");
@@ -139,7 +141,7 @@ async fn handle(
     envelope.render(format)
 }
 
-async fn answer(ops: &Ops, name: &str, method: &Method, params: Params) -> Envelope {
+async fn answer(ops: &Ops, name: &str, method: &Method, peer: Peer, params: Params) -> Envelope {
     let Some(function) = functions::find(name) else {
         return Envelope::error(-1, format!("unknown function {name:?}"))
             .with_status(StatusCode::NOT_FOUND);
@@ -157,7 +159,7 @@ async fn answer(ops: &Ops, name: &str, method: &Method, params: Params) -> Envel
     {
         return Envelope::error(-2, format!("type: {t:?} is not json or xml"));
     }
-    let customer = match authenticate(ops, &params).await {
+    let customer = match authenticate(ops, peer, &params).await {
         Ok(customer) => customer,
         Err(e) => return Envelope::error(e.code, e.message),
     };
@@ -191,10 +193,12 @@ async fn answer(ops: &Ops, name: &str, method: &Method, params: Params) -> Envel
 }
 
 /// The customer and key of the request.
-async fn authenticate(ops: &Ops, params: &Params) -> Result<Customer, AccessError> {
+async fn authenticate(ops: &Ops, peer: Peer, params: &Params) -> Result<Customer, AccessError> {
     let uid = params.required("customer")?;
     let key = params.required("key")?;
-    match ops.authenticate(uid, key).await {
+    let checked = ops.guarded(peer.0, "access", ops.authenticate(uid, key)).await;
+    let checked = checked.map_err(|_| AccessError::general(crate::ops::sources::LOCKED_OUT))?;
+    match checked {
         Ok(customer) => Ok(customer),
         Err(OpsError::NotFound(Kind::Customer)) => {
             tracing::info!(customer = uid, "access: wrong customer or key");

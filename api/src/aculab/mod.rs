@@ -37,8 +37,8 @@ pub fn router() -> Router<Ops> {
         let name = f.name;
         router = router.route(
             &format!("/{name}"),
-            any(move |state, method, query, headers, body| {
-                handle(name, state, method, query, headers, body)
+            any(move |state, method, peer, query, headers, body| {
+                handle(name, state, method, peer, query, headers, body)
             }),
         );
     }
@@ -64,6 +64,7 @@ impl IntoResponse for Refusal {
                 HeaderValue::from_static("Basic realm=\"tutti\""),
             );
         }
+        crate::http::retry_after_lockout(&mut response);
         response
     }
 }
@@ -96,6 +97,7 @@ async fn handle(
     name: &'static str,
     State(ops): State<Ops>,
     method: Method,
+    peer: crate::http::Peer,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -104,7 +106,7 @@ async fn handle(
         return Refusal(StatusCode::METHOD_NOT_ALLOWED, format!("{name}: use GET or POST"))
             .into_response();
     }
-    let customer = match authenticate(&ops, &headers).await {
+    let customer = match authenticate(&ops, peer, &headers).await {
         Ok(customer) => customer,
         Err(refusal) => return refusal.into_response(),
     };
@@ -130,7 +132,11 @@ async fn handle(
 }
 
 /// The customer of the request's basic credentials.
-async fn authenticate(ops: &Ops, headers: &HeaderMap) -> Result<Customer, Refusal> {
+async fn authenticate(
+    ops: &Ops,
+    peer: crate::http::Peer,
+    headers: &HeaderMap,
+) -> Result<Customer, Refusal> {
     let unauthorized = |why: &str| Refusal(StatusCode::UNAUTHORIZED, why.to_owned());
     let value =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
@@ -149,7 +155,11 @@ async fn authenticate(ops: &Ops, headers: &HeaderMap) -> Result<Customer, Refusa
         decoded.split_once(':').ok_or_else(|| unauthorized("malformed basic credentials"))?;
     // `1-2-0/bob@example.com`: the cloud id is not tutti's business.
     let uid = user.rsplit('/').next().unwrap_or(user);
-    match ops.authenticate(uid, key).await {
+    let checked = ops.guarded(peer.0, "aculab", ops.authenticate(uid, key)).await;
+    let checked = checked.map_err(|_| {
+        Refusal(StatusCode::TOO_MANY_REQUESTS, crate::ops::sources::LOCKED_OUT.to_owned())
+    })?;
+    match checked {
         Ok(customer) => Ok(customer),
         Err(OpsError::Unavailable { incident }) => Err(OpsError::Unavailable { incident }.into()),
         Err(OpsError::NotFound(_)) => {

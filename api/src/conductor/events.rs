@@ -32,6 +32,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::access::{AccessError, objects};
+use crate::http::Peer;
 use crate::http::envelope::{Envelope, Format, write_element};
 use crate::http::params::Params;
 use crate::live::{CallerField, Event};
@@ -300,6 +301,7 @@ async fn breakout_target(
 pub async fn open(
     ops: &Ops,
     hub: &Hub,
+    peer: Peer,
     params: &Params,
 ) -> Result<(Subscription, Format), AccessError> {
     let format = match params.get("type") {
@@ -309,7 +311,14 @@ pub async fn open(
     };
     let call_uid = params.required("callUID")?.trim();
     let token = params.required("securityToken")?;
-    let call = match ops.conference_by_token(token, None, Some(call_uid)).await {
+    let checked = ops.guarded(
+        peer.0,
+        "conductor events",
+        ops.conference_by_token(token, None, Some(call_uid)),
+    );
+    let checked =
+        checked.await.map_err(|_| AccessError::general(crate::ops::sources::LOCKED_OUT))?;
+    let call = match checked {
         Ok((_, Some(call))) => call,
         Ok((_, None)) => return Err(AccessError::code(-2, "callUID: is required")),
         Err(OpsError::Unavailable { incident }) => {
@@ -343,11 +352,12 @@ fn requested_format(params: &Params) -> Format {
 pub async fn websocket(
     State(ops): State<Ops>,
     Extension(hub): Extension<Hub>,
+    peer: Peer,
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let params = Params::from_query(query.as_deref().unwrap_or_default());
-    let (subscription, format) = match open(&ops, &hub, &params).await {
+    let (subscription, format) = match open(&ops, &hub, peer, &params).await {
         Ok(opened) => opened,
         Err(e) => return refuse(e, requested_format(&params)),
     };
@@ -420,10 +430,11 @@ async fn stream_websocket(
 pub async fn sse(
     State(ops): State<Ops>,
     Extension(hub): Extension<Hub>,
+    peer: Peer,
     RawQuery(query): RawQuery,
 ) -> Response {
     let params = Params::from_query(query.as_deref().unwrap_or_default());
-    let (subscription, format) = match open(&ops, &hub, &params).await {
+    let (subscription, format) = match open(&ops, &hub, peer, &params).await {
         Ok(opened) => opened,
         Err(e) => return refuse(e, requested_format(&params)),
     };

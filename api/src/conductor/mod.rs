@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 
 use crate::access::AccessError;
+use crate::http::Peer;
 use crate::http::envelope::{Envelope, Format, read_request};
 use crate::http::functions::check;
 use crate::http::params::Params;
@@ -73,12 +74,15 @@ fn plain(result: Result<(), String>) -> Response {
 /// The conference and call a request's token opens.
 pub async fn authenticate(
     ops: &Ops,
+    peer: Peer,
     params: &Params,
 ) -> Result<(Conference, Option<Call>), AccessError> {
     let token = params.required("securityToken")?;
     let conference_uid = params.get("conferenceUID").filter(|v| !v.trim().is_empty());
     let call_uid = params.get("callUID").filter(|v| !v.trim().is_empty());
-    match ops.conference_by_token(token, conference_uid, call_uid).await {
+    let checked = ops.conference_by_token(token, conference_uid, call_uid);
+    let checked = ops.guarded(peer.0, "conductor", checked).await;
+    match checked.map_err(|_| AccessError::general(crate::ops::sources::LOCKED_OUT))? {
         Ok(found) => Ok(found),
         Err(OpsError::Invalid { field, reason }) => {
             Err(AccessError::code(-2, format!("{field}: {reason}")))
@@ -101,6 +105,7 @@ async fn handle(
     State(ops): State<Ops>,
     Path(name): Path<String>,
     method: Method,
+    peer: Peer,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -117,7 +122,7 @@ async fn handle(
     let ops2 = ops.clone();
     // Its own task: a panic (a bug) is answered, and the server goes on.
     let answered =
-        tokio::spawn(async move { answer(&ops2, function, &method, params).await }).await;
+        tokio::spawn(async move { answer(&ops2, function, &method, peer, params).await }).await;
     match answered {
         Ok(Answer::Info(envelope)) => envelope.render(format),
         Ok(Answer::Command(result)) => plain(result),
@@ -141,6 +146,7 @@ async fn answer(
     ops: &Ops,
     function: &functions::Function,
     method: &Method,
+    peer: Peer,
     params: Params,
 ) -> Answer {
     let fail = |e: AccessError| {
@@ -161,7 +167,7 @@ async fn answer(
     {
         return fail(AccessError::code(-2, format!("type: {t:?} is not json or xml")));
     }
-    let (conference, call) = match authenticate(ops, &params).await {
+    let (conference, call) = match authenticate(ops, peer, &params).await {
         Ok(found) => found,
         Err(e) => return fail(e),
     };

@@ -121,7 +121,7 @@ pub async fn serve(
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(REQUEST_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => connection(stream, &ops, &hub, port, started).await,
+                        Ok(Ok(stream)) => connection(stream, &ops, &hub, peer, port, started).await,
                         Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
                         Err(_) => Err("no TLS handshake within 10 s".to_owned()),
                     }
@@ -131,7 +131,7 @@ pub async fn serve(
                     let _ = refuse(stream, -1, "too many connections; retry later").await;
                     Ok(())
                 }
-                None => connection(stream, &ops, &hub, port, started).await,
+                None => connection(stream, &ops, &hub, peer, port, started).await,
             };
             if let Err(reason) = served {
                 tracing::info!(%peer, reason, "events socket: connection ended");
@@ -161,6 +161,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     ops: &Ops,
     hub: &Hub,
+    peer: std::net::SocketAddr,
     port: u16,
     started: tokio::time::Instant,
 ) -> Result<(), String> {
@@ -213,13 +214,14 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     // Events here are always XML; a `type` attribute is ignored.
     let pairs = attributes.iter().filter(|(k, _)| k != "type");
     let params = Params::from_pairs(pairs.map(|(k, v)| (k.as_str(), v.as_str())));
-    let (mut subscription, _) = match super::events::open(ops, hub, &params).await {
-        Ok(opened) => opened,
-        Err(AccessError { code, message }) => {
-            let _ = refuse(stream, code, &message).await;
-            return Err(format!("refused: {message}"));
-        }
-    };
+    let (mut subscription, _) =
+        match super::events::open(ops, hub, crate::http::Peer(Some(peer.ip())), &params).await {
+            Ok(opened) => opened,
+            Err(AccessError { code, message }) => {
+                let _ = refuse(stream, code, &message).await;
+                return Err(format!("refused: {message}"));
+            }
+        };
     let call = subscription.call_uid.clone();
     let ack = format!("<subscribed><callUID>{}</callUID></subscribed>\0", escape(&call));
     send(&mut stream, ack.as_bytes()).await?;

@@ -132,6 +132,20 @@ impl Record {
         }
     }
 
+    /// The failures counted now (the latest already pushed), and the lockout
+    /// when they reach the limit.
+    fn count(&mut self, now: Instant, limits: &GuardLimits) -> Failure {
+        let failures = self.attempts.len();
+        if failures < limits.max_failures {
+            return Failure::Counted { failures };
+        }
+        // The lockout replaces the failures that led to it: once it is over the
+        // address starts afresh.
+        self.attempts.clear();
+        self.locked_until = Some(now + limits.lockout);
+        Failure::LockoutStarted { failures, lockout: limits.lockout }
+    }
+
     fn is_locked(&self, now: Instant) -> bool {
         self.locked_until.is_some_and(|until| now < until)
     }
@@ -185,15 +199,30 @@ impl LoginGuard {
             // Forgotten meanwhile (evicted, or a clock jump): count it again.
             record.attempts.push_back(now);
         }
-        let failures = record.attempts.len();
-        if failures < limits.max_failures {
-            return Failure::Counted { failures };
+        record.count(now, &limits)
+    }
+
+    /// Whether `ip` is locked out at `now`. For checks that are not held back
+    /// while they run (HTTP requests, which a client sends in parallel): ask
+    /// this first, then report a wrong credential with
+    /// [`LoginGuard::failed_unannounced`].
+    pub fn is_locked_out(&mut self, now: Instant, ip: IpAddr) -> bool {
+        let limits = self.limits;
+        let Some(record) = self.records.get_mut(&Source::of(ip)) else { return false };
+        record.expire(now, &limits);
+        record.is_locked(now)
+    }
+
+    /// A wrong credential from `ip` that no [`LoginGuard::attempt`] announced.
+    pub fn failed_unannounced(&mut self, now: Instant, ip: IpAddr) -> Failure {
+        let limits = self.limits;
+        let record = self.record(now, ip);
+        record.expire(now, &limits);
+        if record.is_locked(now) {
+            return Failure::LockedOut;
         }
-        // The lockout replaces the failures that led to it: once it is over the
-        // address starts afresh.
-        record.attempts.clear();
-        record.locked_until = Some(now + limits.lockout);
-        Failure::LockoutStarted { failures, lockout: limits.lockout }
+        record.attempts.push_back(now);
+        record.count(now, &limits)
     }
 
     /// The password of an allowed attempt from `ip` was right: that attempt no
@@ -274,6 +303,31 @@ mod tests {
             last = guard.failed(now, ip);
         }
         last
+    }
+
+    #[test]
+    fn unannounced_failures_lock_out_as_announced_ones_do() {
+        let t0 = Instant::now();
+        let limits = GuardLimits { max_failures: 3, ..GuardLimits::default() };
+        let mut guard = LoginGuard::new(limits);
+        assert!(!guard.is_locked_out(t0, A));
+        assert_eq!(guard.failed_unannounced(t0, A), Failure::Counted { failures: 1 });
+        assert_eq!(guard.failed_unannounced(t0, A), Failure::Counted { failures: 2 });
+        assert!(!guard.is_locked_out(t0, A));
+        assert_eq!(
+            guard.failed_unannounced(t0 + secs(1), A),
+            Failure::LockoutStarted { failures: 3, lockout: LOCKOUT }
+        );
+        assert!(guard.is_locked_out(t0 + secs(2), A));
+        assert!(!guard.is_locked_out(t0 + secs(2), B), "another address is not locked out");
+        assert_eq!(guard.failed_unannounced(t0 + secs(3), A), Failure::LockedOut);
+        // Over after the lockout, with a clean slate.
+        let after = t0 + secs(1) + LOCKOUT;
+        assert!(!guard.is_locked_out(after, A));
+        assert_eq!(guard.failed_unannounced(after, A), Failure::Counted { failures: 1 });
+        // Failures older than the window no longer count.
+        let later = after + FAILURE_WINDOW;
+        assert_eq!(guard.failed_unannounced(later, A), Failure::Counted { failures: 1 });
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod params;
 pub mod test_clock;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,39 @@ use crate::ops::Ops;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (out of file descriptors), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The client's address, which the accept loop puts on every request it
+/// serves; `None` for a request that did not come through it (a router driven
+/// directly). Counted against wrong credentials ([`Ops::guarded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub Option<IpAddr>);
+
+impl Peer {
+    /// The peer of a request's parts.
+    pub fn of(parts: &axum::http::request::Parts) -> Self {
+        parts.extensions.get::<Peer>().copied().unwrap_or(Peer(None))
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer::of(parts))
+    }
+}
+
+/// Says when to come back (the longest a lockout lasts) on a 429, the
+/// answer of the interfaces with HTTP statuses to a locked-out address.
+pub fn retry_after_lockout(response: &mut Response) {
+    if response.status() == StatusCode::TOO_MANY_REQUESTS {
+        let secs = crate::control::guard::LOCKOUT.as_secs();
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+    }
+}
 
 /// The HTTP router over the operations layer (the same [`Ops`] TCP 4011 uses);
 /// `hub` carries the Conductor's events to its WebSocket and SSE subscribers.
@@ -149,6 +182,14 @@ async fn serve_connection<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let with_peer = Peer(Some(peer.ip()));
+    let router = tower::ServiceExt::map_request(
+        router,
+        move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(with_peer);
+            request
+        },
+    );
     let service = TowerToHyperService::new(router);
     // With upgrades: the Conductor's event WebSocket.
     let connection = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();

@@ -190,6 +190,7 @@ fn aculab_operation(f: &Function, post: bool) -> Value {
             "200": {"description": f.returns, "content": {"application/json": {}}},
             "400": {"description": "A parameter is missing or out of range: {\"error\": \"<parameter>: <why>\"}"},
             "401": {"description": "No or wrong basic credentials (WWW-Authenticate: Basic realm=\"tutti\")"},
+            "429": {"description": "Too many wrong credentials from this address (--http-auth-failures): refused unchecked for up to 5 minutes (Retry-After)"},
             "404": {"description": "No such conference name, reservation token or participant"},
             "409": {"description": "The conference is not in the state this needs (e.g. not ACTIVE)"},
         },

@@ -27,6 +27,7 @@ pub mod media;
 pub mod persons;
 pub mod reservations;
 pub mod sounds;
+pub mod sources;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -82,6 +83,10 @@ pub struct OpsSettings {
     /// Bytes of uploaded sounds (as stored) each customer may keep
     /// (`--sound-quota-mib`).
     pub sound_quota_bytes: u64,
+    /// Wrong HTTP credentials from one address within ten minutes that lock
+    /// it out of every HTTP interface for five (`--http-auth-failures`; 0: no
+    /// lockout).
+    pub http_auth_failures: usize,
 }
 
 /// `--sound-quota-mib`'s default, 256 MiB: about 4.6 hours of 8 kHz sound
@@ -97,6 +102,8 @@ pub struct Ops {
     pub events: EventBus,
     pub settings: Arc<OpsSettings>,
     auth_cache: Arc<accounts::AuthCache>,
+    /// Wrong HTTP credentials per source address.
+    auth_guard: Arc<sources::AuthGuard>,
     /// Held from an upload's quota check until its row is stored, so that two
     /// uploads at once cannot both fit in the room left for one.
     uploads: Arc<tokio::sync::Mutex<()>>,
@@ -116,8 +123,10 @@ impl Ops {
         settings: OpsSettings,
     ) -> Self {
         let auth_cache = Arc::default();
+        let auth_guard = Arc::new(sources::AuthGuard::new(settings.http_auth_failures));
         let uploads = Arc::default();
-        Self { store, live, events, settings: Arc::new(settings), auth_cache, uploads }
+        let settings = Arc::new(settings);
+        Self { store, live, events, settings, auth_cache, auth_guard, uploads }
     }
 
     /// An object's owner, if the requester may see it; otherwise `kind` not found.

@@ -148,6 +148,7 @@ pub async fn ops_with(live: FakeLive) -> (Ops, Arc<FakeLive>, tempfile::TempDir)
             version: "test",
             events_port: 0,
             sound_quota_bytes: super::DEFAULT_SOUND_QUOTA_BYTES,
+            http_auth_failures: super::sources::DEFAULT_HTTP_AUTH_FAILURES,
         },
     );
     (ops, live, dir)

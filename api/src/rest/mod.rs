@@ -118,6 +118,7 @@ impl IntoResponse for Refusal {
                 HeaderValue::from_static("Bearer realm=\"tutti\""),
             );
         }
+        crate::http::retry_after_lockout(&mut response);
         response
     }
 }
@@ -205,7 +206,12 @@ impl FromRequestParts<Ops> for Customer {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, key)| key.trim())
             .ok_or_else(|| unauthorized("the Authorization header must be Bearer <API key>"))?;
-        match ops.authenticate_key(key).await {
+        let peer = crate::http::Peer::of(parts);
+        let checked = ops.guarded(peer.0, "rest", ops.authenticate_key(key)).await;
+        let checked = checked.map_err(|_| {
+            Refusal::new(StatusCode::TOO_MANY_REQUESTS, crate::ops::sources::LOCKED_OUT.to_owned())
+        })?;
+        match checked {
             Ok(customer) => Ok(Customer(Scope::Customer(customer.uid))),
             Err(OpsError::NotFound(_)) => {
                 tracing::info!("rest: wrong API key");

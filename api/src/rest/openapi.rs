@@ -387,6 +387,13 @@ fn operation(o: &Operation) -> Value {
     let mut responses = Map::new();
     responses.insert(o.status.to_string(), ok);
     responses.insert("401".into(), error("No or wrong API key"));
+    responses.insert(
+        "429".into(),
+        error(
+            "Too many wrong API keys from this address (--http-auth-failures): refused \
+             unchecked for up to 5 minutes (Retry-After)",
+        ),
+    );
     responses.insert("404".into(), error("No such room, member, sound or recording"));
     if o.input != Input::None {
         responses.insert("400".into(), error("The body is not a JSON object"));
