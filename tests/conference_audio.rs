@@ -12,11 +12,11 @@ mod support;
 
 use std::time::Duration;
 
-use support::Server;
 use support::http::{id_of, rest};
 use support::phone::{
     Control, Phones, desk_phones, level, packets_in_a_second, press, talk, until_level,
 };
+use support::{Server, metric};
 
 const TONES: [f64; 3] = [440.0, 1000.0, 1700.0];
 
@@ -557,11 +557,6 @@ async fn an_options_and_register_flood_is_dropped_beyond_the_rate_while_the_call
     assert!(until_level(&mut phones, 1, TONES[0], true).await > 500.0, "phone 2 hears phone 1");
     line.ua.shutdown().await;
     assert_eq!(server.stop_with("TERM").code(), Some(0));
-}
-
-/// The value of a `/metrics` sample line `name` (with its labels), if present.
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

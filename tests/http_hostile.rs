@@ -418,4 +418,14 @@ fn wrong_credentials_from_one_address_lock_it_out_of_every_http_interface() {
     assert_eq!(other.status, 200, "{}", other.body);
     let envelope = from([127, 0, 0, 4], "GET", &access(&site.key), &[]).json();
     assert_eq!(envelope["code"], "0", "{envelope}");
+
+    // /metrics counts them: 4 wrong, 1 lockout, 3 refused.
+    let metrics = request_with(http, "GET", "/metrics", &[], None).body;
+    for (name, want) in [
+        ("tutti_http_auth_failures_total", 4.0),
+        ("tutti_http_auth_lockouts_total", 1.0),
+        ("tutti_http_auth_refused_total", 3.0),
+    ] {
+        assert_eq!(support::metric(&metrics, name), Some(want), "{name}");
+    }
 }

@@ -66,6 +66,7 @@ async fn metrics(State(state): State<Ops>) -> Response {
     let _ =
         writeln!(body, "# HELP tutti_build_info Build information.\n# TYPE tutti_build_info gauge");
     let _ = writeln!(body, "tutti_build_info{{version=\"{}\"}} 1", state.settings.version);
+    state.render_auth_metrics(&mut body);
     state.live.render_metrics(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }

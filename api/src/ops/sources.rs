@@ -8,8 +8,10 @@
 //! plus the requests it has in flight (bounded by `--http-connections-per-source`)
 //! before the lockout.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::{Ops, OpsError, OpsResult};
@@ -33,6 +35,10 @@ pub struct LockedOut;
 pub struct AuthGuard {
     /// `None`: switched off.
     guard: Option<Mutex<LoginGuard>>,
+    /// Wrong credentials seen, lockouts started, requests refused unchecked.
+    wrong: AtomicU64,
+    lockouts: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl AuthGuard {
@@ -40,7 +46,12 @@ impl AuthGuard {
     /// (0: never).
     pub fn new(max_failures: usize) -> Self {
         let limits = GuardLimits { max_failures, ..GuardLimits::default() };
-        AuthGuard { guard: (max_failures > 0).then(|| Mutex::new(LoginGuard::new(limits))) }
+        AuthGuard {
+            guard: (max_failures > 0).then(|| Mutex::new(LoginGuard::new(limits))),
+            wrong: AtomicU64::new(0),
+            lockouts: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
     }
 
     fn with<T>(&self, ask: impl FnOnce(&mut LoginGuard) -> T) -> Option<T> {
@@ -52,6 +63,32 @@ impl AuthGuard {
 }
 
 impl Ops {
+    /// The guard's counters, in the Prometheus text format (`/metrics`).
+    pub fn render_auth_metrics(&self, out: &mut String) {
+        let guard = &self.auth_guard;
+        for (name, help, counter) in [
+            (
+                "tutti_http_auth_failures_total",
+                "Wrong credentials (API keys, basic credentials, security tokens) over HTTP and the XMLSocket.",
+                &guard.wrong,
+            ),
+            (
+                "tutti_http_auth_lockouts_total",
+                "Source addresses locked out for too many wrong credentials (--http-auth-failures).",
+                &guard.lockouts,
+            ),
+            (
+                "tutti_http_auth_refused_total",
+                "Requests from a locked-out address, refused without checking their credentials.",
+                &guard.refused,
+            ),
+        ] {
+            let value = counter.load(Ordering::Relaxed);
+            // Writing to a String cannot fail.
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n");
+        }
+    }
+
     /// Runs `check`, the credential check of a request from `peer` to
     /// `interface`: refused unchecked while the address is locked out; a wrong
     /// credential (`NotFound`) counts against the address. Without an address
@@ -62,16 +99,20 @@ impl Ops {
         interface: &'static str,
         check: impl Future<Output = OpsResult<T>>,
     ) -> Result<OpsResult<T>, LockedOut> {
+        let counters = &self.auth_guard;
         let Some(ip) = peer else { return Ok(check.await) };
         let locked = self.auth_guard.with(|g| g.is_locked_out(Instant::now(), ip));
         if locked == Some(true) {
+            counters.refused.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%ip, interface, "authentication refused unchecked: address locked out");
             return Err(LockedOut);
         }
         let result = check.await;
         if let Err(OpsError::NotFound(_)) = result {
+            counters.wrong.fetch_add(1, Ordering::Relaxed);
             let failure = self.auth_guard.with(|g| g.failed_unannounced(Instant::now(), ip));
             if let Some(Failure::LockoutStarted { failures, lockout }) = failure {
+                counters.lockouts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     %ip,
                     interface,
